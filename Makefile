@@ -1,0 +1,55 @@
+# Front door. Quick start: `make demo` and `make test`.
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 20
+
+.PHONY: all bootstrap build release test test-unit lint fuzz fuzz-long bench demo demo-stop format clean
+
+all: build
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+build: bootstrap
+	@cmake --preset debug >/dev/null
+	@cmake --build --preset debug -j $(JOBS)
+
+release: bootstrap
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
+
+# The whole suite: unit, integration, netns, e2e (debug build = ASan + UBSan), the clang-tidy
+# check, and a short bounded libFuzzer run of every fuzz target.
+test: build
+	@ctest --preset debug -j $(JOBS)
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory fuzz
+
+test-unit: build
+	@ctest --preset debug -L unit -j $(JOBS)
+
+lint: build
+	@scripts/lint.sh build/debug
+
+fuzz: bootstrap
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+	@scripts/fuzz.sh build/fuzz $(FUZZ_SECONDS)
+
+fuzz-long: FUZZ_SECONDS=1800
+fuzz-long: fuzz
+
+bench: release
+	@scripts/bench.sh build/release
+
+demo: release
+	@scripts/demo.sh build/release
+
+demo-stop:
+	@scripts/demo.sh --stop
+
+format:
+	@find src tests bench fuzz tools -name '*.cpp' -o -name '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf build

@@ -1,0 +1,23 @@
+// Prometheus text exposition of fabric counters (per session, per stream).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "rap/fabric/stats.h"
+
+namespace rap::fabric {
+
+struct SessionSnapshot {
+  std::string local_node;
+  std::string peer_node;
+  std::string carrier;  // tls / wss
+  std::string state;
+  SessionStats stats;
+  std::vector<StreamStats> streams;
+};
+
+// Renders `rap_fabric_*` metrics. Label values are escaped per the exposition format.
+std::string render_prometheus(const std::vector<SessionSnapshot>& sessions);
+
+}  // namespace rap::fabric
