@@ -2,7 +2,7 @@
 add_library(rap_warnings INTERFACE)
 target_compile_options(rap_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Werror -Wshadow -Wnon-virtual-dtor -Wold-style-cast
-  -Wcast-align -Wunused -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough
+  -Wcast-align -Wunused -Woverloaded-virtual -Wimplicit-fallthrough
   $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>)
 
 # rap_library(NAME SOURCES ... DEPS ...): one library per layer, public headers in include/.

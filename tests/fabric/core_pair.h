@@ -104,7 +104,7 @@ struct CorePair {
     std::vector<std::uint8_t> tmp(65536);
     for (;;) {
       bool eof = false;
-      auto r = c.read(id, tmp, eof);
+      auto r = c.read(id, tmp, eof, clock.now());
       if (!r || *r == 0) {
         if (eof_out) *eof_out = eof;
         return out;

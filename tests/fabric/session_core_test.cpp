@@ -401,3 +401,31 @@ TEST(SessionCore, WindowGrowsWithFastConsumption) {
   ASSERT_EQ(st.size(), 1u);
   EXPECT_GT(st[0].recv_window, 64u * 1024);  // auto-tuned upward
 }
+
+// Regression: a service that writes its reply, half-closes and drops its handle must not lose
+// the queued reply (it used to be reset with "stream released by application").
+TEST(SessionCore, ReleasedHalfClosedStreamStillDeliversQueuedData) {
+  SessionConfig cfg;
+  cfg.initial_stream_window = 16 * 1024;
+  CorePair p(cfg);
+  auto s = *p.a->open_stream("discard", TrafficClass::kBulk, 0);
+  ASSERT_TRUE(p.a->close_stream(s).has_value());
+  p.pump();
+  std::string reply(100000, 'r');  // more than one window: must linger across credit rounds
+  ASSERT_EQ(*p.b->write(s, bytes(reply)), reply.size());
+  ASSERT_TRUE(p.b->close_stream(s).has_value());
+  p.b->release_stream(s);
+  std::string got;
+  bool eof = false;
+  for (int i = 0; i < 100 && !eof; ++i) {
+    p.pump();
+    got += p.read_all(*p.a, s, &eof);
+  }
+  EXPECT_EQ(got.size(), reply.size());
+  EXPECT_TRUE(eof);
+  p.a->release_stream(s);
+  p.pump();
+  EXPECT_EQ(p.b->stats().open_streams, 0u);
+  EXPECT_EQ(p.a->stats().open_streams, 0u);
+  EXPECT_TRUE(p.oa.resets.empty());
+}

@@ -14,6 +14,12 @@ namespace rap::fabric::detail {
 Result<PeerProof> proof_from_ssl(SSL* ssl);
 std::string describe_tls_failure(SSL* ssl, const boost::system::error_code& ec);
 
+// Latency tuning for every fabric TCP socket: no Nagle, and at most kNotSentLowat bytes of
+// unsent data in the kernel so newly scheduled interactive frames are not stuck behind megabytes
+// of bulk already handed to the socket (TCP_NOTSENT_LOWAT).
+inline constexpr int kNotSentLowat = 128 * 1024;
+void tune_socket(asio::ip::tcp::socket& s);
+
 // Runs `on_expire` if not cancelled within `timeout` (closes sockets to abort pending I/O).
 class Deadline {
  public:

@@ -44,7 +44,8 @@ asio::awaitable<Result<std::size_t>> Stream::read_some(asio::mutable_buffer buf)
     if (reset_) co_return tl::unexpected(*reset_);
     bool eof = false;
     auto r = session_->core_.read(
-        id_, std::span<std::uint8_t>(static_cast<std::uint8_t*>(buf.data()), buf.size()), eof);
+        id_, std::span<std::uint8_t>(static_cast<std::uint8_t*>(buf.data()), buf.size()), eof,
+        session_->clock_.now());
     if (!r) co_return r;
     if (*r > 0 || eof || buf.size() == 0) co_return *r;
     if (session_->core_.is_closed()) {

@@ -470,12 +470,18 @@ void SessionCore::handle_stream_frame(const Frame& f, TimePoint now) {
       }
       session_received_ += n;
       s->recv_offset += n;
-      const bool was_empty = s->recv_buf.empty();
-      s->recv_buf.append(d.payload);
-      recv_buffered_ += n;
       s->st.bytes_received += n;
       s->st.frames_received++;
       stats_.rx.bytes_by_class[static_cast<std::size_t>(s->cls)] += n;
+      if (s->released) {  // nobody will read it: consume at once
+        s->delivered += n;
+        session_delivered_ += n;
+        grant_credit(s, now, false);
+        return;
+      }
+      const bool was_empty = s->recv_buf.empty();
+      s->recv_buf.append(d.payload);
+      recv_buffered_ += n;
       if (was_empty && n > 0) observer_->on_readable(sid);
       return;
     }
@@ -598,6 +604,10 @@ std::size_t SessionCore::produce(std::span<std::uint8_t> out, TimePoint /*now*/)
   if (state_ == State::kClosed || state_ == State::kHandshake) return n;
   // 2. Stream data by class.
   n += fill_data(out.data() + n, out.size() - n);
+  for (auto id : finish_candidates_) {
+    if (Stream* s = find(id)) maybe_finish(*s);
+  }
+  finish_candidates_.clear();
   return n;
 }
 
@@ -671,6 +681,7 @@ std::size_t SessionCore::fill_data(std::uint8_t* out, std::size_t cap) {
     if (!s.has_data() && s.close_requested && !s.close_sent) {
       emit_control(s.id, CloseStream{s.send_offset});
       s.close_sent = true;
+      if (s.remote_closed) finish_candidates_.push_back(s.id);
     }
     const bool keep = s.has_data() && s.send_credit > 0 && session_send_credit_ > 0;
     if (!keep) s.in_active = false;
@@ -731,10 +742,14 @@ void SessionCore::grant_credit(Stream* sp, TimePoint now, bool force) {
   if (s.remote_closed) return;
   std::uint64_t free = s.delivered + s.recv_window - s.recv_limit;
   if (free < s.recv_window / 2 && !(force && free > 0)) return;
-  // Window auto-tuning: a window consumed within ~2 RTT is the bottleneck: double it.
-  const auto srtt = stats_.rtt_smoothed.count() > 0 ? stats_.rtt_smoothed
-                                                    : std::chrono::nanoseconds(1'000'000);
-  if (now - s.last_grant < 2 * srtt && s.recv_window < cfg_.max_stream_window) {
+  // Window auto-tuning (bandwidth-delay product): when half a window is consumed within about
+  // two *minimum* RTTs, the window — not the path — is the bottleneck: double it. Using the
+  // minimum RTT (not the smoothed one, which queueing inflates) keeps windows small where the
+  // receiver, not the path, is the bottleneck, so bulk cannot build deep queues ahead of
+  // interactive traffic.
+  const auto base_rtt = stats_.rtt_min.count() > 0 ? stats_.rtt_min
+                                                   : std::chrono::nanoseconds(1'000'000);
+  if (now - s.last_grant < 2 * base_rtt && s.recv_window < cfg_.max_stream_window) {
     const std::uint32_t grown = std::min(cfg_.max_stream_window, s.recv_window * 2);
     free += grown - s.recv_window;
     s.recv_window = grown;
@@ -820,7 +835,8 @@ std::size_t SessionCore::send_room(std::uint32_t id) const {
                                                        : cfg_.stream_send_buffer - s->send_buf.size();
 }
 
-Result<std::size_t> SessionCore::read(std::uint32_t id, std::span<std::uint8_t> out, bool& eof) {
+Result<std::size_t> SessionCore::read(std::uint32_t id, std::span<std::uint8_t> out, bool& eof,
+                                      TimePoint now) {
   eof = false;
   Stream* s = find(id);
   if (s == nullptr) return fail("stream_closed", "stream " + std::to_string(id) + " is not open");
@@ -829,7 +845,7 @@ Result<std::size_t> SessionCore::read(std::uint32_t id, std::span<std::uint8_t> 
     s->delivered += n;
     session_delivered_ += n;
     recv_buffered_ -= n;
-    grant_credit(s, last_rx_, false);
+    grant_credit(s, now, false);
   }
   if (n == 0 && s->recv_buf.empty() && s->remote_closed) {
     eof = true;
@@ -863,16 +879,25 @@ void SessionCore::release_stream(std::uint32_t id) {
   Stream* s = find(id);
   if (s == nullptr) return;
   s->released = true;
+  if (state_ == State::kClosed) {
+    streams_.erase(id);
+    return;
+  }
+  // Unread input is dropped; its credit goes back to the peer.
+  if (!s->recv_buf.empty()) {
+    const auto n = s->recv_buf.size();
+    s->recv_buf.clear();
+    s->delivered += n;
+    session_delivered_ += n;
+    recv_buffered_ -= n;
+    grant_credit(s, last_rx_, true);
+  }
   if (s->close_sent && s->remote_closed) {
     maybe_finish(*s);
     return;
   }
-  if (state_ != State::kClosed) {
-    s->released = true;
-    local_reset(*s, ErrorCode::kCancel, "stream released by application", true);
-  } else {
-    streams_.erase(id);
-  }
+  if (s->close_requested) return;  // linger: queued bytes and CLOSE_STREAM still go out
+  local_reset(*s, ErrorCode::kCancel, "stream released by application", true);
 }
 
 void SessionCore::goaway(ErrorCode code, const std::string& reason, bool drain) {

@@ -1,4 +1,7 @@
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
@@ -45,6 +48,13 @@ Result<PeerProof> proof_from_ssl(SSL* ssl) {
   p.public_key = id->public_key;
   p.channel_binding = std::move(*binding);
   return p;
+}
+
+void tune_socket(tcp::socket& s) {
+  boost::system::error_code ec;
+  s.set_option(tcp::no_delay(true), ec);
+  const int lowat = kNotSentLowat;
+  ::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
 }
 
 std::string describe_tls_failure(SSL* ssl, const boost::system::error_code& ec) {
@@ -116,7 +126,7 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_connect(std::shared_ptr<Tl
     co_return fail("connect_failed", host + ":" + std::to_string(port) + ": " +
                                          (deadline.expired() ? "timed out" : cec.message()));
   }
-  stream.lowest_layer().set_option(tcp::no_delay(true));
+  detail::tune_socket(stream.next_layer());
   auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client, kTuple);
   if (hec) {
     co_return fail("tls_handshake_failed",
@@ -134,7 +144,7 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_accept(std::shared_ptr<Tls
                                                              tcp::socket socket,
                                                              Duration timeout) {
   auto ex = co_await asio::this_coro::executor;
-  socket.set_option(tcp::no_delay(true));
+  detail::tune_socket(socket);
   asio::ssl::stream<tcp::socket> stream(std::move(socket), ctx->native());
   detail::Deadline deadline(ex, timeout, [&] {
     boost::system::error_code ec;

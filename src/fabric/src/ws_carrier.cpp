@@ -94,7 +94,7 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> wss_connect(std::shared_ptr<Tl
   if (rec) co_return fail("resolve_failed", host + ": " + rec.message());
   auto [cec, ep] = co_await asio::async_connect(beast::get_lowest_layer(*ws), results, kTuple);
   if (cec) co_return fail("connect_failed", host + ":" + std::to_string(port) + ": " + cec.message());
-  beast::get_lowest_layer(*ws).set_option(tcp::no_delay(true));
+  detail::tune_socket(beast::get_lowest_layer(*ws));
   auto [hec] = co_await ws->next_layer().async_handshake(asio::ssl::stream_base::client, kTuple);
   if (hec) {
     co_return fail("tls_handshake_failed",
@@ -118,7 +118,7 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> wss_accept(std::shared_ptr<Tls
                                                              tcp::socket socket,
                                                              Duration timeout) {
   auto ex = co_await asio::this_coro::executor;
-  socket.set_option(tcp::no_delay(true));
+  detail::tune_socket(socket);
   auto ws = std::make_unique<WsStream>(std::move(socket), ctx->native());
   detail::Deadline deadline(ex, timeout, [w = ws.get()] {
     boost::system::error_code ec;

@@ -129,7 +129,8 @@ class SessionCore {
   // wait for on_writable). For droppable streams each call is one message, kept whole.
   Result<std::size_t> write(std::uint32_t id, std::span<const std::uint8_t> data);
   // Returns bytes read; 0 with eof=true at the end of the stream; 0 with eof=false when empty.
-  Result<std::size_t> read(std::uint32_t id, std::span<std::uint8_t> out, bool& eof);
+  Result<std::size_t> read(std::uint32_t id, std::span<std::uint8_t> out, bool& eof,
+                           TimePoint now);
   // Half-close: no more writes; CLOSE_STREAM goes out after the queued bytes.
   Result<void> close_stream(std::uint32_t id);
   void reset_stream(std::uint32_t id, ErrorCode code, const std::string& reason);
@@ -199,6 +200,7 @@ class SessionCore {
   std::vector<std::uint8_t> control_;  // encoded control frames, sent before any DATA
   std::size_t control_head_ = 0;
   std::map<std::uint32_t, std::unique_ptr<Stream>> streams_;
+  std::vector<std::uint32_t> finish_candidates_;
   std::set<std::uint32_t> recently_reset_;
   std::deque<std::uint32_t> recently_reset_order_;
   std::array<std::deque<std::uint32_t>, kClassCount> active_;
