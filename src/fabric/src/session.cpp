@@ -5,6 +5,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstring>
@@ -14,8 +15,8 @@ namespace rap::fabric {
 namespace {
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kIdleReadBuffer = 4 * 1024;
-constexpr std::size_t kBusyReadBuffer = 256 * 1024;
-constexpr std::size_t kWriteBuffer = 256 * 1024;
+constexpr std::size_t kBusyReadBuffer = 64 * 1024;
+constexpr std::size_t kWriteBuffer = 64 * 1024;
 constexpr auto kMaxTick = std::chrono::seconds(1);
 
 // Waits until the timer is cancelled (the wake-up signal) or expires.
@@ -127,6 +128,7 @@ asio::awaitable<void> Session::read_loop() {
       core_.on_transport_error(r.error().message);
       break;
     }
+    co_await asio::post(ex_, asio::use_awaitable);  // fairness, see write_loop
     const bool filled = have + *r == buf.size();
     have += *r;
     const std::size_t used = core_.on_receive(std::span<const std::uint8_t>(buf.data(), have),
@@ -164,6 +166,9 @@ asio::awaitable<void> Session::write_loop() {
       core_.on_transport_error(r.error().message);
       break;
     }
+    // Carriers may complete without suspending (the socket had room): yield so the read loop
+    // and the services on this executor are never starved by a busy writer.
+    co_await asio::post(ex_, asio::use_awaitable);
   }
   carrier_->close();
   loop_done();
