@@ -23,7 +23,7 @@ void tune_socket(asio::ip::tcp::socket& s);
 // Runs `on_expire` if not cancelled within `timeout` (closes sockets to abort pending I/O).
 class Deadline {
  public:
-  Deadline(asio::any_io_executor ex, Duration timeout, std::function<void()> on_expire)
+  Deadline(const asio::any_io_executor& ex, Duration timeout, std::function<void()> on_expire)
       : state_(std::make_shared<State>(ex)) {
     state_->on_expire = std::move(on_expire);
     state_->timer.expires_after(timeout);
@@ -45,7 +45,7 @@ class Deadline {
 
  private:
   struct State {
-    explicit State(asio::any_io_executor ex) : timer(ex) {}
+    explicit State(const asio::any_io_executor& ex) : timer(ex) {}
     asio::steady_timer timer;
     std::function<void()> on_expire;
     bool armed = true;

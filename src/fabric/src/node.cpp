@@ -29,7 +29,7 @@ bool parse_carrier_kind(std::string_view s, CarrierKind& out) {
 }
 
 Result<std::unique_ptr<FabricNode>> FabricNode::create(asio::any_io_executor ex,
-                                                       crypto::NodeCredentials creds,
+                                                       const crypto::NodeCredentials& creds,
                                                        SessionConfig base, const Clock& clock) {
   auto rl = std::make_shared<crypto::RevocationList>();
   auto ctx = TlsContext::create(creds, rl);
@@ -57,7 +57,7 @@ void FabricNode::register_service(const std::string& service, StreamHandler hand
   services_[service] = std::move(handler);
 }
 
-Result<std::uint16_t> FabricNode::listen(CarrierKind kind, asio::ip::tcp::endpoint ep) {
+Result<std::uint16_t> FabricNode::listen(CarrierKind kind, const asio::ip::tcp::endpoint& ep) {
   auto acc = std::make_shared<asio::ip::tcp::acceptor>(ex_);
   boost::system::error_code ec;
   acc->open(ep.protocol(), ec);
@@ -239,7 +239,8 @@ asio::awaitable<void> metrics_loop(std::shared_ptr<asio::ip::tcp::acceptor> acc,
 }
 }  // namespace
 
-Result<std::uint16_t> serve_metrics(asio::any_io_executor ex, asio::ip::tcp::endpoint ep,
+Result<std::uint16_t> serve_metrics(const asio::any_io_executor& ex,
+                                    const asio::ip::tcp::endpoint& ep,
                                     std::function<std::string()> render,
                                     std::function<std::string()> status) {
   auto acc = std::make_shared<asio::ip::tcp::acceptor>(ex);

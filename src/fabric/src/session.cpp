@@ -83,15 +83,15 @@ void Stream::reset(ErrorCode code, const std::string& reason) {
 
 // ---------------- Session ----------------
 
-std::shared_ptr<Session> Session::create(asio::any_io_executor ex,
+std::shared_ptr<Session> Session::create(const asio::any_io_executor& ex,
                                          std::unique_ptr<Carrier> carrier, SessionConfig config,
                                          const Signer& signer, const Clock& clock) {
   return std::shared_ptr<Session>(
-      new Session(std::move(carrier), std::move(config), signer, clock, std::move(ex)));
+      new Session(std::move(carrier), std::move(config), signer, clock, ex));
 }
 
 Session::Session(std::unique_ptr<Carrier> carrier, SessionConfig config, const Signer& signer,
-                 const Clock& clock, asio::any_io_executor ex)
+                 const Clock& clock, const asio::any_io_executor& ex)
     : carrier_(std::move(carrier)),
       clock_(clock),
       ex_(ex),

@@ -29,7 +29,7 @@ class FabricNode {
 
   // `base` supplies limits/timeouts; node and cluster ids come from the certificate.
   static Result<std::unique_ptr<FabricNode>> create(asio::any_io_executor ex,
-                                                    crypto::NodeCredentials creds,
+                                                    const crypto::NodeCredentials& creds,
                                                     SessionConfig base, const Clock& clock);
 
   std::shared_ptr<crypto::RevocationList> revocations() { return revocations_; }
@@ -38,7 +38,7 @@ class FabricNode {
   void register_service(const std::string& service, StreamHandler handler);
 
   // Accept loop on `ep` for `kind`; returns the bound port (ep port 0 = ephemeral).
-  Result<std::uint16_t> listen(CarrierKind kind, asio::ip::tcp::endpoint ep);
+  Result<std::uint16_t> listen(CarrierKind kind, const asio::ip::tcp::endpoint& ep);
   asio::awaitable<Result<std::shared_ptr<Session>>> connect(CarrierKind kind, std::string host,
                                                             std::uint16_t port);
   // Stops listeners and sends GOAWAY(drain) on every session.
@@ -71,7 +71,8 @@ class FabricNode {
 
 // Minimal HTTP/1.1 endpoint serving `render()` at GET /metrics (Prometheus text) and
 // `status()` at GET /status (JSON). Returns the bound port.
-Result<std::uint16_t> serve_metrics(asio::any_io_executor ex, asio::ip::tcp::endpoint ep,
+Result<std::uint16_t> serve_metrics(const asio::any_io_executor& ex,
+                                    const asio::ip::tcp::endpoint& ep,
                                     std::function<std::string()> render,
                                     std::function<std::string()> status);
 

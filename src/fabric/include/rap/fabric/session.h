@@ -76,7 +76,7 @@ class Session : public std::enable_shared_from_this<Session>, private SessionObs
  public:
   // `signer` and `clock` must outlive the session. config.role is set from how the carrier was
   // made: pass kInitiator for connect, kAcceptor for accept.
-  static std::shared_ptr<Session> create(asio::any_io_executor ex,
+  static std::shared_ptr<Session> create(const asio::any_io_executor& ex,
                                          std::unique_ptr<Carrier> carrier, SessionConfig config,
                                          const Signer& signer, const Clock& clock);
   ~Session() override;
@@ -109,7 +109,7 @@ class Session : public std::enable_shared_from_this<Session>, private SessionObs
  private:
   friend class Stream;
   Session(std::unique_ptr<Carrier> carrier, SessionConfig config, const Signer& signer,
-          const Clock& clock, asio::any_io_executor ex);
+          const Clock& clock, const asio::any_io_executor& ex);
   asio::awaitable<void> read_loop();
   asio::awaitable<void> write_loop();
   asio::awaitable<void> tick_loop();
