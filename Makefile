@@ -39,10 +39,14 @@ fuzz: bootstrap
 fuzz-long: FUZZ_SECONDS=1800
 fuzz-long: fuzz
 
-bench: release
+bench: bootstrap
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target rap-fabric bench_codec bench_session
 	@scripts/bench.sh build/release
 
-demo: release
+demo: bootstrap
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target rap-fabric
 	@scripts/demo.sh build/release
 
 demo-stop:
