@@ -8,6 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <fmt/format.h>
 
 namespace rap::fabric {
 
@@ -103,6 +104,7 @@ asio::awaitable<void> FabricNode::serve_incoming(asio::ip::tcp::socket sock, Car
   if (!carrier) {
     spdlog::warn("fabric session refused remote={} code={} reason=\"{}\"", remote,
                  carrier.error().code, carrier.error().message);
+    sessions_refused_[carrier.error().code]++;
     co_return;
   }
   auto cfg = base_;
@@ -112,6 +114,7 @@ asio::awaitable<void> FabricNode::serve_incoming(asio::ip::tcp::socket sock, Car
   if (!ok) {
     spdlog::warn("fabric session refused remote={} code={} reason=\"{}\"", remote, ok.error().code,
                  ok.error().message);
+    sessions_refused_[ok.error().code]++;
     co_return;
   }
   spdlog::info("fabric session up peer={} remote={} carrier={}", s->peer().node_id, remote,
@@ -141,6 +144,7 @@ asio::awaitable<Result<std::shared_ptr<Session>>> FabricNode::connect(CarrierKin
 }
 
 void FabricNode::track(const std::shared_ptr<Session>& s) {
+  sessions_established_++;
   std::erase_if(sessions_, [](const std::weak_ptr<Session>& w) { return w.expired(); });
   sessions_.push_back(s);
 }
@@ -157,6 +161,20 @@ asio::awaitable<void> FabricNode::run_session(std::shared_ptr<Session> s) {
     asio::co_spawn(ex_, it->second(st), asio::detached);
   }
   co_await s->wait_closed();
+  const auto st = s->stats();
+  for (std::size_t c = 0; c < kClassCount; ++c) {
+    closed_tx_.bytes_by_class[c] += st.tx.bytes_by_class[c];
+    closed_rx_.bytes_by_class[c] += st.rx.bytes_by_class[c];
+  }
+  for (std::size_t t = 0; t < kFrameTypeCount; ++t) {
+    closed_tx_.frames_by_type[t] += st.tx.frames_by_type[t];
+    closed_rx_.frames_by_type[t] += st.rx.frames_by_type[t];
+  }
+  sessions_closed_++;
+  std::erase_if(sessions_, [&](const std::weak_ptr<Session>& w) {
+    auto l = w.lock();
+    return !l || l == s;
+  });
 }
 
 void FabricNode::stop(const std::string& reason) {
@@ -182,7 +200,44 @@ std::vector<SessionSnapshot> FabricNode::snapshot() const {
   return out;
 }
 
-std::string FabricNode::prometheus() const { return render_prometheus(snapshot()); }
+std::string FabricNode::prometheus() const {
+  std::string out = render_prometheus(snapshot());
+  // Node totals: live sessions plus every closed one.
+  DirectionCounters tx = closed_tx_;
+  DirectionCounters rx = closed_rx_;
+  for (const auto& w : sessions_) {
+    if (auto s = w.lock()) {
+      const auto st = s->stats();
+      for (std::size_t c = 0; c < kClassCount; ++c) {
+        tx.bytes_by_class[c] += st.tx.bytes_by_class[c];
+        rx.bytes_by_class[c] += st.rx.bytes_by_class[c];
+      }
+    }
+  }
+  const auto& node = base_.node_id;
+  out += "# HELP rap_fabric_node_bytes_total DATA payload bytes of all sessions, live and closed.\n";
+  out += "# TYPE rap_fabric_node_bytes_total counter\n";
+  for (std::size_t c = 0; c < kClassCount; ++c) {
+    const auto cls = to_string(static_cast<TrafficClass>(c));
+    out += fmt::format("rap_fabric_node_bytes_total{{node=\"{}\",dir=\"tx\",class=\"{}\"}} {}\n", node, cls,
+                       tx.bytes_by_class[c]);
+    out += fmt::format("rap_fabric_node_bytes_total{{node=\"{}\",dir=\"rx\",class=\"{}\"}} {}\n", node, cls,
+                       rx.bytes_by_class[c]);
+  }
+  out += "# HELP rap_fabric_node_sessions_total Sessions established and closed.\n";
+  out += "# TYPE rap_fabric_node_sessions_total counter\n";
+  out += fmt::format("rap_fabric_node_sessions_total{{node=\"{}\",event=\"established\"}} {}\n", node,
+                     sessions_established_);
+  out += fmt::format("rap_fabric_node_sessions_total{{node=\"{}\",event=\"closed\"}} {}\n", node,
+                     sessions_closed_);
+  out += "# HELP rap_fabric_node_sessions_refused_total Incoming sessions refused, by reason.\n";
+  out += "# TYPE rap_fabric_node_sessions_refused_total counter\n";
+  for (const auto& [code, n] : sessions_refused_) {
+    out += fmt::format("rap_fabric_node_sessions_refused_total{{node=\"{}\",reason=\"{}\"}} {}\n", node,
+                       code, n);
+  }
+  return out;
+}
 
 // ---------------- metrics HTTP ----------------
 

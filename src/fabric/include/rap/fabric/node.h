@@ -66,6 +66,12 @@ class FabricNode {
   std::map<std::string, StreamHandler> services_;
   std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;
   std::vector<std::weak_ptr<Session>> sessions_;
+  // Node totals that survive session ends (closed sessions fold their counters in here).
+  DirectionCounters closed_tx_;
+  DirectionCounters closed_rx_;
+  std::uint64_t sessions_established_ = 0;
+  std::uint64_t sessions_closed_ = 0;
+  std::map<std::string, std::uint64_t> sessions_refused_;  // by reason code
   bool stopped_ = false;
 };
 
