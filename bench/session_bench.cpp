@@ -28,6 +28,7 @@
 #include <spdlog/spdlog.h>
 
 #include "rap/crypto/certs.h"
+#include "rap/fabric/diag_services.h"
 #include "rap/fabric/node.h"
 
 namespace asio = boost::asio;
@@ -197,31 +198,6 @@ T run(asio::io_context& io, asio::awaitable<T> aw) {
   return std::move(*out);
 }
 
-void register_services(FabricNode& n) {
-  n.register_service("echo", [](std::shared_ptr<Stream> st) -> asio::awaitable<void> {
-    std::vector<std::uint8_t> buf(65536);
-    for (;;) {
-      auto r = co_await st->read_some(asio::buffer(buf));
-      if (!r || *r == 0) break;
-      if (!co_await st->write(asio::buffer(buf.data(), *r))) break;
-    }
-    (void)st->close_write();
-  });
-  n.register_service("discard", [](std::shared_ptr<Stream> st) -> asio::awaitable<void> {
-    std::vector<std::uint8_t> buf(kChunk);
-    std::uint64_t total = 0;
-    for (;;) {
-      auto r = co_await st->read_some(asio::buffer(buf));
-      if (!r) co_return;
-      if (*r == 0) break;
-      total += *r;
-    }
-    auto reply = std::to_string(total);
-    (void)co_await st->write(asio::buffer(reply));
-    (void)st->close_write();
-  });
-}
-
 long rss_kib(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
   std::string line;
@@ -300,7 +276,7 @@ int main(int argc, char** argv) {
   // ---------------- servers on their own thread ----------------
   asio::io_context sio;
   auto server = *FabricNode::create(sio.get_executor(), pki.b, SessionConfig{}, clock);
-  register_services(*server);
+  register_diagnostic_services(*server);
   const auto fport = *server->listen(CarrierKind::kTls, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   tcp::acceptor tacc(sio, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   tcp::acceptor sacc(sio, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));

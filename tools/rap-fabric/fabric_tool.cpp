@@ -15,6 +15,7 @@
 
 #include "rap/common/env.h"
 #include "rap/crypto/certs.h"
+#include "rap/fabric/diag_services.h"
 #include "rap/fabric/node.h"
 
 namespace rap::fabric::tool {
@@ -145,28 +146,7 @@ int serve(const Options& o) {
   auto node = FabricNode::create(io.get_executor(), *creds, SessionConfig{}, clock);
   if (!node) return error(node.error().message, 2);
   auto& n = **node;
-  n.register_service("echo", [](std::shared_ptr<Stream> st) -> asio::awaitable<void> {
-    std::vector<std::uint8_t> buf(256 * 1024);
-    for (;;) {
-      auto r = co_await st->read_some(asio::buffer(buf));
-      if (!r || *r == 0) break;
-      if (!co_await st->write(asio::buffer(buf.data(), *r))) break;
-    }
-    (void)st->close_write();
-  });
-  n.register_service("discard", [](std::shared_ptr<Stream> st) -> asio::awaitable<void> {
-    std::vector<std::uint8_t> buf(256 * 1024);
-    std::uint64_t total = 0;
-    for (;;) {
-      auto r = co_await st->read_some(asio::buffer(buf));
-      if (!r) co_return;
-      if (*r == 0) break;
-      total += *r;
-    }
-    const std::string reply = std::to_string(total);
-    (void)co_await st->write(asio::buffer(reply));
-    (void)st->close_write();
-  });
+  register_diagnostic_services(n);
   auto parse_ep = [](const std::string& s) -> Result<asio::ip::tcp::endpoint> {
     auto hp = split_host_port(s);
     if (!hp) return tl::unexpected(hp.error());

@@ -61,6 +61,13 @@ void tune_socket(tcp::socket& s) {
   ::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
 }
 
+std::string endpoint_string(const tcp::socket& s) {
+  boost::system::error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  if (ec) return "unknown";
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
 std::string describe_tls_failure(SSL* ssl, const boost::system::error_code& ec) {
   std::string why = crypto::verify_failure_reason(ssl);
   std::string msg = ec.message();
@@ -173,13 +180,6 @@ class TlsCarrier final : public Carrier {
   std::string remote_;
 };
 
-std::string endpoint_string(const tcp::socket& s) {
-  boost::system::error_code ec;
-  auto ep = s.remote_endpoint(ec);
-  if (ec) return "unknown";
-  return ep.address().to_string() + ":" + std::to_string(ep.port());
-}
-
 asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_handshake(std::shared_ptr<TlsContext> ctx,
                                                                 tcp::socket sock, bool server,
                                                                 Duration timeout) {
@@ -215,7 +215,7 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_handshake(std::shared_ptr<
   auto proof = detail::proof_from_ssl(ts->ssl());
   if (!proof) co_return tl::unexpected(proof.error());
   deadline.cancel();
-  std::string remote = endpoint_string(ts->socket());
+  std::string remote = detail::endpoint_string(ts->socket());
   co_return std::make_unique<TlsCarrier>(std::move(ts), std::move(*proof), std::move(remote));
 }
 

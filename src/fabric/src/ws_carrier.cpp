@@ -70,13 +70,6 @@ class WssCarrier final : public Carrier {
   std::string remote_;
 };
 
-std::string endpoint_string(const tcp::socket& s) {
-  boost::system::error_code ec;
-  auto ep = s.remote_endpoint(ec);
-  if (ec) return "unknown";
-  return ep.address().to_string() + ":" + std::to_string(ep.port());
-}
-
 }  // namespace
 
 asio::awaitable<Result<std::unique_ptr<Carrier>>> wss_connect(std::shared_ptr<TlsContext> ctx,
@@ -110,7 +103,7 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> wss_connect(std::shared_ptr<Tl
   auto proof = detail::proof_from_ssl(ws->next_layer().native_handle());
   if (!proof) co_return tl::unexpected(proof.error());
   deadline.cancel();
-  std::string remote = endpoint_string(beast::get_lowest_layer(*ws));
+  std::string remote = detail::endpoint_string(beast::get_lowest_layer(*ws));
   co_return std::make_unique<WssCarrier>(std::move(ws), std::move(*proof), std::move(remote));
 }
 
@@ -146,7 +139,7 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> wss_accept(std::shared_ptr<Tls
   auto proof = detail::proof_from_ssl(ws->next_layer().native_handle());
   if (!proof) co_return tl::unexpected(proof.error());
   deadline.cancel();
-  std::string remote = endpoint_string(beast::get_lowest_layer(*ws));
+  std::string remote = detail::endpoint_string(beast::get_lowest_layer(*ws));
   co_return std::make_unique<WssCarrier>(std::move(ws), std::move(*proof), std::move(remote));
 }
 
