@@ -429,3 +429,29 @@ TEST(SessionCore, ReleasedHalfClosedStreamStillDeliversQueuedData) {
   EXPECT_EQ(p.a->stats().open_streams, 0u);
   EXPECT_TRUE(p.oa.resets.empty());
 }
+
+// Regression: both sides sending GOAWAY(drain) at once must drain, not close at once.
+TEST(SessionCore, SimultaneousDrainGoawaysStillDrain) {
+  CorePair p;
+  auto s = *p.a->open_stream("x", TrafficClass::kReliable, 0);
+  p.pump();
+  p.a->goaway(ErrorCode::kShutdown, "a leaving", true);
+  p.b->goaway(ErrorCode::kShutdown, "b leaving", true);
+  p.pump();
+  EXPECT_EQ(p.a->state(), SessionCore::State::kDraining);
+  EXPECT_EQ(p.b->state(), SessionCore::State::kDraining);
+  ASSERT_TRUE(p.a->write(s, bytes("bye")).has_value());
+  p.pump();
+  EXPECT_EQ(p.read_all(*p.b, s), "bye");
+}
+
+TEST(SessionCore, RouteUpdateReachesPeerAndOversizedLeaseIsRefused) {
+  CorePair p;
+  auto s = *p.a->open_stream("x", TrafficClass::kReliable, 1);
+  p.pump();
+  ASSERT_TRUE(p.a->send_route_update(s, RouteUpdate{42, 7, std::vector<std::uint8_t>(100, 1)}).has_value());
+  p.pump();
+  EXPECT_EQ(p.b->stream_info(s)->route_id, 42u);
+  EXPECT_FALSE(p.a->send_route_update(0, RouteUpdate{1, 1, std::vector<std::uint8_t>(70000, 1)}).has_value());
+  EXPECT_TRUE(p.a->is_open());
+}

@@ -208,7 +208,8 @@ void SessionCore::handle_frame(const Frame& f, std::span<const std::uint8_t> raw
     peer_goaway_ = true;
     peer_goaway_last_ = g.last_stream_id;
     observer_->on_goaway(g.code, g.reason);
-    const bool drain = (f.header.flags & kFlagGoawayDrain) != 0 && state_ == State::kOpen;
+    const bool drain = (f.header.flags & kFlagGoawayDrain) != 0 &&
+                       (state_ == State::kOpen || state_ == State::kDraining);
     if (!drain) {
       finish_close(Error{"peer_goaway", std::string(to_string(g.code)) + ": " + g.reason});
       return;
@@ -916,8 +917,14 @@ void SessionCore::goaway(ErrorCode code, const std::string& reason, bool drain) 
   }
 }
 
-void SessionCore::send_route_update(std::uint32_t stream_id, const RouteUpdate& update) {
-  if (state_ != State::kOpen && state_ != State::kDraining) return;
+Result<void> SessionCore::send_route_update(std::uint32_t stream_id, const RouteUpdate& update) {
+  if (state_ != State::kOpen && state_ != State::kDraining) {
+    return fail("session_not_open", "session is " + std::string(to_string(state_)));
+  }
+  // route id + epoch + u16 length + lease must fit the peer's frame size.
+  if (update.lease.size() > 0xffff || update.lease.size() + 18 > peer_max_frame_) {
+    return fail("lease_too_large", "route lease does not fit one frame");
+  }
   if (stream_id != 0) {
     if (Stream* s = find(stream_id)) {
       s->route_id = update.route_id;
@@ -925,6 +932,7 @@ void SessionCore::send_route_update(std::uint32_t stream_id, const RouteUpdate& 
     }
   }
   emit_control(stream_id, update);
+  return {};
 }
 
 void SessionCore::set_node_load(std::uint16_t cpu_permille, std::uint32_t memory_kib) {

@@ -137,7 +137,7 @@ class SessionCore {
   // Forget a finished stream (the application holds no handle any more).
   void release_stream(std::uint32_t id);
   void goaway(ErrorCode code, const std::string& reason, bool drain);
-  void send_route_update(std::uint32_t stream_id, const RouteUpdate& update);
+  Result<void> send_route_update(std::uint32_t stream_id, const RouteUpdate& update);
   void set_node_load(std::uint16_t cpu_permille, std::uint32_t memory_kib);
   void ping(TimePoint now);
 
