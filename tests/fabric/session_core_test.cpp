@@ -455,3 +455,42 @@ TEST(SessionCore, RouteUpdateReachesPeerAndOversizedLeaseIsRefused) {
   EXPECT_FALSE(p.a->send_route_update(0, RouteUpdate{1, 1, std::vector<std::uint8_t>(70000, 1)}).has_value());
   EXPECT_TRUE(p.a->is_open());
 }
+
+// Regression (found by fuzz_session): a droppable message larger than the stream's credit made
+// produce() loop forever.
+TEST(SessionCore, DroppableMessageLargerThanCreditDoesNotHang) {
+  SessionConfig cfg;
+  cfg.initial_stream_window = 1024;
+  CorePair p(cfg);
+  auto s = *p.a->open_stream("telemetry", TrafficClass::kDroppable, 0);
+  std::string big(4000, 'd');
+  ASSERT_EQ(*p.a->write(s, bytes(big)), big.size());
+  std::vector<std::uint8_t> buf(64 * 1024);
+  p.a->produce(buf, p.clock.now());  // returns (used to spin)
+  std::vector<std::uint8_t> tiny(100);
+  p.a->produce(tiny, p.clock.now());  // message larger than the room: also returns
+  EXPECT_FALSE(p.a->write(s, bytes(std::string(kMaxDroppableMessage + 1, 'x'))).has_value());
+}
+
+// Regression (found by fuzz_session): close_stream()/read() after the session closed queued
+// CLOSE_STREAM/STREAM_CREDIT frames behind the final GOAWAY.
+TEST(SessionCore, NothingIsQueuedAfterClose) {
+  SessionConfig cfg;
+  cfg.initial_stream_window = 16 * 1024;
+  CorePair p(cfg);
+  auto s = *p.a->open_stream("x", TrafficClass::kBulk, 0);
+  std::string data(16 * 1024, 'z');
+  ASSERT_TRUE(p.a->write(s, bytes(data)).has_value());
+  p.pump();
+  p.b->goaway(ErrorCode::kShutdown, "bye", false);
+  std::vector<std::uint8_t> buf(64 * 1024);
+  const auto n = p.b->produce(buf, p.clock.now());  // the GOAWAY
+  EXPECT_GT(n, 0u);
+  EXPECT_FALSE(p.b->wants_write());
+  (void)p.b->close_stream(s);
+  bool eof = false;
+  std::vector<std::uint8_t> rd(32 * 1024);
+  (void)p.b->read(s, rd, eof, p.clock.now());
+  EXPECT_FALSE(p.b->wants_write());
+  EXPECT_EQ(p.b->produce(buf, p.clock.now()), 0u);
+}

@@ -102,6 +102,7 @@ const SessionCore::Stream* SessionCore::find(std::uint32_t id) const {
 }
 
 void SessionCore::emit_control(std::uint32_t sid, const FrameBody& body, std::uint8_t flags) {
+  if (state_ == State::kClosed) return;  // nothing new after close (the final GOAWAY precedes it)
   const std::size_t before = control_.size();
   encode(control_, sid, body, flags);
   const auto t = static_cast<std::size_t>(frame_type_of(body));
@@ -569,10 +570,19 @@ void SessionCore::check_drained() {
   }
 }
 
+bool SessionCore::can_send(const Stream& s) const {
+  if (s.cls == TrafficClass::kDroppable) {
+    // Messages go whole: the first one must fit both credits.
+    if (s.messages.empty()) return false;
+    const auto m = static_cast<std::int64_t>(s.messages.front().size());
+    return m <= s.send_credit && m <= session_send_credit_;
+  }
+  return s.has_data() && s.send_credit > 0 && session_send_credit_ > 0;
+}
+
 void SessionCore::activate(Stream& s) {
   if (s.in_active) return;
-  const bool sendable = (s.has_data() && s.send_credit > 0 && session_send_credit_ > 0) ||
-                        (s.close_requested && !s.close_sent && !s.has_data());
+  const bool sendable = can_send(s) || (s.close_requested && !s.close_sent && !s.has_data());
   if (!sendable) return;
   s.in_active = true;
   active_[static_cast<std::size_t>(s.cls)].push_back(s.id);
@@ -684,7 +694,7 @@ std::size_t SessionCore::fill_data(std::uint8_t* out, std::size_t cap) {
       s.close_sent = true;
       if (s.remote_closed) finish_candidates_.push_back(s.id);
     }
-    const bool keep = s.has_data() && s.send_credit > 0 && session_send_credit_ > 0;
+    const bool keep = can_send(s);
     if (!keep) s.in_active = false;
     return keep;
   };
@@ -711,7 +721,7 @@ std::size_t SessionCore::fill_data(std::uint8_t* out, std::size_t cap) {
       idle_rounds++;
       continue;
     }
-    idle_rounds = 0;
+    const std::size_t round_start = n;
     deficit_[c] += static_cast<std::int64_t>(cfg_.class_weights[c] * kQuantumUnit);
     while (!q.empty() && deficit_[c] > 0 && cap - n > kDataOverhead) {
       Stream* s = find(q.front());
@@ -725,6 +735,9 @@ std::size_t SessionCore::fill_data(std::uint8_t* out, std::size_t cap) {
       if (n == before && keep) break;  // no room for this stream's next frame
     }
     if (q.empty()) deficit_[c] = 0;
+    // A class that could not send (message larger than the room left, say) counts as idle, so
+    // the loop always ends.
+    idle_rounds = n > round_start ? 0 : idle_rounds + 1;
     if (cap - n <= kDataOverhead + kMinDataChunk) break;
   }
   // CLOSE frames queued while filling go out on the next produce() (after this DATA).
@@ -767,8 +780,9 @@ Result<std::uint32_t> SessionCore::open_stream(const std::string& service, Traff
     return fail("session_not_open", "session is " + std::string(to_string(state_)));
   }
   if (peer_goaway_) return fail("session_going_away", "peer sent GOAWAY");
-  if (service.empty() || service.size() > 64) {
-    return fail("bad_service", "service id must be 1..64 characters");
+  if (service.empty() || service.size() > 64 ||
+      !std::all_of(service.begin(), service.end(), [](char c) { return c >= 0x20 && c <= 0x7e; })) {
+    return fail("bad_service", "service id must be 1..64 printable ASCII characters");
   }
   if (streams_.size() >= cfg_.max_streams) return fail("too_many_streams", "stream limit reached");
   if (next_local_id_ > 0x7ffffffd) return fail("stream_ids_exhausted", "open a new session");
@@ -798,8 +812,9 @@ Result<std::size_t> SessionCore::write(std::uint32_t id, std::span<const std::ui
   if (s->close_requested) return fail("stream_closed", "stream was closed for writing");
   if (state_ == State::kClosed) return fail("session_closed", close_reason_.message);
   if (s->cls == TrafficClass::kDroppable) {
-    if (data.size() > peer_max_frame_ - kDataPrefix) {
-      return fail("message_too_large", "droppable messages must fit one frame");
+    if (data.size() > kMaxDroppableMessage) {
+      return fail("message_too_large", "droppable messages are at most " +
+                                           std::to_string(kMaxDroppableMessage) + " bytes");
     }
     // Head drop: the oldest messages go first.
     const bool pressure = send_queued_ + data.size() > cfg_.pressure_bytes;
@@ -881,6 +896,8 @@ void SessionCore::release_stream(std::uint32_t id) {
   if (s == nullptr) return;
   s->released = true;
   if (state_ == State::kClosed) {
+    recv_buffered_ -= s->recv_buf.size();
+    send_queued_ -= s->queued();
     streams_.erase(id);
     return;
   }

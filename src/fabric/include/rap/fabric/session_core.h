@@ -34,6 +34,10 @@ namespace rap::fabric {
 
 enum class Role : std::uint8_t { kInitiator = 0, kAcceptor = 1 };
 
+// Largest droppable message: it always fits one DATA frame of the smallest legal max frame size,
+// so produce() buffers of at least kMinMaxFrameSize bytes can carry any message.
+inline constexpr std::size_t kMaxDroppableMessage = kMinMaxFrameSize - kDataOverhead;
+
 struct SessionConfig {
   Role role = Role::kInitiator;
   std::string node_id;
@@ -164,6 +168,7 @@ class SessionCore {
   void handle_stream_frame(const Frame& f, TimePoint now);
   void local_reset(Stream& s, ErrorCode code, const std::string& reason, bool notify_peer);
   void maybe_finish(Stream& s);
+  bool can_send(const Stream& s) const;
   void activate(Stream& s);
   void grant_credit(Stream* s, TimePoint now, bool force);
   void check_drained();
