@@ -67,6 +67,14 @@ struct Client {
   SystemClock clock;
   std::unique_ptr<FabricNode> node;
   std::shared_ptr<Session> session;
+
+  // Ends the session cleanly (GOAWAY) so the peer logs a normal close, not a transport error.
+  ~Client() {
+    if (!session || session->is_closed()) return;
+    session->close("client done");
+    io.restart();
+    io.run_for(std::chrono::milliseconds(500));
+  }
 };
 
 // Connects per the options; returns an exit code (0 ok).

@@ -6,6 +6,7 @@
 //   rap-fabric push       --creds O --peer H:P [--bytes N] [--class bulk] [--streams K]
 // Services on `serve`: echo (bytes back), discard (count, report the total at EOF).
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -18,6 +19,7 @@
 #include "fabric_tool.h"
 
 int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);  // a peer that resets a socket must never kill the process
   CLI::App app{"rap-fabric: Fabric Data Session V1 tool"};
   app.require_subcommand(1);
   rap::fabric::tool::Options o;

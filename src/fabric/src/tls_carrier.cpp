@@ -1,5 +1,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@
 #include <boost/asio/write.hpp>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "carrier_util.h"
@@ -78,6 +80,49 @@ std::string describe_tls_failure(SSL* ssl, const boost::system::error_code& ec) 
 }  // namespace detail
 
 namespace {
+
+// A socket BIO that sends with MSG_NOSIGNAL: OpenSSL's own socket BIO uses write(2), which
+// raises SIGPIPE (killing the process) when the peer has reset the connection.
+int bio_write(BIO* b, const char* data, int len) {
+  const int fd = static_cast<int>(reinterpret_cast<std::intptr_t>(BIO_get_data(b)));
+  BIO_clear_retry_flags(b);
+  const ssize_t n = ::send(fd, data, static_cast<std::size_t>(len), MSG_NOSIGNAL);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    BIO_set_retry_write(b);
+  }
+  return static_cast<int>(n);
+}
+
+int bio_read(BIO* b, char* data, int len) {
+  const int fd = static_cast<int>(reinterpret_cast<std::intptr_t>(BIO_get_data(b)));
+  BIO_clear_retry_flags(b);
+  const ssize_t n = ::recv(fd, data, static_cast<std::size_t>(len), 0);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    BIO_set_retry_read(b);
+  }
+  return static_cast<int>(n);
+}
+
+long bio_ctrl(BIO* /*b*/, int cmd, long /*num*/, void* /*ptr*/) {
+  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+int bio_create(BIO* b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+const BIO_METHOD* nosignal_socket_method() {
+  static BIO_METHOD* m = [] {
+    BIO_METHOD* meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "rap-socket");
+    BIO_meth_set_write(meth, bio_write);
+    BIO_meth_set_read(meth, bio_read);
+    BIO_meth_set_ctrl(meth, bio_ctrl);
+    BIO_meth_set_create(meth, bio_create);
+    return meth;
+  }();
+  return m;
+}
 
 struct SslFree {
   void operator()(SSL* s) const { SSL_free(s); }
@@ -192,7 +237,13 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_handshake(std::shared_ptr<
   if (raw == nullptr) co_return fail("tls_error", "SSL_new failed");
   SSL_set_mode(raw, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                         SSL_MODE_RELEASE_BUFFERS);
-  SSL_set_fd(raw, static_cast<int>(sock.native_handle()));
+  BIO* bio = BIO_new(nosignal_socket_method());
+  if (bio == nullptr) {
+    SSL_free(raw);
+    co_return fail("tls_error", "BIO_new failed");
+  }
+  BIO_set_data(bio, reinterpret_cast<void*>(static_cast<std::intptr_t>(sock.native_handle())));
+  SSL_set_bio(raw, bio, bio);
   if (server) {
     SSL_set_accept_state(raw);
   } else {
