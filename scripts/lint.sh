@@ -4,7 +4,17 @@
 set -euo pipefail
 build=${1:-build/debug}
 cd "$(dirname "$0")/.."
-files=$(find src tools -name '*.cpp' | sort)
+# Only files that are part of the build (listed in the compile database).
+files=$(python3 -c '
+import json, os, sys
+root = os.getcwd()
+seen = set()
+for e in json.load(open(sys.argv[1] + "/compile_commands.json")):
+    f = os.path.relpath(os.path.join(e["directory"], e["file"]), root)
+    if f.startswith(("src/", "tools/")) and f not in seen:
+        seen.add(f)
+        print(f)
+' "$build" | sort)
 jobs=$(nproc)
 echo "lint: clang-tidy on $(echo "$files" | wc -l) files"
 fail=0
