@@ -13,9 +13,16 @@ stop() {
   if [ -d "$root/pids" ]; then
     for f in "$root"/pids/*; do
       [ -e "$f" ] || continue
-      kill "$(cat "$f")" 2>/dev/null || true
+      # SIGINT = PostgreSQL "fast" shutdown; the fabric nodes and rap-control drain on it too.
+      kill -INT "$(cat "$f")" 2>/dev/null || true
       rm -f "$f"
     done
+    sleep 1
+  fi
+  # The postmaster runs under runuser: signal it directly (fast shutdown).
+  if [ -f "$root/pg/data/postmaster.pid" ]; then
+    kill -INT "$(head -1 "$root/pg/data/postmaster.pid")" 2>/dev/null || true
+    sleep 1
   fi
 }
 
@@ -27,10 +34,53 @@ fi
 
 build=${1:-build/release}
 bin=$PWD/$build/tools/rap-fabric/rap-fabric
-cmake --build "$build" --target rap-fabric >/dev/null
+control=$PWD/$build/tools/rap-control/rap-control
+cmake --build "$build" --target rap-fabric rap-control >/dev/null
 stop
 rm -rf "$root"
 mkdir -p "$root/pids" "$root/logs"
+
+# --- control plane: private PostgreSQL + rap-control ---
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+mkdir -p "$root/pg"
+as_pg=()
+if [ "$(id -u)" -eq 0 ]; then
+  chown postgres "$root/pg"
+  as_pg=(runuser -u postgres --)
+fi
+echo "demo: starting a private PostgreSQL in $root/pg"
+"${as_pg[@]}" "$pgbin/initdb" -D "$root/pg/data" -A trust -U postgres >"$root/logs/initdb.log" 2>&1
+"${as_pg[@]}" "$pgbin/postgres" -D "$root/pg/data" -k "$root/pg" -c listen_addresses='' \
+  >"$root/logs/postgres.log" 2>&1 &
+echo $! >"$root/pids/postgres"
+for _ in $(seq 1 50); do
+  "$pgbin/pg_isready" -q -h "$root/pg" && break
+  sleep 0.2
+done
+"$pgbin/psql" -q -h "$root/pg" -U postgres -c "CREATE DATABASE rap" >/dev/null
+cport=$((base + 80))
+"$control" --database-url "host=$root/pg dbname=rap user=postgres" --listen 127.0.0.1:$cport \
+  --data-dir "$root/control" >"$root/logs/control.log" 2>&1 &
+echo $! >"$root/pids/control"
+token=""
+for _ in $(seq 1 50); do
+  token=$(grep -o 'RAP SETUP TOKEN: [0-9a-f]*' "$root/logs/control.log" | awk '{print $4}' || true)
+  [ -n "$token" ] && curl -sk "https://127.0.0.1:$cport/healthz" >/dev/null && break
+  sleep 0.2
+done
+if [ -z "$token" ]; then
+  echo "demo: rap-control did not start; see $root/logs/control.log" >&2
+  tail -5 "$root/logs/control.log" >&2
+  exit 1
+fi
+api="https://127.0.0.1:$cport/api/v1"
+curl -sk -X POST "$api/setup" -H 'content-type: application/json' \
+  -d "{\"setup_token\":\"$token\",\"email\":\"owner@demo.local\",\"password\":\"demo-owner-password\"}" >/dev/null
+bearer=$(curl -sk -X POST "$api/login" -H 'content-type: application/json' \
+  -d '{"email":"owner@demo.local","password":"demo-owner-password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+curl -sk -X POST "$api/orgs" -H "authorization: Bearer $bearer" -H 'content-type: application/json' \
+  -d '{"slug":"acme","name":"Acme Corp"}' >/dev/null
+echo "demo: rap-control up on https://127.0.0.1:$cport (PostgreSQL state; platform owner and org 'acme' created)"
 
 echo "demo: creating the demo cluster CA and node identities in $root"
 "$bin" pki init --dir "$root/ca" --cluster demo >/dev/null
@@ -80,5 +130,11 @@ The demo fabric is running (logs: $root/logs, stop with: make demo-stop).
   A node from another cluster is refused:
     $bin pki init --dir /tmp/other-ca --cluster other && $bin pki issue --dir /tmp/other-ca --node x --out /tmp/other-x
     $bin ping --creds /tmp/other-x --peer 127.0.0.1:$((base + 1))
-Not in the demo yet (open issues): control plane, PostgreSQL/Redis state, enrollment, console.
+  Control plane (HTTPS API, docs/API.md; self-signed certificate, hence -k):
+    curl -sk https://127.0.0.1:$cport/healthz
+    TOKEN=\$(curl -sk -X POST $api/login -d '{"email":"owner@demo.local","password":"demo-owner-password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+    curl -sk -H "authorization: Bearer \$TOKEN" $api/orgs
+    curl -sk -H "authorization: Bearer \$TOKEN" $api/audit
+Not in the demo yet (open issues): node enrollment through rap-control (nodes use a demo CA here),
+Redis live state, signed config, routing, console.
 EOT

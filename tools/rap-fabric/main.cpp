@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
   push->add_option("--streams", o.streams, "parallel streams")->default_val(1);
 
   CLI11_PARSE(app, argc, argv);
-  rap::log::init("rap-fabric", false, o.json ? spdlog::level::warn : spdlog::level::info);
+  rap::log::init("rap-fabric", false,
+                 serve->parsed() ? spdlog::level::info : spdlog::level::warn);
   if (init->parsed()) return rap::fabric::tool::pki_init(o);
   if (issue->parsed()) return rap::fabric::tool::pki_issue(o);
   if (serve->parsed()) return rap::fabric::tool::serve(o);
