@@ -12,7 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # real peers and services used by tests and the demo
   postgresql redis-server iproute2 nftables iperf3 socat curl stunnel4 openssh-client openssh-server
-  procps psmisc
+  procps psmisc python3
 )
 
 missing=()
