@@ -25,7 +25,10 @@ class RecordingObserver : public fabric::SessionObserver {
     goaway_code = code;
     goaway_reason = reason;
   }
-  void on_closed(const Error& why) override { closed = why; }
+  void on_closed(const Error& why) override {
+    closed = why;
+    closed_calls++;
+  }
   bool ready = false;
   std::vector<std::uint32_t> opened;
   std::map<std::uint32_t, int> readable, writable;
@@ -33,6 +36,7 @@ class RecordingObserver : public fabric::SessionObserver {
   std::optional<fabric::ErrorCode> goaway_code;
   std::string goaway_reason;
   std::optional<Error> closed;
+  int closed_calls = 0;
 };
 
 class TestSigner : public fabric::Signer {

@@ -494,3 +494,19 @@ TEST(SessionCore, NothingIsQueuedAfterClose) {
   EXPECT_FALSE(p.b->wants_write());
   EXPECT_EQ(p.b->produce(buf, p.clock.now()), 0u);
 }
+
+// Regression (found by fuzz_session in CI): a drain GOAWAY received while already draining, whose
+// refused streams were the last ones, closed the session and then re-entered "draining", calling
+// on_closed twice.
+TEST(SessionCore, DrainGoawayThatRefusesTheLastStreamClosesOnce) {
+  CorePair p;
+  auto s = p.a->open_stream("x", TrafficClass::kReliable, 0);  // b never hears of it
+  ASSERT_TRUE(s.has_value());
+  p.a->goaway(ErrorCode::kShutdown, "a leaving", true);
+  p.b->goaway(ErrorCode::kShutdown, "b leaving", true);  // last_stream_id = 0
+  std::vector<std::uint8_t> buf(64 * 1024);
+  const auto n = p.b->produce(buf, p.clock.now());
+  p.a->on_receive(std::span(buf).first(n), p.clock.now());
+  EXPECT_TRUE(p.a->is_closed());
+  EXPECT_EQ(p.oa.closed_calls, 1);
+}

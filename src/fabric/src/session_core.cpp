@@ -223,6 +223,7 @@ void SessionCore::handle_frame(const Frame& f, std::span<const std::uint8_t> raw
     for (auto id : refused) {
       if (Stream* s = find(id)) local_reset(*s, ErrorCode::kRefusedStream, "peer going away", false);
     }
+    if (state_ == State::kClosed) return;  // the resets above may have finished a drain
     state_ = State::kDraining;
     check_drained();
     return;
