@@ -23,7 +23,7 @@ release: bootstrap
 test: build
 	@ctest --preset debug -j $(JOBS)
 	@$(MAKE) --no-print-directory lint
-	@$(MAKE) --no-print-directory fuzz
+	@FUZZ_SEED=$${FUZZ_SEED:-1} $(MAKE) --no-print-directory fuzz
 
 test-unit: build
 	@ctest --preset debug -L unit -j $(JOBS)

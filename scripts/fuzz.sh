@@ -60,8 +60,12 @@ run_target() {
     mapfile -t extra < <(sed -e 's/#.*//' -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' \
       "$repo_root/fuzz/$t.options" | grep -v '^$')
   fi
+  # FUZZ_SEED fixes libFuzzer's seed (CI sets 1) so a CI failure reproduces with the same run;
+  # unset, every run explores differently (use that for long local runs).
+  local seed=()
+  if [[ -n ${FUZZ_SEED:-} ]]; then seed=(-seed="$FUZZ_SEED"); fi
   local rc=0
-  "$bin" "$corpus" \
+  "$bin" "$corpus" "${seed[@]}" \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=70000 \
     -print_final_stats=1 -artifact_prefix="$art" -close_fd_mask=1 "${extra[@]}" \
     >"$log" 2>&1 </dev/null || rc=$?
