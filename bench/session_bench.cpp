@@ -4,6 +4,7 @@
 //           stream on the same session  vs  the same exchange on a plain TLS socket pair
 //   memory: RSS per idle session with N sessions open to one (forked) server process
 // Usage: bench_session [--bytes N] [--rounds N] [--sessions N]
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,8 +25,6 @@
 #include <fstream>
 #include <string>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 
 #include "rap/crypto/certs.h"
 #include "rap/fabric/diag_services.h"
@@ -75,13 +74,15 @@ asio::awaitable<void> baseline_conn(Sock s) {
   if (hdr[0] == 0) {
     std::uint64_t left = hdr[1];
     while (left > 0) {
-      auto n = co_await s.async_read_some(asio::buffer(buf.data(), std::min<std::uint64_t>(left, buf.size())), kAw);
+      auto n = co_await s.async_read_some(
+          asio::buffer(buf.data(), std::min<std::uint64_t>(left, buf.size())), kAw);
       left -= n;
     }
     co_await asio::async_write(s, asio::buffer(buf.data(), 1), kAw);
   } else {
     for (;;) {
-      auto [ec, n] = co_await asio::async_read(s, asio::buffer(buf.data(), 64), asio::as_tuple(kAw));
+      auto [ec, n] =
+          co_await asio::async_read(s, asio::buffer(buf.data(), 64), asio::as_tuple(kAw));
       if (ec) break;
       co_await asio::async_write(s, asio::buffer(buf.data(), 64), kAw);
     }
@@ -100,11 +101,14 @@ asio::awaitable<void> tls_server(tcp::acceptor& acc, std::shared_ptr<TlsContext>
   for (;;) {
     auto s = co_await acc.async_accept(kAw);
     s.set_option(tcp::no_delay(true));
-    asio::co_spawn(acc.get_executor(), [ctx, sock = std::move(s)]() mutable -> asio::awaitable<void> {
-      asio::ssl::stream<tcp::socket> ss(std::move(sock), ctx->native());
-      co_await ss.async_handshake(asio::ssl::stream_base::server, kAw);
-      co_await baseline_conn(std::move(ss));
-    }, asio::detached);
+    asio::co_spawn(
+        acc.get_executor(),
+        [ctx, sock = std::move(s)]() mutable -> asio::awaitable<void> {
+          asio::ssl::stream<tcp::socket> ss(std::move(sock), ctx->native());
+          co_await ss.async_handshake(asio::ssl::stream_base::server, kAw);
+          co_await baseline_conn(std::move(ss));
+        },
+        asio::detached);
   }
 }
 
@@ -240,7 +244,8 @@ int main(int argc, char** argv) {
     if (child == 0) {
       asio::io_context sio;
       auto node = *FabricNode::create(sio.get_executor(), pki.b, SessionConfig{}, clock);
-      const auto port = *node->listen(CarrierKind::kTls, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+      const auto port =
+          *node->listen(CarrierKind::kTls, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
       if (write(pipefd[1], &port, sizeof port) != sizeof port) _exit(1);
       sio.run();
       _exit(0);
@@ -251,7 +256,8 @@ int main(int argc, char** argv) {
     auto node = *FabricNode::create(io.get_executor(), pki.a, SessionConfig{}, clock);
     // Warm up allocator/TLS state with a few sessions first, then measure the delta.
     std::vector<std::shared_ptr<Session>> keep;
-    for (int i = 0; i < 20; ++i) keep.push_back(*run(io, node->connect(CarrierKind::kTls, "127.0.0.1", port)));
+    for (int i = 0; i < 20; ++i)
+      keep.push_back(*run(io, node->connect(CarrierKind::kTls, "127.0.0.1", port)));
     io.run_for(300ms);
     const long before = rss_kib(child);
     for (int i = 0; i < sessions; ++i) {
@@ -265,8 +271,10 @@ int main(int argc, char** argv) {
     io.run_for(1s);
     const long after = rss_kib(child);
     const double per = static_cast<double>(after - before) * 1024.0 / sessions;
-    std::printf("memory: %d idle sessions in one server process: RSS +%ld KiB = %.1f KiB/session (target <= 64 KiB: %s)\n",
-                sessions, after - before, per / 1024.0, per <= 64 * 1024 ? "met" : "NOT met");
+    std::printf(
+        "memory: %d idle sessions in one server process: RSS +%ld KiB = %.1f KiB/session (target "
+        "<= 64 KiB: %s)\n",
+        sessions, after - before, per / 1024.0, per <= 64 * 1024 ? "met" : "NOT met");
     for (auto& s : keep) s->close("bench done");
     io.run_for(200ms);
     kill(child, SIGKILL);
@@ -277,7 +285,8 @@ int main(int argc, char** argv) {
   asio::io_context sio;
   auto server = *FabricNode::create(sio.get_executor(), pki.b, SessionConfig{}, clock);
   register_diagnostic_services(*server);
-  const auto fport = *server->listen(CarrierKind::kTls, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const auto fport =
+      *server->listen(CarrierKind::kTls, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   tcp::acceptor tacc(sio, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   tcp::acceptor sacc(sio, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   auto sctx = *TlsContext::create(pki.b, nullptr);
@@ -311,10 +320,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto gbps = [&](double s) { return static_cast<double>(bytes) * 8 / s / 1e9; };
-  std::printf("bulk: raw TCP %.2f Gbit/s | plain TLS pair %.2f Gbit/s | fabric stream %.2f Gbit/s\n",
-              gbps(tcp_secs), gbps(tls_secs), gbps(fab_secs));
+  std::printf(
+      "bulk: raw TCP %.2f Gbit/s | plain TLS pair %.2f Gbit/s | fabric stream %.2f Gbit/s\n",
+      gbps(tcp_secs), gbps(tls_secs), gbps(fab_secs));
   std::printf("bulk ratio: fabric/TLS = %.2fx (target >= 0.8x: %s), fabric/TCP = %.2fx\n",
-              tls_secs / fab_secs, tls_secs / fab_secs >= 0.8 ? "met" : "NOT met", tcp_secs / fab_secs);
+              tls_secs / fab_secs, tls_secs / fab_secs >= 0.8 ? "met" : "NOT met",
+              tcp_secs / fab_secs);
 
   // ---------------- RTT ----------------
   auto tls_rtt = run(io, [&]() -> asio::awaitable<std::vector<double>> {
@@ -327,15 +338,18 @@ int main(int argc, char** argv) {
   auto idle = run(io, fabric_rtt(session, rounds));
   bool bulk_on = true;
   std::uint64_t bulk_bytes = 0;
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    auto bst = *session->open_stream("discard", TrafficClass::kBulk);
-    std::vector<std::uint8_t> buf(kChunk, 1);
-    while (bulk_on) {
-      if (!co_await bst->write(asio::buffer(buf))) break;
-      bulk_bytes += buf.size();
-    }
-    bst->reset(ErrorCode::kCancel, "bench done");
-  }, asio::detached);
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        auto bst = *session->open_stream("discard", TrafficClass::kBulk);
+        std::vector<std::uint8_t> buf(kChunk, 1);
+        while (bulk_on) {
+          if (!co_await bst->write(asio::buffer(buf))) break;
+          bulk_bytes += buf.size();
+        }
+        bst->reset(ErrorCode::kCancel, "bench done");
+      },
+      asio::detached);
   run(io, [&]() -> asio::awaitable<int> {
     asio::steady_timer t(io, 300ms);
     co_await t.async_wait(kAw);
@@ -347,14 +361,19 @@ int main(int argc, char** argv) {
   const double loaded_secs = std::chrono::duration<double>(Clk::now() - loaded_t0).count();
   const double bulk_gbps = static_cast<double>(bulk_bytes - bulk_before) * 8 / loaded_secs / 1e9;
   bulk_on = false;
-  std::printf("rtt 64B: plain TLS idle p50 %.1f us p99 %.1f us | fabric idle p50 %.1f us p99 %.1f us\n",
-              pct(tls_rtt, .5), pct(tls_rtt, .99), pct(idle, .5), pct(idle, .99));
-  std::printf("rtt 64B under saturating bulk (%.2f Gbit/s on the same session): p50 %.1f us p99 %.1f us max %.1f us\n",
-              bulk_gbps, pct(loaded, .5), pct(loaded, .99), pct(loaded, 1));
-  std::printf("rtt ratio: fabric idle p99 / TLS idle p99 = %.2fx; loaded p99 / idle p99 = %.2fx (target <= 3x: %s); loaded p99 <= 2 ms: %s\n",
-              pct(idle, .99) / pct(tls_rtt, .99), pct(loaded, .99) / pct(idle, .99),
-              pct(loaded, .99) <= 3 * pct(idle, .99) ? "met" : "NOT met",
-              pct(loaded, .99) <= 2000 ? "met" : "NOT met");
+  std::printf(
+      "rtt 64B: plain TLS idle p50 %.1f us p99 %.1f us | fabric idle p50 %.1f us p99 %.1f us\n",
+      pct(tls_rtt, .5), pct(tls_rtt, .99), pct(idle, .5), pct(idle, .99));
+  std::printf(
+      "rtt 64B under saturating bulk (%.2f Gbit/s on the same session): p50 %.1f us p99 %.1f us "
+      "max %.1f us\n",
+      bulk_gbps, pct(loaded, .5), pct(loaded, .99), pct(loaded, 1));
+  std::printf(
+      "rtt ratio: fabric idle p99 / TLS idle p99 = %.2fx; loaded p99 / idle p99 = %.2fx (target <= "
+      "3x: %s); loaded p99 <= 2 ms: %s\n",
+      pct(idle, .99) / pct(tls_rtt, .99), pct(loaded, .99) / pct(idle, .99),
+      pct(loaded, .99) <= 3 * pct(idle, .99) ? "met" : "NOT met",
+      pct(loaded, .99) <= 2000 ? "met" : "NOT met");
   session->close("bench done");
   io.run_for(200ms);
   guard.reset();

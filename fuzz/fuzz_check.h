@@ -7,13 +7,13 @@
 #include <cstdio>
 #include <span>
 
-#define FUZZ_CHECK(cond)                                                             \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
+#define FUZZ_CHECK(cond)                                                                    \
+  do {                                                                                      \
+    if (!(cond)) {                                                                          \
       std::fprintf(stderr, "%s:%d: fuzz oracle violated: %s\n", __FILE__, __LINE__, #cond); \
-      std::fflush(stderr);                                                           \
-      __builtin_trap();                                                              \
-    }                                                                                \
+      std::fflush(stderr);                                                                  \
+      __builtin_trap();                                                                     \
+    }                                                                                       \
   } while (0)
 
 namespace rap::fuzz {

@@ -32,10 +32,14 @@ constexpr char kNonPrintableReason[] = "(non-printable reason)";
 
 std::uint32_t pick_max_frame_size(std::uint8_t b) {
   switch (b & 3) {
-    case 0: return b >> 2;  // 0..63: almost everything is a FRAME_SIZE error
-    case 1: return kMinMaxFrameSize;
-    case 2: return 256 * 1024;
-    default: return kMaxMaxFrameSize;
+    case 0:
+      return b >> 2;  // 0..63: almost everything is a FRAME_SIZE error
+    case 1:
+      return kMinMaxFrameSize;
+    case 2:
+      return 256 * 1024;
+    default:
+      return kMaxMaxFrameSize;
   }
 }
 
@@ -61,8 +65,7 @@ struct SameBody {
            a.peer_epoch == b.peer_epoch;
   }
   bool operator()(const OpenStream& a, const OpenStream& b) const {
-    return a.traffic_class == b.traffic_class && a.route_id == b.route_id &&
-           a.service == b.service;
+    return a.traffic_class == b.traffic_class && a.route_id == b.route_id && a.service == b.service;
   }
   bool operator()(const Data& a, const Data& b) const {
     return a.sequence == b.sequence && same_bytes(a.payload, b.payload);

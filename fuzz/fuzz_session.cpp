@@ -222,8 +222,8 @@ class Harness {
         role_((mode_byte & 2) != 0 ? Role::kInitiator : Role::kAcceptor),
         defaults_((mode_byte & 4) != 0),
         tcfg_(make_config(defaults_, role_)),
-        pcfg_(make_config(defaults_, role_ == Role::kInitiator ? Role::kAcceptor
-                                                                : Role::kInitiator)),
+        pcfg_(
+            make_config(defaults_, role_ == Role::kInitiator ? Role::kAcceptor : Role::kInitiator)),
         canned_(canned().to_target[defaults_ ? 1 : 0][role_ == Role::kInitiator ? 1 : 0]) {
     next_peer_id_ = role_ == Role::kInitiator ? 2 : 1;
     if (established_) {
@@ -255,10 +255,9 @@ class Harness {
     } else {
       own_obs_ = std::make_unique<Observer>();
       obs_ = own_obs_.get();
-      own_ = std::make_unique<SessionCore>(tcfg_, signer_for(role_),
-                                           proof_for(role_ == Role::kInitiator ? Role::kAcceptor
-                                                                                : Role::kInitiator),
-                                           obs_);
+      own_ = std::make_unique<SessionCore>(
+          tcfg_, signer_for(role_),
+          proof_for(role_ == Role::kInitiator ? Role::kAcceptor : Role::kInitiator), obs_);
       target_ = own_.get();
       target_->start(clock_.now());
     }
@@ -345,8 +344,7 @@ class Harness {
         static constexpr std::array<const char*, 3> kServices = {"svc", "dns", "x"};
         const std::uint8_t b = in.u8();
         auto r = target_->open_stream(kServices[b % 3],
-                                      static_cast<TrafficClass>((b >> 2) % kClassCount),
-                                      in.u8());
+                                      static_cast<TrafficClass>((b >> 2) % kClassCount), in.u8());
         if (r) {
           FUZZ_CHECK(target_->is_open());
           ids_.push_back(*r);
@@ -370,7 +368,9 @@ class Harness {
       case 13: {
         const std::uint8_t b = in.u8();
         switch (b % 4) {
-          case 0: target_->goaway(ErrorCode::kShutdown, "bye", (b & 4) != 0); break;
+          case 0:
+            target_->goaway(ErrorCode::kShutdown, "bye", (b & 4) != 0);
+            break;
           case 1:
             // The runtime only pings an open session.
             if (target_->is_open()) target_->ping(clock_.now());
@@ -383,7 +383,9 @@ class Harness {
             target_->send_route_update((b & 4) != 0 ? pick_id(in.u8()) : 0, u);
             break;
           }
-          default: target_->set_node_load(in.u16(), in.u32()); break;
+          default:
+            target_->set_node_load(in.u16(), in.u32());
+            break;
         }
         break;
       }
@@ -524,8 +526,7 @@ class Harness {
     if (buf.size() < cap + kGuard) buf.resize(cap + kGuard);
     std::fill_n(buf.begin() + static_cast<std::ptrdiff_t>(cap), kGuard, std::uint8_t{0xa5});
     observe_close();
-    const std::size_t n =
-        target_->produce(std::span<std::uint8_t>(buf.data(), cap), clock_.now());
+    const std::size_t n = target_->produce(std::span<std::uint8_t>(buf.data(), cap), clock_.now());
     FUZZ_CHECK(n <= cap);
     for (std::size_t i = cap; i < cap + kGuard; ++i) FUZZ_CHECK(buf[i] == 0xa5);
     observe_close();

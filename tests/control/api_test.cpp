@@ -4,8 +4,8 @@
 
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <set>
 #include <regex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -89,8 +89,8 @@ class ControlProcess {
 
   Reply call(const std::string& method, const std::string& path, const std::string& body = "",
              const std::string& token = "", std::vector<std::string> extra = {}) const {
-    std::vector<std::string> argv = {"curl", "-sS", "-k", "--tlsv1.3", "-o", "-", "-w",
-                                     "\n%{http_code}", "-X", method};
+    std::vector<std::string> argv = {"curl",           "-sS", "-k",  "--tlsv1.3", "-o", "-", "-w",
+                                     "\n%{http_code}", "-X",  method};
     if (!token.empty()) {
       argv.push_back("-H");
       argv.push_back("Authorization: Bearer " + token);
@@ -186,15 +186,16 @@ TEST_F(ControlApiTest, FullFlowWithTenancyAndNegativeCases) {
 
   // TLS 1.2 is refused: the server speaks TLS 1.3 only.
   {
-    auto r = rap::testing::run_command({"curl", "-sS", "-k", "--tls-max", "1.2",
-                                        "https://127.0.0.1:" + std::to_string(c->port()) + "/healthz"},
-                                       run_options(10));
+    auto r =
+        rap::testing::run_command({"curl", "-sS", "-k", "--tls-max", "1.2",
+                                   "https://127.0.0.1:" + std::to_string(c->port()) + "/healthz"},
+                                  run_options(10));
     EXPECT_FALSE(r.ok()) << r.output;
   }
 
   // Setup: bad token, malformed input, success, then the token is burned.
-  const json setup_req = {{"setup_token", setup_token}, {"email", "Owner@Example.com"},
-                          {"password", kOwnerPw}};
+  const json setup_req = {
+      {"setup_token", setup_token}, {"email", "Owner@Example.com"}, {"password", kOwnerPw}};
   {
     json bad = setup_req;
     bad["setup_token"] = std::string(64, 'a');
@@ -272,7 +273,8 @@ TEST_F(ControlApiTest, FullFlowWithTenancyAndNegativeCases) {
     EXPECT_EQ(mk_org(std::string(64, 'a'), "Long", owner).status, 400);
     auto shape = c->call("POST", "/api/v1/orgs", R"({"slug":"ok-slug","name":5})", owner);
     EXPECT_EQ(shape.status, 400) << shape;
-    auto extra = c->call("POST", "/api/v1/orgs", R"({"slug":"ok-slug","name":"x","admin":true})", owner);
+    auto extra =
+        c->call("POST", "/api/v1/orgs", R"({"slug":"ok-slug","name":"x","admin":true})", owner);
     EXPECT_EQ(extra.status, 400) << extra;
     auto arr = c->call("POST", "/api/v1/orgs", R"(["acme"])", owner);
     EXPECT_EQ(arr.status, 400) << arr;
@@ -404,7 +406,8 @@ TEST_F(ControlApiTest, FullFlowWithTenancyAndNegativeCases) {
   {
     auto m = c->call("GET", "/metrics");
     EXPECT_EQ(m.status, 200);
-    EXPECT_NE(m.body.find("rap_control_http_requests_total{route=\"/api/v1/orgs\",method=\"POST\",status=\"201\"}"),
+    EXPECT_NE(m.body.find("rap_control_http_requests_total{route=\"/api/v1/"
+                          "orgs\",method=\"POST\",status=\"201\"}"),
               std::string::npos)
         << m.body;
     EXPECT_NE(m.body.find("rap_control_db_pool_in_use "), std::string::npos);
@@ -424,10 +427,10 @@ TEST_F(ControlApiTest, TwoInstancesShareOneDatabase) {
   RAP_ASSIGN_OR_FAIL(std::string db, pg_->create_database("api_two"));
   RAP_ASSIGN_OR_FAIL(auto a, ControlProcess::start(db, "a"));
   ASSERT_TRUE(a->setup_token().has_value());
-  auto s = a->call("POST", "/api/v1/setup",
-                   json{{"setup_token", *a->setup_token()}, {"email", "root@x.io"},
-                        {"password", kOwnerPw}}
-                       .dump());
+  auto s = a->call(
+      "POST", "/api/v1/setup",
+      json{{"setup_token", *a->setup_token()}, {"email", "root@x.io"}, {"password", kOwnerPw}}
+          .dump());
   ASSERT_EQ(s.status, 201) << s;
 
   // Second instance: schema already there, setup done, so no new token is issued.
@@ -460,12 +463,13 @@ TEST_F(ControlApiTest, RestartBeforeSetupRotatesToken) {
   RAP_ASSIGN_OR_FAIL(auto b, ControlProcess::start(db, "r2"));
   ASSERT_TRUE(b->setup_token().has_value());
   EXPECT_NE(first, *b->setup_token());
-  auto old = b->call("POST", "/api/v1/setup",
-                     json{{"setup_token", first}, {"email", "o@x.io"}, {"password", kOwnerPw}}.dump());
+  auto old =
+      b->call("POST", "/api/v1/setup",
+              json{{"setup_token", first}, {"email", "o@x.io"}, {"password", kOwnerPw}}.dump());
   EXPECT_EQ(old.status, 403) << old << b->output();
-  auto ok = b->call("POST", "/api/v1/setup",
-                    json{{"setup_token", *b->setup_token()}, {"email", "o@x.io"}, {"password", kOwnerPw}}
-                        .dump());
+  auto ok = b->call(
+      "POST", "/api/v1/setup",
+      json{{"setup_token", *b->setup_token()}, {"email", "o@x.io"}, {"password", kOwnerPw}}.dump());
   EXPECT_EQ(ok.status, 201) << ok;
 }
 
@@ -481,11 +485,11 @@ TEST_F(ControlApiTest, ConcurrentStartOnFreshDatabaseMigratesOnce) {
   EXPECT_EQ(health_b.status, 200) << health_b;
   // Every migration was applied exactly once across both instances.
   const std::string n = std::to_string(rap::control::migrations().size());
-  RAP_ASSERT_OK(pg_->exec(
-      "DO $$ BEGIN IF (SELECT count(*) FROM schema_migrations) <> " + n + " THEN "
-      "RAISE EXCEPTION 'unexpected schema_migrations rows: %', "
-      "(SELECT count(*) FROM schema_migrations); END IF; END $$",
-      "api_concurrent"));
+  RAP_ASSERT_OK(pg_->exec("DO $$ BEGIN IF (SELECT count(*) FROM schema_migrations) <> " + n +
+                              " THEN "
+                              "RAISE EXCEPTION 'unexpected schema_migrations rows: %', "
+                              "(SELECT count(*) FROM schema_migrations); END IF; END $$",
+                          "api_concurrent"));
   int applied = 0;
   for (const auto* p : {a.get(), b.get()}) {
     std::smatch m;
@@ -499,12 +503,14 @@ TEST_F(ControlApiTest, ConcurrentStartOnFreshDatabaseMigratesOnce) {
   ASSERT_TRUE(b->setup_token().has_value());
   int created = 0;
   for (const auto* p : {a.get(), b.get()}) {
-    auto r = p->call("POST", "/api/v1/setup",
-                     json{{"setup_token", *p->setup_token()}, {"email", "o@x.io"},
-                          {"password", kOwnerPw}}
-                         .dump());
-    if (r.status == 201) ++created;
-    else EXPECT_EQ(r.status, 403) << r;
+    auto r = p->call(
+        "POST", "/api/v1/setup",
+        json{{"setup_token", *p->setup_token()}, {"email", "o@x.io"}, {"password", kOwnerPw}}
+            .dump());
+    if (r.status == 201)
+      ++created;
+    else
+      EXPECT_EQ(r.status, 403) << r;
   }
   EXPECT_EQ(created, 1);
 }
@@ -513,12 +519,12 @@ TEST_F(ControlApiTest, ExpiredTokenIsRejected) {
   RAP_ASSIGN_OR_FAIL(std::string db, pg_->create_database("api_expiry"));
   RAP_ASSIGN_OR_FAIL(auto c, ControlProcess::start(db, "exp"));
   ASSERT_TRUE(c->setup_token().has_value());
-  ASSERT_EQ(c->call("POST", "/api/v1/setup",
-                    json{{"setup_token", *c->setup_token()}, {"email", "o@x.io"},
-                         {"password", kOwnerPw}}
-                        .dump())
-                .status,
-            201);
+  ASSERT_EQ(
+      c->call("POST", "/api/v1/setup",
+              json{{"setup_token", *c->setup_token()}, {"email", "o@x.io"}, {"password", kOwnerPw}}
+                  .dump())
+          .status,
+      201);
   const std::string tok = login(*c, "o@x.io", kOwnerPw);
   EXPECT_EQ(c->call("GET", "/api/v1/orgs", "", tok).status, 200);
   // Parallel requests (more than the 4 pooled connections) are all served.
@@ -533,8 +539,8 @@ TEST_F(ControlApiTest, ExpiredTokenIsRejected) {
     for (auto& t : threads) t.join();
     for (int st : statuses) EXPECT_EQ(st, 200);
   }
-  RAP_ASSERT_OK(pg_->exec("UPDATE api_tokens SET expires_at = now() - interval '1 second'",
-                          "api_expiry"));
+  RAP_ASSERT_OK(
+      pg_->exec("UPDATE api_tokens SET expires_at = now() - interval '1 second'", "api_expiry"));
   auto r = c->call("GET", "/api/v1/orgs", "", tok);
   EXPECT_EQ(r.status, 401) << r;
   EXPECT_EQ(r.error_code(), "invalid_token");

@@ -1,8 +1,9 @@
+#include "rap/control/auth.h"
+
 #include <gtest/gtest.h>
 
 #include "rap/common/random.h"
 #include "rap/control/api.h"
-#include "rap/control/auth.h"
 
 namespace rc = rap::control;
 

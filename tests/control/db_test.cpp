@@ -1,5 +1,7 @@
 // Database layer: bounded pool with blocking acquire + timeout, Db::run off the I/O thread,
 // exceptions converted to rap::Error at the boundary.
+#include "rap/control/db.h"
+
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -7,7 +9,6 @@
 #include <boost/asio/io_context.hpp>
 #include <thread>
 
-#include "rap/control/db.h"
 #include "rap/control/migrations.h"
 #include "rap/testing/gtest_support.h"
 #include "rap/testing/postgres_fixture.h"

@@ -1,12 +1,13 @@
 // Schema migrations against a real PostgreSQL: fresh apply, idempotent re-run, and concurrent
 // migrators on the same database applying every version exactly once.
+#include "rap/control/migrations.h"
+
 #include <gtest/gtest.h>
 
 #include <pqxx/pqxx>
 #include <thread>
 #include <vector>
 
-#include "rap/control/migrations.h"
 #include "rap/testing/gtest_support.h"
 #include "rap/testing/postgres_fixture.h"
 
@@ -115,7 +116,8 @@ TEST_F(ControlMigrationsTest, ConcurrentMigratorsApplyExactlyOnce) {
 }
 
 TEST_F(ControlMigrationsTest, UnreachableDatabaseIsAnError) {
-  auto r = rc::migrate("host=/nonexistent-rap-dir port=5432 dbname=x user=postgres connect_timeout=2");
+  auto r =
+      rc::migrate("host=/nonexistent-rap-dir port=5432 dbname=x user=postgres connect_timeout=2");
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, "db_unavailable");
 }

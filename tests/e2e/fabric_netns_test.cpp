@@ -206,12 +206,12 @@ class FabricNetnsE2E : public ::testing::Test {
   void start_serve(const std::string& addr) {
     SubprocessOptions so;
     so.output_file = *dir_ / "serve.log";
-    RAP_ASSIGN_OR_FAIL(auto p, topo_->spawn("b", {bin_, "serve", "--creds", b_creds_, "--listen",
-                                                  addr + ":" + std::to_string(kTlsPort), "--wss",
-                                                  addr + ":" + std::to_string(kWssPort),
-                                                  "--metrics",
-                                                  "127.0.0.1:" + std::to_string(kMetricsPort)},
-                                           so));
+    RAP_ASSIGN_OR_FAIL(auto p, topo_->spawn("b",
+                                            {bin_, "serve", "--creds", b_creds_, "--listen",
+                                             addr + ":" + std::to_string(kTlsPort), "--wss",
+                                             addr + ":" + std::to_string(kWssPort), "--metrics",
+                                             "127.0.0.1:" + std::to_string(kMetricsPort)},
+                                            so));
     serve_.emplace(std::move(p));
     for (auto port : {kTlsPort, kWssPort, kMetricsPort}) {
       auto r = topo_->wait_listening("b", port);
@@ -319,9 +319,9 @@ TEST_F(FabricNetnsE2E, VethPingPushMetrics) {
   const auto deadline = std::chrono::steady_clock::now() + 30s;
   while (std::chrono::steady_clock::now() < deadline) {
     text = scrape();
-    rx_bulk = sum_samples(text, "rap_fabric_session_bytes_total",
-                          {"local=\"node-b\"", "peer=\"node-a\"", "carrier=\"tls\"",
-                           "dir=\"rx\"", "class=\"bulk\""});
+    rx_bulk = sum_samples(
+        text, "rap_fabric_session_bytes_total",
+        {"local=\"node-b\"", "peer=\"node-a\"", "carrier=\"tls\"", "dir=\"rx\"", "class=\"bulk\""});
     if (rx_bulk >= static_cast<double>(kPush)) break;
     ASSERT_TRUE(bg.running()) << "background ping exited: " << tail(bg.output());
     std::this_thread::sleep_for(200ms);
@@ -357,8 +357,7 @@ TEST_F(FabricNetnsE2E, VethPingPushMetrics) {
 
 // 2. Userspace wire, 25 ms each way and 1% loss in both directions.
 TEST_F(FabricNetnsE2E, WireDelayAndLoss) {
-  RAP_ASSIGN_OR_FAIL(LinkInfo link,
-                     topo_->wire_link("a", "b", WireParams().delay(25).loss(1)));
+  RAP_ASSIGN_OR_FAIL(LinkInfo link, topo_->wire_link("a", "b", WireParams().delay(25).loss(1)));
   start_serve(link.addr_b);
   ASSERT_FALSE(HasFatalFailure());
   const std::string peer = link.addr_b + ":" + std::to_string(kTlsPort);
@@ -400,9 +399,8 @@ TEST_F(FabricNetnsE2E, ForeignCaRefused) {
   std::filesystem::copy_file(std::filesystem::path(evil) / "node.key",
                              std::filesystem::path(hybrid) / "node.key");
 
-  for (const auto& [what, creds] :
-       std::vector<std::pair<std::string, std::string>>{{"CA2 node", evil},
-                                                        {"CA2 cert trusting CA1", hybrid}}) {
+  for (const auto& [what, creds] : std::vector<std::pair<std::string, std::string>>{
+           {"CA2 node", evil}, {"CA2 cert trusting CA1", hybrid}}) {
     for (const std::string carrier : {"tls", "wss"}) {
       SCOPED_TRACE(what + " over " + carrier);
       const auto port = carrier == "tls" ? kTlsPort : kWssPort;
@@ -458,9 +456,9 @@ TEST_F(FabricNetnsE2E, LinkCutAndRestore) {
   std::this_thread::sleep_for(500ms);
 
   EXPECT_TRUE(serve_->running()) << serve_died();
-  std::printf("long ping after the cut: %s\n",
-              longping.running() ? "still running"
-                                 : ("exited: " + tail(longping.output(), 500)).c_str());
+  std::printf(
+      "long ping after the cut: %s\n",
+      longping.running() ? "still running" : ("exited: " + tail(longping.output(), 500)).c_str());
   longping.kill(SIGKILL);
   longping.wait_exit(5s);
   // b now gets the reset of the killed client's connection; it must survive that too.

@@ -18,7 +18,8 @@ class RecordingObserver : public fabric::SessionObserver {
   void on_stream_opened(std::uint32_t id) override { opened.push_back(id); }
   void on_readable(std::uint32_t id) override { readable[id]++; }
   void on_writable(std::uint32_t id) override { writable[id]++; }
-  void on_stream_reset(std::uint32_t id, fabric::ErrorCode code, const std::string& reason) override {
+  void on_stream_reset(std::uint32_t id, fabric::ErrorCode code,
+                       const std::string& reason) override {
     resets[id] = {code, reason};
   }
   void on_goaway(fabric::ErrorCode code, const std::string& reason) override {
@@ -42,13 +43,16 @@ class RecordingObserver : public fabric::SessionObserver {
 class TestSigner : public fabric::Signer {
  public:
   explicit TestSigner(crypto::Ed25519Key k) : key_(std::move(k)) {}
-  std::array<std::uint8_t, 64> sign(std::span<const std::uint8_t> m) const override { return key_.sign(m); }
+  std::array<std::uint8_t, 64> sign(std::span<const std::uint8_t> m) const override {
+    return key_.sign(m);
+  }
 
  private:
   crypto::Ed25519Key key_;
 };
 
-inline fabric::PeerProof proof_of(const TestNode& n, const std::string& cluster, const std::string& node,
+inline fabric::PeerProof proof_of(const TestNode& n, const std::string& cluster,
+                                  const std::string& node,
                                   const std::vector<std::uint8_t>& binding) {
   fabric::PeerProof p;
   p.cluster_id = cluster;
@@ -60,7 +64,8 @@ inline fabric::PeerProof proof_of(const TestNode& n, const std::string& cluster,
 }
 
 struct CorePair {
-  explicit CorePair(fabric::SessionConfig base = {}, bool auto_start = true) : ca("cluster-1"), na(ca.node("node-a")), nb(ca.node("node-b")) {
+  explicit CorePair(fabric::SessionConfig base = {}, bool auto_start = true)
+      : ca("cluster-1"), na(ca.node("node-a")), nb(ca.node("node-b")) {
     std::vector<std::uint8_t> binding(32, 0x5a);
     cfg_a = base;
     cfg_a.role = fabric::Role::kInitiator;
@@ -72,8 +77,10 @@ struct CorePair {
     cfg_b.cluster_id = "cluster-1";
     sa = std::make_unique<TestSigner>(na.key);
     sb = std::make_unique<TestSigner>(nb.key);
-    a = std::make_unique<fabric::SessionCore>(cfg_a, *sa, proof_of(nb, "cluster-1", "node-b", binding), &oa);
-    b = std::make_unique<fabric::SessionCore>(cfg_b, *sb, proof_of(na, "cluster-1", "node-a", binding), &ob);
+    a = std::make_unique<fabric::SessionCore>(cfg_a, *sa,
+                                              proof_of(nb, "cluster-1", "node-b", binding), &oa);
+    b = std::make_unique<fabric::SessionCore>(cfg_b, *sb,
+                                              proof_of(na, "cluster-1", "node-a", binding), &ob);
     if (auto_start) {
       a->start(clock.now());
       b->start(clock.now());

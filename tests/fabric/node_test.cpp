@@ -81,8 +81,9 @@ TEST(FabricNode, DispatchesServicesAndKeepsTotalsAfterSessionsClose) {
   EXPECT_EQ(reply, "FABRIC");
   settle(io);
   const auto text = b->prometheus();
-  EXPECT_NE(text.find("rap_fabric_node_bytes_total{node=\"node-b\",dir=\"rx\",class=\"reliable\"} 6"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find("rap_fabric_node_bytes_total{node=\"node-b\",dir=\"rx\",class=\"reliable\"} 6"),
+      std::string::npos)
       << text;
   EXPECT_NE(text.find("rap_fabric_node_sessions_total{node=\"node-b\",event=\"closed\"} 1"),
             std::string::npos);
@@ -107,6 +108,7 @@ TEST(FabricNode, CountsRefusedSessions) {
   // learns of the refusal from the alert on its first read.
   EXPECT_NE(err.find("unknown ca"), std::string::npos) << err;
   settle(io);
-  EXPECT_NE(b->prometheus().find("rap_fabric_node_sessions_refused_total{node=\"node-b\",reason=\"tls_handshake_failed\"} 1"),
+  EXPECT_NE(b->prometheus().find("rap_fabric_node_sessions_refused_total{node=\"node-b\",reason="
+                                 "\"tls_handshake_failed\"} 1"),
             std::string::npos);
 }

@@ -449,10 +449,12 @@ TEST(SessionCore, RouteUpdateReachesPeerAndOversizedLeaseIsRefused) {
   CorePair p;
   auto s = *p.a->open_stream("x", TrafficClass::kReliable, 1);
   p.pump();
-  ASSERT_TRUE(p.a->send_route_update(s, RouteUpdate{42, 7, std::vector<std::uint8_t>(100, 1)}).has_value());
+  ASSERT_TRUE(
+      p.a->send_route_update(s, RouteUpdate{42, 7, std::vector<std::uint8_t>(100, 1)}).has_value());
   p.pump();
   EXPECT_EQ(p.b->stream_info(s)->route_id, 42u);
-  EXPECT_FALSE(p.a->send_route_update(0, RouteUpdate{1, 1, std::vector<std::uint8_t>(70000, 1)}).has_value());
+  EXPECT_FALSE(p.a->send_route_update(0, RouteUpdate{1, 1, std::vector<std::uint8_t>(70000, 1)})
+                   .has_value());
   EXPECT_TRUE(p.a->is_open());
 }
 

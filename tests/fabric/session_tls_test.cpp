@@ -1,5 +1,7 @@
 // Sessions over real sockets: TLS 1.3 mutual auth on loopback, and the WebSocket carrier.
 #include <gtest/gtest.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -9,9 +11,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <functional>
-
-#include <openssl/pem.h>
-#include <openssl/x509v3.h>
 
 #include "rap/fabric/metrics.h"
 #include "rap/fabric/session.h"
@@ -46,7 +45,8 @@ struct Endpoint {
   SessionConfig cfg;
 };
 
-Endpoint make_endpoint(rap::testing::TestNode n, const std::string& node_id, const std::string& cluster) {
+Endpoint make_endpoint(rap::testing::TestNode n, const std::string& node_id,
+                       const std::string& cluster) {
   Endpoint e{std::move(n), std::make_shared<crypto::RevocationList>(), nullptr, nullptr, {}};
   auto ctx = TlsContext::create(e.node.creds, e.revoked);
   EXPECT_TRUE(ctx.has_value()) << (ctx ? "" : ctx.error().message);
@@ -71,9 +71,7 @@ struct Server {
 
   std::uint16_t port() const { return acceptor.local_endpoint().port(); }
 
-  void start() {
-    asio::co_spawn(io, run(), asio::detached);
-  }
+  void start() { asio::co_spawn(io, run(), asio::detached); }
   asio::awaitable<void> run() {
     auto sock = co_await acceptor.async_accept(asio::use_awaitable);
     // (no co_await inside ?: — GCC 12 miscompiles temporaries there)
@@ -212,9 +210,10 @@ TEST_F(FabricTls, EchoOverMutualTlsAndMetrics) {
   EXPECT_EQ(*got, msg);
   ASSERT_TRUE(server.session);
   EXPECT_EQ(server.session->peer().node_id, "node-a");
-  auto text = render_prometheus({SessionSnapshot{"node-a", "node-b", "tls", "open", (*s)->stats(),
-                                                 (*s)->stream_stats()}});
-  EXPECT_NE(text.find("rap_fabric_session_bytes_total{local=\"node-a\",peer=\"node-b\",carrier=\"tls\",dir=\"tx\",class=\"reliable\"} 1048576"),
+  auto text = render_prometheus(
+      {SessionSnapshot{"node-a", "node-b", "tls", "open", (*s)->stats(), (*s)->stream_stats()}});
+  EXPECT_NE(text.find("rap_fabric_session_bytes_total{local=\"node-a\",peer=\"node-b\",carrier="
+                      "\"tls\",dir=\"tx\",class=\"reliable\"} 1048576"),
             std::string::npos)
       << text;
   (*s)->close("test done");
@@ -240,13 +239,15 @@ TEST_F(FabricTls, WebSocketCarrierEcho) {
 
 namespace {
 // Connects `client` to a server using `server_ep`; returns the client's error and the server's.
-std::pair<std::optional<Error>, std::optional<Error>> attempt(asio::io_context& io, Endpoint& server_ep,
-                                                              Endpoint& client, const Clock& clock) {
+std::pair<std::optional<Error>, std::optional<Error>> attempt(asio::io_context& io,
+                                                              Endpoint& server_ep, Endpoint& client,
+                                                              const Clock& clock) {
   Server server{io, server_ep};
   server.start();
   auto s = run_until_done(io, connect(io, client, server.port(), false, clock));
   // Let the server side finish its part.
-  for (int i = 0; i < 50 && !server.error && !(server.session && server.session->is_closed()); ++i) {
+  for (int i = 0; i < 50 && !server.error && !(server.session && server.session->is_closed());
+       ++i) {
     io.run_one_for(20ms);
   }
   std::optional<Error> ce;
@@ -333,13 +334,16 @@ TEST_F(FabricTls, StalledBulkDoesNotDelayInteractive) {
   auto bulk = session->open_stream("sink", TrafficClass::kBulk);
   ASSERT_TRUE(bulk.has_value());
   bool bulk_done = false;
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    std::vector<std::uint8_t> chunk(1 << 20, 0xbb);
-    for (int i = 0; i < 64; ++i) {
-      if (!co_await (*bulk)->write(asio::buffer(chunk))) break;
-    }
-    bulk_done = true;
-  }, asio::detached);
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        std::vector<std::uint8_t> chunk(1 << 20, 0xbb);
+        for (int i = 0; i < 64; ++i) {
+          if (!co_await (*bulk)->write(asio::buffer(chunk))) break;
+        }
+        bulk_done = true;
+      },
+      asio::detached);
   for (int i = 0; i < 50; ++i) io.run_one_for(10ms);
   EXPECT_FALSE(bulk_done);  // backpressure holds the bulk writer
   // Interactive round trips on the same session stay fast.
@@ -357,12 +361,14 @@ TEST_F(FabricTls, StalledBulkDoesNotDelayInteractive) {
         if (!n || *n == 0) co_return 1e9;
         got += *n;
       }
-      worst_ms = std::max(worst_ms, std::chrono::duration<double, std::milli>(
-                                        std::chrono::steady_clock::now() - t0).count());
+      worst_ms = std::max(
+          worst_ms,
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
     co_return worst_ms;
   }(session));
-  EXPECT_LT(worst, 100.0) << "interactive worst RTT " << worst << " ms behind a stalled bulk stream";
+  EXPECT_LT(worst, 100.0) << "interactive worst RTT " << worst
+                          << " ms behind a stalled bulk stream";
   auto st = session->stats();
   EXPECT_GT(st.tx.bytes_by_class[static_cast<int>(TrafficClass::kBulk)], 100000u);
   EXPECT_EQ(st.tx.bytes_by_class[static_cast<int>(TrafficClass::kInteractive)], 200u * 64);
@@ -388,7 +394,8 @@ TEST_F(FabricTls, ResetOfOneStreamLeavesOthersDelivering) {
     std::vector<char> buf(65536);
     while (got.size() < payload.size()) {
       auto n = co_await b->read_some(asio::buffer(buf));
-      if (!n || *n == 0) co_return "stream b broke: " + (n ? std::string("eof") : n.error().message);
+      if (!n || *n == 0)
+        co_return "stream b broke: " + (n ? std::string("eof") : n.error().message);
       got.append(buf.data(), *n);
     }
     co_return got == payload ? "ok" : "mismatch";

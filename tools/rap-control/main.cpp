@@ -49,7 +49,8 @@ int main(int argc, char** argv) {
   }
   spdlog::info("schema ready version={} applied_now={}", mig->current_version, mig->applied);
 
-  auto tls = tls_cert.empty() ? ensure_self_signed_cert(data_dir) : load_tls_files(tls_cert, tls_key);
+  auto tls =
+      tls_cert.empty() ? ensure_self_signed_cert(data_dir) : load_tls_files(tls_cert, tls_key);
   if (!tls) {
     spdlog::critical("TLS setup failed code={} msg={}", tls.error().code, tls.error().message);
     return 1;
@@ -69,8 +70,9 @@ int main(int argc, char** argv) {
   if (*setup) {
     // The only place a secret is ever printed: once, at first start, for the operator.
     std::cout << "RAP SETUP TOKEN: " << **setup << std::endl;
-    spdlog::warn("platform setup pending: use the setup token printed above with POST /api/v1/setup "
-                 "(a restart issues a new token and invalidates the previous one)");
+    spdlog::warn(
+        "platform setup pending: use the setup token printed above with POST /api/v1/setup "
+        "(a restart issues a new token and invalidates the previous one)");
   }
 
   auto server = Server::create(io, api, db, ServerOptions{listen, std::move(*tls), 64 * 1024});
@@ -80,7 +82,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   (*server)->start();
-  spdlog::info("rap-control listening on {} port={}", (*server)->local_address(), (*server)->port());
+  spdlog::info("rap-control listening on {} port={}", (*server)->local_address(),
+               (*server)->port());
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {

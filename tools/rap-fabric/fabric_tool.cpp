@@ -32,7 +32,8 @@ int error(const std::string& msg, int code = 1) {
 
 Result<std::pair<std::string, std::uint16_t>> split_host_port(const std::string& s) {
   const auto pos = s.rfind(':');
-  if (pos == std::string::npos || pos == 0) return fail("bad_address", "expected host:port, got '" + s + "'");
+  if (pos == std::string::npos || pos == 0)
+    return fail("bad_address", "expected host:port, got '" + s + "'");
   try {
     const int port = std::stoi(s.substr(pos + 1));
     if (port < 0 || port > 65535) throw std::out_of_range("port");
@@ -89,9 +90,12 @@ int dial(Client& c, const Options& o) {
   if (!node) return error(node.error().message, 2);
   c.node = std::move(*node);
   Result<std::shared_ptr<Session>> result = fail("unset", "");
-  asio::co_spawn(c.io, [&]() -> asio::awaitable<void> {
-    result = co_await c.node->connect(kind, hp->first, hp->second);
-  }, asio::detached);
+  asio::co_spawn(
+      c.io,
+      [&]() -> asio::awaitable<void> {
+        result = co_await c.node->connect(kind, hp->first, hp->second);
+      },
+      asio::detached);
   while (result.has_value() == false && result.error().code == "unset") c.io.run_one();
   if (!result) return error("session to " + o.peer + " failed: " + result.error().message);
   c.session = *result;
@@ -109,10 +113,14 @@ int pki_init(const Options& o) {
   const auto now = std::chrono::system_clock::now();
   auto ca = crypto::make_ca_certificate(*key, o.cluster, {now - 1h, now + 24h * 3650});
   if (!ca) return error(ca.error().message, 2);
-  if (auto r = env.write_file_atomic(o.dir + "/ca.key", key->private_pem(), 0600); !r) return error(r.error().message);
-  if (auto r = env.write_file_atomic(o.dir + "/ca.pem", *ca, 0644); !r) return error(r.error().message);
-  if (auto r = env.write_file_atomic(o.dir + "/serial", "1\n", 0600); !r) return error(r.error().message);
-  if (auto r = env.write_file_atomic(o.dir + "/cluster", o.cluster, 0644); !r) return error(r.error().message);
+  if (auto r = env.write_file_atomic(o.dir + "/ca.key", key->private_pem(), 0600); !r)
+    return error(r.error().message);
+  if (auto r = env.write_file_atomic(o.dir + "/ca.pem", *ca, 0644); !r)
+    return error(r.error().message);
+  if (auto r = env.write_file_atomic(o.dir + "/serial", "1\n", 0600); !r)
+    return error(r.error().message);
+  if (auto r = env.write_file_atomic(o.dir + "/cluster", o.cluster, 0644); !r)
+    return error(r.error().message);
   std::cout << "cluster CA for '" << o.cluster << "' in " << o.dir << "\n";
   return 0;
 }
@@ -129,7 +137,8 @@ int pki_issue(const Options& o) {
   if (!serial_s) return error(serial_s.error().message, 2);
   std::uint64_t serial = std::strtoull(serial_s->c_str(), nullptr, 10);
   auto cluster = env.read_file(o.dir + "/cluster");
-  if (!cluster || cluster->empty()) return error("CA directory has no cluster file (run pki init)", 2);
+  if (!cluster || cluster->empty())
+    return error("CA directory has no cluster file (run pki init)", 2);
   auto key = crypto::Ed25519Key::generate();
   if (!key) return error(key.error().message);
   const auto now = std::chrono::system_clock::now();
@@ -137,10 +146,15 @@ int pki_issue(const Options& o) {
                                              serial + 1, {now - 1h, now + 24h * o.days});
   if (!cert) return error(cert.error().message, 2);
   if (auto r = env.make_dirs(o.out, 0700); !r) return error(r.error().message);
-  if (auto r = env.write_file_atomic(o.out + "/node.key", key->private_pem(), 0600); !r) return error(r.error().message);
-  if (auto r = env.write_file_atomic(o.out + "/node.pem", *cert, 0644); !r) return error(r.error().message);
-  if (auto r = env.write_file_atomic(o.out + "/ca.pem", *ca_pem, 0644); !r) return error(r.error().message);
-  if (auto r = env.write_file_atomic(o.dir + "/serial", std::to_string(serial + 1) + "\n", 0600); !r) return error(r.error().message);
+  if (auto r = env.write_file_atomic(o.out + "/node.key", key->private_pem(), 0600); !r)
+    return error(r.error().message);
+  if (auto r = env.write_file_atomic(o.out + "/node.pem", *cert, 0644); !r)
+    return error(r.error().message);
+  if (auto r = env.write_file_atomic(o.out + "/ca.pem", *ca_pem, 0644); !r)
+    return error(r.error().message);
+  if (auto r = env.write_file_atomic(o.dir + "/serial", std::to_string(serial + 1) + "\n", 0600);
+      !r)
+    return error(r.error().message);
   std::cout << "node '" << o.node << "' of cluster '" << *cluster << "' serial " << serial + 1
             << " in " << o.out << "\n";
   return 0;
@@ -200,23 +214,26 @@ int serve(const Options& o) {
   for (const auto& p : o.peers) {
     auto hp = split_host_port(p);
     if (!hp) return error(hp.error().message, 2);
-    asio::co_spawn(io, [&n, host = hp->first, port = hp->second, p]() -> asio::awaitable<void> {
-      auto backoff = 200ms;
-      for (;;) {
-        auto s = co_await n.connect(CarrierKind::kTls, host, port);
-        if (s) {
-          spdlog::info("fabric session up peer={} addr={}", (*s)->peer().node_id, p);
-          backoff = 200ms;
-          co_await (*s)->wait_closed();
-          spdlog::warn("fabric session to {} closed: {}", p, (*s)->close_reason().message);
-        } else {
-          spdlog::warn("fabric dial {} failed: {}", p, s.error().message);
-        }
-        asio::steady_timer t(co_await asio::this_coro::executor, backoff);
-        co_await t.async_wait(asio::use_awaitable);
-        backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
-      }
-    }, asio::detached);
+    asio::co_spawn(
+        io,
+        [&n, host = hp->first, port = hp->second, p]() -> asio::awaitable<void> {
+          auto backoff = 200ms;
+          for (;;) {
+            auto s = co_await n.connect(CarrierKind::kTls, host, port);
+            if (s) {
+              spdlog::info("fabric session up peer={} addr={}", (*s)->peer().node_id, p);
+              backoff = 200ms;
+              co_await (*s)->wait_closed();
+              spdlog::warn("fabric session to {} closed: {}", p, (*s)->close_reason().message);
+            } else {
+              spdlog::warn("fabric dial {} failed: {}", p, s.error().message);
+            }
+            asio::steady_timer t(co_await asio::this_coro::executor, backoff);
+            co_await t.async_wait(asio::use_awaitable);
+            backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
+          }
+        },
+        asio::detached);
   }
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int) {
@@ -240,63 +257,71 @@ int ping(const Options& o) {
   bool bulk_running = o.with_bulk;
   std::uint64_t bulk_bytes = 0;
   if (o.with_bulk) {
-    asio::co_spawn(c.io, [&]() -> asio::awaitable<void> {
-      auto st = c.session->open_stream("discard", TrafficClass::kBulk);
-      if (!st) co_return;
-      std::vector<std::uint8_t> chunk(256 * 1024, 0x42);
-      while (bulk_running) {
-        if (!co_await (*st)->write(asio::buffer(chunk))) break;
-        bulk_bytes += chunk.size();
-      }
-      (*st)->reset(ErrorCode::kCancel, "ping done");
-    }, asio::detached);
+    asio::co_spawn(
+        c.io,
+        [&]() -> asio::awaitable<void> {
+          auto st = c.session->open_stream("discard", TrafficClass::kBulk);
+          if (!st) co_return;
+          std::vector<std::uint8_t> chunk(256 * 1024, 0x42);
+          while (bulk_running) {
+            if (!co_await (*st)->write(asio::buffer(chunk))) break;
+            bulk_bytes += chunk.size();
+          }
+          (*st)->reset(ErrorCode::kCancel, "ping done");
+        },
+        asio::detached);
   }
   bool done = false;
-  asio::co_spawn(c.io, [&]() -> asio::awaitable<void> {
-    auto st = c.session->open_stream("echo", TrafficClass::kInteractive);
-    if (!st) {
-      failure = st.error().message;
-      done = true;
-      co_return;
-    }
-    std::array<std::uint8_t, 64> msg{};
-    std::array<std::uint8_t, 64> rsp{};
-    if (o.with_bulk) {
-      asio::steady_timer t(c.io, 300ms);  // let bulk saturate first
-      co_await t.async_wait(asio::use_awaitable);
-    }
-    for (int i = 0; i < o.count; ++i) {
-      msg[0] = static_cast<std::uint8_t>(i);
-      const auto t0 = std::chrono::steady_clock::now();
-      if (auto w = co_await (*st)->write(asio::buffer(msg)); !w) {
-        failure = w.error().message;
-        break;
-      }
-      std::size_t got = 0;
-      while (got < rsp.size()) {
-        auto r = co_await (*st)->read_some(asio::buffer(rsp.data() + got, rsp.size() - got));
-        if (!r || *r == 0) {
-          failure = r ? "peer closed the stream" : r.error().message;
-          break;
+  asio::co_spawn(
+      c.io,
+      [&]() -> asio::awaitable<void> {
+        auto st = c.session->open_stream("echo", TrafficClass::kInteractive);
+        if (!st) {
+          failure = st.error().message;
+          done = true;
+          co_return;
         }
-        got += *r;
-      }
-      if (!failure.empty()) break;
-      if (rsp[0] != msg[0]) {
-        failure = "echo mismatch";
-        break;
-      }
-      rtts.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-    }
-    bulk_running = false;
-    (void)(*st)->close_write();
-    done = true;
-  }, asio::detached);
+        std::array<std::uint8_t, 64> msg{};
+        std::array<std::uint8_t, 64> rsp{};
+        if (o.with_bulk) {
+          asio::steady_timer t(c.io, 300ms);  // let bulk saturate first
+          co_await t.async_wait(asio::use_awaitable);
+        }
+        for (int i = 0; i < o.count; ++i) {
+          msg[0] = static_cast<std::uint8_t>(i);
+          const auto t0 = std::chrono::steady_clock::now();
+          if (auto w = co_await (*st)->write(asio::buffer(msg)); !w) {
+            failure = w.error().message;
+            break;
+          }
+          std::size_t got = 0;
+          while (got < rsp.size()) {
+            auto r = co_await (*st)->read_some(asio::buffer(rsp.data() + got, rsp.size() - got));
+            if (!r || *r == 0) {
+              failure = r ? "peer closed the stream" : r.error().message;
+              break;
+            }
+            got += *r;
+          }
+          if (!failure.empty()) break;
+          if (rsp[0] != msg[0]) {
+            failure = "echo mismatch";
+            break;
+          }
+          rtts.push_back(
+              std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
+                  .count());
+        }
+        bulk_running = false;
+        (void)(*st)->close_write();
+        done = true;
+      },
+      asio::detached);
   while (!done) c.io.run_one();
   if (!failure.empty()) return error(failure);
   const double p50 = pct(rtts, 0.5), p99 = pct(rtts, 0.99), mx = pct(rtts, 1.0);
   if (o.json) {
-    Json j{{"count", rtts.size()}, {"p50_us", p50}, {"p99_us", p99}, {"max_us", mx},
+    Json j{{"count", rtts.size()},     {"p50_us", p50},           {"p99_us", p99}, {"max_us", mx},
            {"with_bulk", o.with_bulk}, {"bulk_bytes", bulk_bytes}};
     std::cout << j.dump() << "\n";
   } else {
@@ -316,40 +341,43 @@ int push(const Options& o) {
   std::string failure;
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < o.streams; ++i) {
-    asio::co_spawn(c.io, [&]() -> asio::awaitable<void> {
-      auto st = c.session->open_stream("discard", cls);
-      if (!st) {
-        failure = st.error().message;
-        --remaining;
-        co_return;
-      }
-      std::vector<std::uint8_t> chunk(256 * 1024, 0x5a);
-      std::uint64_t sent = 0;
-      while (sent < o.bytes) {
-        const auto n = std::min<std::uint64_t>(chunk.size(), o.bytes - sent);
-        if (auto w = co_await (*st)->write(asio::buffer(chunk.data(), n)); !w) {
-          failure = w.error().message;
-          break;
-        }
-        sent += n;
-      }
-      (void)(*st)->close_write();
-      std::string reply;
-      std::array<char, 64> buf{};
-      for (;;) {
-        auto r = co_await (*st)->read_some(asio::buffer(buf));
-        if (!r) {
-          failure = "reading the peer's count: " + r.error().message;
-          break;
-        }
-        if (*r == 0) break;
-        reply.append(buf.data(), *r);
-      }
-      if (failure.empty() && reply != std::to_string(o.bytes)) {
-        failure = "peer counted " + reply + " bytes, sent " + std::to_string(o.bytes);
-      }
-      --remaining;
-    }, asio::detached);
+    asio::co_spawn(
+        c.io,
+        [&]() -> asio::awaitable<void> {
+          auto st = c.session->open_stream("discard", cls);
+          if (!st) {
+            failure = st.error().message;
+            --remaining;
+            co_return;
+          }
+          std::vector<std::uint8_t> chunk(256 * 1024, 0x5a);
+          std::uint64_t sent = 0;
+          while (sent < o.bytes) {
+            const auto n = std::min<std::uint64_t>(chunk.size(), o.bytes - sent);
+            if (auto w = co_await (*st)->write(asio::buffer(chunk.data(), n)); !w) {
+              failure = w.error().message;
+              break;
+            }
+            sent += n;
+          }
+          (void)(*st)->close_write();
+          std::string reply;
+          std::array<char, 64> buf{};
+          for (;;) {
+            auto r = co_await (*st)->read_some(asio::buffer(buf));
+            if (!r) {
+              failure = "reading the peer's count: " + r.error().message;
+              break;
+            }
+            if (*r == 0) break;
+            reply.append(buf.data(), *r);
+          }
+          if (failure.empty() && reply != std::to_string(o.bytes)) {
+            failure = "peer counted " + reply + " bytes, sent " + std::to_string(o.bytes);
+          }
+          --remaining;
+        },
+        asio::detached);
   }
   while (remaining > 0) c.io.run_one();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -357,7 +385,12 @@ int push(const Options& o) {
   const double total = static_cast<double>(o.bytes) * o.streams;
   const double gbps = total * 8 / secs / 1e9;
   if (o.json) {
-    std::cout << Json{{"bytes", total}, {"seconds", secs}, {"gbit_per_s", gbps}, {"streams", o.streams}}.dump() << "\n";
+    std::cout << Json{{"bytes", total},
+                      {"seconds", secs},
+                      {"gbit_per_s", gbps},
+                      {"streams", o.streams}}
+                     .dump()
+              << "\n";
   } else {
     std::printf("pushed %.0f MiB in %.2f s over %s: %.2f Gbit/s, verified by peer\n",
                 total / 1048576.0, secs, o.carrier.c_str(), gbps);

@@ -10,7 +10,7 @@ namespace rap::fabric::tool {
 
 struct Options {
   std::string dir, cluster, node, out, creds, listen, wss, metrics, peer, carrier = "tls",
-      cls = "bulk";
+                                                                          cls = "bulk";
   std::vector<std::string> peers;
   int days = 30;
   int count = 1000;

@@ -1,12 +1,11 @@
 #include "rap/control/api.h"
 
-#include <nlohmann/json.hpp>
-#include <pqxx/pqxx>
-
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <initializer_list>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
 #include <sstream>
 
 #include "rap/common/log.h"
@@ -77,7 +76,8 @@ Step<std::map<std::string, std::string>> parse_fields(const std::string& body,
     return tl::unexpected(error_response(400, "malformed_json", "request body is not valid JSON"));
   }
   if (!j.is_object()) {
-    return tl::unexpected(error_response(400, "invalid_request", "request body must be a JSON object"));
+    return tl::unexpected(
+        error_response(400, "invalid_request", "request body must be a JSON object"));
   }
   std::map<std::string, std::string> out;
   for (const char* k : keys) {
@@ -87,14 +87,15 @@ Step<std::map<std::string, std::string>> parse_fields(const std::string& body,
           error_response(400, "invalid_request", std::string("missing field '") + k + "'"));
     }
     if (!it->is_string()) {
-      return tl::unexpected(
-          error_response(400, "invalid_request", std::string("field '") + k + "' must be a string"));
+      return tl::unexpected(error_response(400, "invalid_request",
+                                           std::string("field '") + k + "' must be a string"));
     }
     out[k] = it->get<std::string>();
   }
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (out.find(it.key()) == out.end()) {
-      return tl::unexpected(error_response(400, "invalid_request", "unknown field in request body"));
+      return tl::unexpected(
+          error_response(400, "invalid_request", "unknown field in request body"));
     }
   }
   return out;
@@ -247,17 +248,16 @@ HttpResponse Api::dispatch(const HttpRequest& req, std::string& route) {
               hash);
           if (rows.empty()) return std::optional<Caller>();
           return std::optional<Caller>(Caller{rows[0][0].as<std::string>(),
-                                              rows[0][1].as<std::string>(),
-                                              rows[0][2].as<bool>(), hash});
+                                              rows[0][1].as<std::string>(), rows[0][2].as<bool>(),
+                                              hash});
         });
     if (!r) return tl::unexpected(from_error(r.error()));
-    if (!*r) return tl::unexpected(error_response(401, "invalid_token", "invalid or expired token"));
+    if (!*r)
+      return tl::unexpected(error_response(401, "invalid_token", "invalid or expired token"));
     return **r;
   };
 
-  auto forbidden = [] {
-    return error_response(403, "forbidden", "not allowed for this user");
-  };
+  auto forbidden = [] { return error_response(403, "forbidden", "not allowed for this user"); };
 
   // ---- /healthz ----
   if (seg.size() == 1 && seg[0] == "healthz") {
@@ -326,8 +326,7 @@ HttpResponse Api::dispatch(const HttpRequest& req, std::string& route) {
           "RETURNING id, " RAP_TS("created_at"),
           email, *hash);
       const std::string uid = u[0][0].as<std::string>();
-      w.exec(
-          "UPDATE setup_state SET setup_token_sha256 = NULL, completed_at = now() WHERE id");
+      w.exec("UPDATE setup_state SET setup_token_sha256 = NULL, completed_at = now() WHERE id");
       audit(w, uid, "", "platform.setup_completed", "user:" + email, json::object());
       return json{{"user",
                    {{"id", uid},
@@ -336,7 +335,8 @@ HttpResponse Api::dispatch(const HttpRequest& req, std::string& route) {
                     {"created_at", u[0][1].as<std::string>()}}}};
     });
     if (!r) return to_response(r.error());
-    spdlog::info("platform setup completed owner_email_sha256={}", token_sha256(email).substr(0, 16));
+    spdlog::info("platform setup completed owner_email_sha256={}",
+                 token_sha256(email).substr(0, 16));
     return json_response(201, *r);
   }
 
@@ -469,7 +469,8 @@ HttpResponse Api::dispatch(const HttpRequest& req, std::string& route) {
       return error_response(400, "invalid_name", "name must be 1 to 200 bytes long");
     auto r = db_.with_transaction<json>([&](pqxx::work& w) -> Result<json> {
       auto exists = w.exec_params("SELECT 1 FROM organizations WHERE slug = $1", slug);
-      if (!exists.empty()) return http_fail(409, "slug_taken", "an organization with this slug exists");
+      if (!exists.empty())
+        return http_fail(409, "slug_taken", "an organization with this slug exists");
       auto rows = w.exec_params(
           "INSERT INTO organizations (slug, name) VALUES ($1, $2) "
           "RETURNING id, slug, name, " RAP_TS("created_at") " AS created_at",
@@ -490,8 +491,8 @@ HttpResponse Api::dispatch(const HttpRequest& req, std::string& route) {
       pqxx::read_transaction t(c);
       json orgs = json::array();
       if (caller.is_owner) {
-        auto rows = t.exec("SELECT id, slug, name, " RAP_TS("created_at")
-                           " AS created_at FROM organizations ORDER BY slug");
+        auto rows = t.exec("SELECT id, slug, name, " RAP_TS(
+            "created_at") " AS created_at FROM organizations ORDER BY slug");
         for (const auto& row : rows) orgs.push_back(org_json(row));
       } else {
         auto rows = t.exec_params(
@@ -583,7 +584,9 @@ HttpResponse Api::dispatch(const HttpRequest& req, std::string& route) {
       if (ins.empty()) return http_fail(409, "already_member", "user is already a member");
       audit(w, caller.user_id, v->id, "org.member_added", "user:" + email, json{{"role", role}});
       return json{{"membership",
-                   {{"org", slug}, {"email", email}, {"role", role},
+                   {{"org", slug},
+                    {"email", email},
+                    {"role", role},
                     {"created_at", ins[0][0].as<std::string>()}}}};
     });
     if (!r) return r.error().code == "passthrough" ? f.error() : to_response(r.error());
@@ -594,7 +597,8 @@ HttpResponse Api::dispatch(const HttpRequest& req, std::string& route) {
     auto q = parse_query(query);
     int limit = 100;
     if (auto it = q.find("limit"); it != q.end()) {
-      auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), limit);
+      auto [p, ec] =
+          std::from_chars(it->second.data(), it->second.data() + it->second.size(), limit);
       if (ec != std::errc() || p != it->second.data() + it->second.size() || limit < 1 ||
           limit > 1000)
         return error_response(400, "invalid_limit", "limit must be 1..1000");
@@ -625,13 +629,14 @@ HttpResponse Api::dispatch(const HttpRequest& req, std::string& route) {
           org_id, limit);
       json events = json::array();
       for (const auto& row : rows) {
-        events.push_back({{"id", row[0].as<long long>()},
-                          {"at", row[1].as<std::string>()},
-                          {"actor", row[2].is_null() ? json(nullptr) : json(row[2].as<std::string>())},
-                          {"org", row[3].is_null() ? json(nullptr) : json(row[3].as<std::string>())},
-                          {"action", row[4].as<std::string>()},
-                          {"target", row[5].as<std::string>()},
-                          {"details", json::parse(row[6].as<std::string>(), nullptr, false)}});
+        events.push_back(
+            {{"id", row[0].as<long long>()},
+             {"at", row[1].as<std::string>()},
+             {"actor", row[2].is_null() ? json(nullptr) : json(row[2].as<std::string>())},
+             {"org", row[3].is_null() ? json(nullptr) : json(row[3].as<std::string>())},
+             {"action", row[4].as<std::string>()},
+             {"target", row[5].as<std::string>()},
+             {"details", json::parse(row[6].as<std::string>(), nullptr, false)}});
       }
       return json{{"events", events}};
     });
@@ -652,9 +657,8 @@ Result<std::optional<std::string>> bootstrap_setup_token(Db& db, Random& rng) {
         if (rows.empty()) return fail("internal", "setup_state row missing");
         if (rows[0][0].as<bool>() || rows[0][1].as<bool>()) return std::optional<std::string>();
         std::string token = random_token_hex(rng);
-        w.exec_params(
-            "UPDATE setup_state SET setup_token_sha256 = $1, issued_at = now() WHERE id",
-            token_sha256(token));
+        w.exec_params("UPDATE setup_state SET setup_token_sha256 = $1, issued_at = now() WHERE id",
+                      token_sha256(token));
         audit(w, "", "", "platform.setup_token_issued", "setup_state",
               json{{"token_sha256_prefix", token_sha256(token).substr(0, 12)}});
         return std::optional<std::string>(std::move(token));

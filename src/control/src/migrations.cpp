@@ -76,7 +76,9 @@ constexpr const char* kCreateLedger =
 
 }  // namespace
 
-const std::vector<Migration>& migrations() { return kMigrations; }
+const std::vector<Migration>& migrations() {
+  return kMigrations;
+}
 
 Result<MigrationReport> migrate(pqxx::connection& conn) {
   MigrationReport report;

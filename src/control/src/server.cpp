@@ -5,6 +5,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -14,7 +15,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <array>
 #include <chrono>
 #include <memory>
 
@@ -61,8 +61,7 @@ Result<std::string> make_server_certificate(const crypto::Ed25519Key& key) {
     return ok;
   };
   if (!add(NID_basic_constraints, "critical,CA:FALSE") ||
-      !add(NID_key_usage, "critical,digitalSignature") ||
-      !add(NID_ext_key_usage, "serverAuth") ||
+      !add(NID_key_usage, "critical,digitalSignature") || !add(NID_ext_key_usage, "serverAuth") ||
       !add(NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1,IP:::1")) {
     return fail("crypto_error", "cannot add certificate extensions");
   }
@@ -110,7 +109,8 @@ Result<TlsMaterial> ensure_self_signed_cert(const std::string& data_dir) {
   auto cert = make_server_certificate(*key);
   if (!cert) return tl::unexpected(cert.error());
   TlsMaterial m{*cert, key->private_pem()};
-  if (auto r = env.write_file_atomic(key_path, m.key_pem, 0600); !r) return tl::unexpected(r.error());
+  if (auto r = env.write_file_atomic(key_path, m.key_pem, 0600); !r)
+    return tl::unexpected(r.error());
   if (auto r = env.write_file_atomic(cert_path, m.cert_pem, 0644); !r)
     return tl::unexpected(r.error());
   spdlog::info("generated self-signed TLS certificate path={}", cert_path);
@@ -166,7 +166,8 @@ struct Server::Impl {
       auto [rec, n] = co_await http::async_read(stream, buf, parser, kTuple);
       (void)n;
       if (rec) {
-        const bool http_error = rec.category() == http::make_error_code(http::error::bad_target).category();
+        const bool http_error =
+            rec.category() == http::make_error_code(http::error::bad_target).category();
         const bool eof = rec == http::error::end_of_stream || rec == http::error::partial_message;
         if (http_error && !eof) {
           const bool too_big = rec == http::error::body_limit;
@@ -257,23 +258,30 @@ Result<std::unique_ptr<Server>> Server::create(asio::io_context& io, Api& api, D
   if (!ec) impl->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) impl->acceptor.bind(ep, ec);
   if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return fail("listen_failed", "cannot listen on " + impl->opts.listen + ": " + ec.message());
+  if (ec)
+    return fail("listen_failed", "cannot listen on " + impl->opts.listen + ": " + ec.message());
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
-std::uint16_t Server::port() const { return impl_->acceptor.local_endpoint().port(); }
+std::uint16_t Server::port() const {
+  return impl_->acceptor.local_endpoint().port();
+}
 
 std::string Server::local_address() const {
   auto ep = impl_->acceptor.local_endpoint();
   // (Built with append: g++ 12 -O2 warns falsely (-Wrestrict) on "[" + std::string.)
   std::string out;
-  if (ep.address().is_v6()) out.append("[").append(ep.address().to_string()).append("]");
-  else out.append(ep.address().to_string());
+  if (ep.address().is_v6())
+    out.append("[").append(ep.address().to_string()).append("]");
+  else
+    out.append(ep.address().to_string());
   out.append(":").append(std::to_string(ep.port()));
   return out;
 }
 
-void Server::start() { asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached); }
+void Server::start() {
+  asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
+}
 
 void Server::stop() {
   *impl_->stopped = true;

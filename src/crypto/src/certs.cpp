@@ -136,8 +136,8 @@ Result<NodeIdentity> identity_from_certificate(X509* cert) {
   }
   std::size_t len = id.public_key.size();
   EVP_PKEY_get_raw_public_key(pk, id.public_key.data(), &len);
-  auto* sans = static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  auto* sans =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   if (sans == nullptr) return fail("bad_cert", "certificate has no rap:// identity");
   std::string uri;
   for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {

@@ -7,7 +7,9 @@
 
 namespace rap::crypto {
 
-void Ed25519Key::Free::operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+void Ed25519Key::Free::operator()(EVP_PKEY* p) const {
+  EVP_PKEY_free(p);
+}
 
 Ed25519Key::Ed25519Key(EVP_PKEY* p) : pkey_(p, Free{}) {}
 

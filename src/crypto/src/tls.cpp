@@ -17,8 +17,8 @@ int revocation_index() {
 int verify_cb(int preverify_ok, X509_STORE_CTX* store) {
   if (preverify_ok != 1) return preverify_ok;
   if (X509_STORE_CTX_get_error_depth(store) != 0) return 1;
-  auto* ssl = static_cast<SSL*>(
-      X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  auto* ssl =
+      static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
   SSL_CTX* ctx = SSL_get_SSL_CTX(ssl);
   const auto* rl = static_cast<const RevocationList*>(SSL_CTX_get_ex_data(ctx, revocation_index()));
   auto id = identity_from_certificate(X509_STORE_CTX_get_current_cert(store));

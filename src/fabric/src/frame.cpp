@@ -115,38 +115,60 @@ int stream_rule(FrameType t) {
   return -1;
 }
 
-std::uint8_t allowed_flags(FrameType t) { return t == FrameType::kGoaway ? kFlagGoawayDrain : 0; }
+std::uint8_t allowed_flags(FrameType t) {
+  return t == FrameType::kGoaway ? kFlagGoawayDrain : 0;
+}
 
 }  // namespace
 
 std::string_view to_string(FrameType t) {
   switch (t) {
-    case FrameType::kHello: return "HELLO";
-    case FrameType::kAuth: return "AUTH";
-    case FrameType::kSessionReady: return "SESSION_READY";
-    case FrameType::kOpenStream: return "OPEN_STREAM";
-    case FrameType::kData: return "DATA";
-    case FrameType::kAck: return "ACK";
-    case FrameType::kPing: return "PING";
-    case FrameType::kPong: return "PONG";
-    case FrameType::kRouteUpdate: return "ROUTE_UPDATE";
-    case FrameType::kStreamCredit: return "STREAM_CREDIT";
-    case FrameType::kNodePressure: return "NODE_PRESSURE";
-    case FrameType::kCloseStream: return "CLOSE_STREAM";
-    case FrameType::kResetStream: return "RESET_STREAM";
-    case FrameType::kGoaway: return "GOAWAY";
+    case FrameType::kHello:
+      return "HELLO";
+    case FrameType::kAuth:
+      return "AUTH";
+    case FrameType::kSessionReady:
+      return "SESSION_READY";
+    case FrameType::kOpenStream:
+      return "OPEN_STREAM";
+    case FrameType::kData:
+      return "DATA";
+    case FrameType::kAck:
+      return "ACK";
+    case FrameType::kPing:
+      return "PING";
+    case FrameType::kPong:
+      return "PONG";
+    case FrameType::kRouteUpdate:
+      return "ROUTE_UPDATE";
+    case FrameType::kStreamCredit:
+      return "STREAM_CREDIT";
+    case FrameType::kNodePressure:
+      return "NODE_PRESSURE";
+    case FrameType::kCloseStream:
+      return "CLOSE_STREAM";
+    case FrameType::kResetStream:
+      return "RESET_STREAM";
+    case FrameType::kGoaway:
+      return "GOAWAY";
   }
   return "UNKNOWN";
 }
 
 std::string_view to_string(TrafficClass c) {
   switch (c) {
-    case TrafficClass::kControl: return "control";
-    case TrafficClass::kDns: return "dns";
-    case TrafficClass::kInteractive: return "interactive";
-    case TrafficClass::kReliable: return "reliable";
-    case TrafficClass::kBulk: return "bulk";
-    case TrafficClass::kDroppable: return "droppable";
+    case TrafficClass::kControl:
+      return "control";
+    case TrafficClass::kDns:
+      return "dns";
+    case TrafficClass::kInteractive:
+      return "interactive";
+    case TrafficClass::kReliable:
+      return "reliable";
+    case TrafficClass::kBulk:
+      return "bulk";
+    case TrafficClass::kDroppable:
+      return "droppable";
   }
   return "unknown";
 }
@@ -163,20 +185,34 @@ bool parse_traffic_class(std::string_view s, TrafficClass& out) {
 
 std::string_view to_string(ErrorCode c) {
   switch (c) {
-    case ErrorCode::kNoError: return "no_error";
-    case ErrorCode::kProtocolError: return "protocol_error";
-    case ErrorCode::kFrameSizeError: return "frame_size_error";
-    case ErrorCode::kFlowControlError: return "flow_control_error";
-    case ErrorCode::kStreamClosed: return "stream_closed";
-    case ErrorCode::kRefusedStream: return "refused_stream";
-    case ErrorCode::kCancel: return "cancel";
-    case ErrorCode::kAuthFailed: return "auth_failed";
-    case ErrorCode::kVersionMismatch: return "version_mismatch";
-    case ErrorCode::kIdleTimeout: return "idle_timeout";
-    case ErrorCode::kInternalError: return "internal_error";
-    case ErrorCode::kOverloaded: return "overloaded";
-    case ErrorCode::kShutdown: return "shutdown";
-    case ErrorCode::kUnknownService: return "unknown_service";
+    case ErrorCode::kNoError:
+      return "no_error";
+    case ErrorCode::kProtocolError:
+      return "protocol_error";
+    case ErrorCode::kFrameSizeError:
+      return "frame_size_error";
+    case ErrorCode::kFlowControlError:
+      return "flow_control_error";
+    case ErrorCode::kStreamClosed:
+      return "stream_closed";
+    case ErrorCode::kRefusedStream:
+      return "refused_stream";
+    case ErrorCode::kCancel:
+      return "cancel";
+    case ErrorCode::kAuthFailed:
+      return "auth_failed";
+    case ErrorCode::kVersionMismatch:
+      return "version_mismatch";
+    case ErrorCode::kIdleTimeout:
+      return "idle_timeout";
+    case ErrorCode::kInternalError:
+      return "internal_error";
+    case ErrorCode::kOverloaded:
+      return "overloaded";
+    case ErrorCode::kShutdown:
+      return "shutdown";
+    case ErrorCode::kUnknownService:
+      return "unknown_service";
   }
   return "unknown_error";
 }
@@ -201,21 +237,20 @@ DecodeResult decode_frame(std::span<const std::uint8_t> buf, std::uint32_t max_f
     r.stream_error = stream_level;
     return r;
   };
-  if ((sid & 0x80000000u) != 0) return error(ErrorCode::kProtocolError, "reserved stream id bit set");
+  if ((sid & 0x80000000u) != 0)
+    return error(ErrorCode::kProtocolError, "reserved stream id bit set");
   h.stream_id = sid;
   if (type < 0x01 || type > 0x0e) {
     return error(ErrorCode::kProtocolError, "unknown frame type " + std::to_string(type));
   }
   h.type = static_cast<FrameType>(type);
   if (h.length > max_frame_size) {
-    return error(ErrorCode::kFrameSizeError, std::string(to_string(h.type)) + " of " +
-                                                 std::to_string(h.length) +
-                                                 " bytes exceeds max frame size " +
-                                                 std::to_string(max_frame_size));
+    return error(ErrorCode::kFrameSizeError,
+                 std::string(to_string(h.type)) + " of " + std::to_string(h.length) +
+                     " bytes exceeds max frame size " + std::to_string(max_frame_size));
   }
   if ((h.flags & ~allowed_flags(h.type)) != 0) {
-    return error(ErrorCode::kProtocolError,
-                 "undefined flags on " + std::string(to_string(h.type)));
+    return error(ErrorCode::kProtocolError, "undefined flags on " + std::string(to_string(h.type)));
   }
   const int rule = stream_rule(h.type);
   if (rule == 0 && sid != 0) {
@@ -375,8 +410,7 @@ DecodeResult decode_frame(std::span<const std::uint8_t> buf, std::uint32_t max_f
     case FrameType::kGoaway: {
       Goaway v;
       std::uint32_t code = 0;
-      if (!rd.u32(v.last_stream_id) || !rd.u32(code) || !rd.str8(v.reason, 0, 255) ||
-          !rd.done()) {
+      if (!rd.u32(v.last_stream_id) || !rd.u32(code) || !rd.str8(v.reason, 0, 255) || !rd.done()) {
         return malformed("wrong length");
       }
       if ((v.last_stream_id & 0x80000000u) != 0) return malformed("reserved bit set");

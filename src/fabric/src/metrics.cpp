@@ -72,12 +72,12 @@ std::string render_prometheus(const std::vector<SessionSnapshot>& sessions) {
                        s.stats.send_queue_bytes + s.stats.control_queue_bytes);
     out += fmt::format("rap_fabric_session_open_streams{{{}}} {}\n", base, s.stats.open_streams);
     for (const auto& [code, n] : s.stats.resets_sent) {
-      out += fmt::format("rap_fabric_session_resets_total{{{},dir=\"tx\",code=\"{}\"}} {}\n",
-                         base, esc(code), n);
+      out += fmt::format("rap_fabric_session_resets_total{{{},dir=\"tx\",code=\"{}\"}} {}\n", base,
+                         esc(code), n);
     }
     for (const auto& [code, n] : s.stats.resets_received) {
-      out += fmt::format("rap_fabric_session_resets_total{{{},dir=\"rx\",code=\"{}\"}} {}\n",
-                         base, esc(code), n);
+      out += fmt::format("rap_fabric_session_resets_total{{{},dir=\"rx\",code=\"{}\"}} {}\n", base,
+                         esc(code), n);
     }
     out += fmt::format("rap_fabric_session_decode_errors_total{{{}}} {}\n", base,
                        s.stats.decode_errors);
@@ -93,7 +93,8 @@ std::string render_prometheus(const std::vector<SessionSnapshot>& sessions) {
       const auto base = fmt::format(
           "peer=\"{}\",stream=\"{}\",service=\"{}\",class=\"{}\",route=\"{}\"", esc(s.peer_node),
           st.id, esc(st.service), to_string(st.traffic_class), st.route_id);
-      out += fmt::format("rap_fabric_stream_bytes_total{{{},dir=\"tx\"}} {}\n", base, st.bytes_sent);
+      out +=
+          fmt::format("rap_fabric_stream_bytes_total{{{},dir=\"tx\"}} {}\n", base, st.bytes_sent);
       out += fmt::format("rap_fabric_stream_bytes_total{{{},dir=\"rx\"}} {}\n", base,
                          st.bytes_received);
       out += fmt::format("rap_fabric_stream_queue_bytes{{{}}} {}\n", base, st.send_queue_bytes);

@@ -1,5 +1,6 @@
 #include "rap/fabric/node.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -8,7 +9,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <fmt/format.h>
 
 namespace rap::fabric {
 
@@ -66,8 +66,8 @@ Result<std::uint16_t> FabricNode::listen(CarrierKind kind, const asio::ip::tcp::
   if (!ec) acc->bind(ep, ec);
   if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    return fail("listen_failed", ep.address().to_string() + ":" + std::to_string(ep.port()) +
-                                     ": " + ec.message());
+    return fail("listen_failed",
+                ep.address().to_string() + ":" + std::to_string(ep.port()) + ": " + ec.message());
   }
   const auto port = acc->local_endpoint().port();
   acceptors_.push_back(acc);
@@ -215,26 +215,27 @@ std::string FabricNode::prometheus() const {
     }
   }
   const auto& node = base_.node_id;
-  out += "# HELP rap_fabric_node_bytes_total DATA payload bytes of all sessions, live and closed.\n";
+  out +=
+      "# HELP rap_fabric_node_bytes_total DATA payload bytes of all sessions, live and closed.\n";
   out += "# TYPE rap_fabric_node_bytes_total counter\n";
   for (std::size_t c = 0; c < kClassCount; ++c) {
     const auto cls = to_string(static_cast<TrafficClass>(c));
-    out += fmt::format("rap_fabric_node_bytes_total{{node=\"{}\",dir=\"tx\",class=\"{}\"}} {}\n", node, cls,
-                       tx.bytes_by_class[c]);
-    out += fmt::format("rap_fabric_node_bytes_total{{node=\"{}\",dir=\"rx\",class=\"{}\"}} {}\n", node, cls,
-                       rx.bytes_by_class[c]);
+    out += fmt::format("rap_fabric_node_bytes_total{{node=\"{}\",dir=\"tx\",class=\"{}\"}} {}\n",
+                       node, cls, tx.bytes_by_class[c]);
+    out += fmt::format("rap_fabric_node_bytes_total{{node=\"{}\",dir=\"rx\",class=\"{}\"}} {}\n",
+                       node, cls, rx.bytes_by_class[c]);
   }
   out += "# HELP rap_fabric_node_sessions_total Sessions established and closed.\n";
   out += "# TYPE rap_fabric_node_sessions_total counter\n";
-  out += fmt::format("rap_fabric_node_sessions_total{{node=\"{}\",event=\"established\"}} {}\n", node,
-                     sessions_established_);
+  out += fmt::format("rap_fabric_node_sessions_total{{node=\"{}\",event=\"established\"}} {}\n",
+                     node, sessions_established_);
   out += fmt::format("rap_fabric_node_sessions_total{{node=\"{}\",event=\"closed\"}} {}\n", node,
                      sessions_closed_);
   out += "# HELP rap_fabric_node_sessions_refused_total Incoming sessions refused, by reason.\n";
   out += "# TYPE rap_fabric_node_sessions_refused_total counter\n";
   for (const auto& [code, n] : sessions_refused_) {
-    out += fmt::format("rap_fabric_node_sessions_refused_total{{node=\"{}\",reason=\"{}\"}} {}\n", node,
-                       code, n);
+    out += fmt::format("rap_fabric_node_sessions_refused_total{{node=\"{}\",reason=\"{}\"}} {}\n",
+                       node, code, n);
   }
   return out;
 }

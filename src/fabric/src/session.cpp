@@ -38,7 +38,9 @@ Stream::~Stream() {
   if (!reset_) session_->core_.release_stream(id_);
 }
 
-void Stream::wake() { signal_.cancel(); }
+void Stream::wake() {
+  signal_.cancel();
+}
 
 asio::awaitable<Result<std::size_t>> Stream::read_some(asio::mutable_buffer buf) {
   for (;;) {
@@ -57,8 +59,8 @@ asio::awaitable<Result<std::size_t>> Stream::read_some(asio::mutable_buffer buf)
 }
 
 asio::awaitable<Result<void>> Stream::write(asio::const_buffer buf) {
-  auto data = std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(buf.data()),
-                                            buf.size());
+  auto data =
+      std::span<const std::uint8_t>(static_cast<const std::uint8_t*>(buf.data()), buf.size());
   while (!data.empty()) {
     if (reset_) co_return tl::unexpected(*reset_);
     auto r = session_->core_.write(id_, data);
@@ -108,9 +110,12 @@ asio::awaitable<Result<void>> Session::start() {
   core_.start(clock_.now());
   auto self = shared_from_this();
   loops_running_ = 3;
-  asio::co_spawn(ex_, [self]() { return self->read_loop(); }, asio::detached);
-  asio::co_spawn(ex_, [self]() { return self->write_loop(); }, asio::detached);
-  asio::co_spawn(ex_, [self]() { return self->tick_loop(); }, asio::detached);
+  asio::co_spawn(
+      ex_, [self]() { return self->read_loop(); }, asio::detached);
+  asio::co_spawn(
+      ex_, [self]() { return self->write_loop(); }, asio::detached);
+  asio::co_spawn(
+      ex_, [self]() { return self->tick_loop(); }, asio::detached);
   while (!core_.is_open() && !core_.is_closed() && core_.state() != SessionCore::State::kDraining) {
     co_await wait_signal(state_signal_);
   }
@@ -122,7 +127,8 @@ asio::awaitable<void> Session::read_loop() {
   std::vector<std::uint8_t> buf(kIdleReadBuffer);
   std::size_t have = 0;
   while (!core_.is_closed()) {
-    if (have == buf.size()) buf.resize(std::min<std::size_t>(buf.size() * 2, kBusyReadBuffer + 16 * 1024 * 1024));
+    if (have == buf.size())
+      buf.resize(std::min<std::size_t>(buf.size() * 2, kBusyReadBuffer + 16 * 1024 * 1024));
     auto r = co_await carrier_->read_some(asio::buffer(buf.data() + have, buf.size() - have));
     if (!r) {
       core_.on_transport_error(r.error().message);
@@ -131,8 +137,8 @@ asio::awaitable<void> Session::read_loop() {
     co_await asio::post(ex_, asio::use_awaitable);  // fairness, see write_loop
     const bool filled = have + *r == buf.size();
     have += *r;
-    const std::size_t used = core_.on_receive(std::span<const std::uint8_t>(buf.data(), have),
-                                              clock_.now());
+    const std::size_t used =
+        core_.on_receive(std::span<const std::uint8_t>(buf.data(), have), clock_.now());
     if (used < have) std::memmove(buf.data(), buf.data() + used, have - used);
     have -= used;
     if (filled && buf.size() < kBusyReadBuffer) {
@@ -196,8 +202,8 @@ void Session::loop_done() {
   }
 }
 
-Result<std::shared_ptr<Stream>> Session::open_stream(const std::string& service,
-                                                     TrafficClass cls, std::uint64_t route_id) {
+Result<std::shared_ptr<Stream>> Session::open_stream(const std::string& service, TrafficClass cls,
+                                                     std::uint64_t route_id) {
   auto id = core_.open_stream(service, cls, route_id);
   if (!id) return tl::unexpected(id.error());
   return std::shared_ptr<Stream>(
@@ -233,7 +239,9 @@ asio::awaitable<void> Session::wait_closed() {
   }
 }
 
-void Session::on_ready() { state_signal_.cancel(); }
+void Session::on_ready() {
+  state_signal_.cancel();
+}
 
 void Session::on_stream_opened(std::uint32_t id) {
   accept_queue_.push_back(id);
@@ -245,8 +253,12 @@ void Session::wake_stream(std::uint32_t id) {
   if (it != streams_.end()) it->second->wake();
 }
 
-void Session::on_readable(std::uint32_t id) { wake_stream(id); }
-void Session::on_writable(std::uint32_t id) { wake_stream(id); }
+void Session::on_readable(std::uint32_t id) {
+  wake_stream(id);
+}
+void Session::on_writable(std::uint32_t id) {
+  wake_stream(id);
+}
 
 void Session::on_stream_reset(std::uint32_t id, ErrorCode code, const std::string& reason) {
   auto it = streams_.find(id);
@@ -256,11 +268,13 @@ void Session::on_stream_reset(std::uint32_t id, ErrorCode code, const std::strin
   }
 }
 
-void Session::on_output() { write_signal_.cancel(); }
+void Session::on_output() {
+  write_signal_.cancel();
+}
 
 void Session::on_closed(const Error& why) {
-  spdlog::info("fabric session closed peer={} carrier={} reason={} detail=\"{}\"", core_.peer().node_id,
-               carrier_ ? carrier_->kind() : "none", why.code, why.message);
+  spdlog::info("fabric session closed peer={} carrier={} reason={} detail=\"{}\"",
+               core_.peer().node_id, carrier_ ? carrier_->kind() : "none", why.code, why.message);
   write_signal_.cancel();
   state_signal_.cancel();
   tick_timer_.cancel();

@@ -34,7 +34,6 @@ std::uint64_t ns_since_epoch(TimePoint t) {
 }
 }  // namespace
 
-
 struct SessionCore::Stream {
   std::uint32_t id = 0;
   TrafficClass cls = TrafficClass::kReliable;
@@ -69,10 +68,14 @@ struct SessionCore::Stream {
 
 std::string_view to_string(SessionCore::State s) {
   switch (s) {
-    case SessionCore::State::kHandshake: return "handshake";
-    case SessionCore::State::kOpen: return "open";
-    case SessionCore::State::kDraining: return "draining";
-    case SessionCore::State::kClosed: return "closed";
+    case SessionCore::State::kHandshake:
+      return "handshake";
+    case SessionCore::State::kOpen:
+      return "open";
+    case SessionCore::State::kDraining:
+      return "draining";
+    case SessionCore::State::kClosed:
+      return "closed";
   }
   return "unknown";
 }
@@ -83,8 +86,10 @@ SessionCore::SessionCore(SessionConfig config, const Signer& signer, PeerProof p
   static SessionObserver null_observer;
   if (observer_ == nullptr) observer_ = &null_observer;
   cfg_.max_frame_size = std::clamp(cfg_.max_frame_size, kMinMaxFrameSize, kMaxMaxFrameSize);
-  cfg_.initial_stream_window = std::clamp<std::uint32_t>(cfg_.initial_stream_window, 1024, kMaxWindow);
-  cfg_.max_stream_window = std::clamp(cfg_.max_stream_window, cfg_.initial_stream_window, kMaxWindow);
+  cfg_.initial_stream_window =
+      std::clamp<std::uint32_t>(cfg_.initial_stream_window, 1024, kMaxWindow);
+  cfg_.max_stream_window =
+      std::clamp(cfg_.max_stream_window, cfg_.initial_stream_window, kMaxWindow);
   cfg_.session_window = std::clamp(cfg_.session_window, cfg_.initial_stream_window, kMaxWindow);
   next_local_id_ = cfg_.role == Role::kInitiator ? 1 : 2;
   session_recv_limit_ = cfg_.session_window;
@@ -155,7 +160,8 @@ void SessionCore::finish_close(Error why) {
     Stream* s = find(id);
     if (s == nullptr) continue;
     if (!(s->close_sent && s->remote_closed)) {
-      observer_->on_stream_reset(id, ErrorCode::kCancel, "session closed: " + close_reason_.message);
+      observer_->on_stream_reset(id, ErrorCode::kCancel,
+                                 "session closed: " + close_reason_.message);
     }
   }
   for (auto& q : active_) q.clear();
@@ -221,7 +227,8 @@ void SessionCore::handle_frame(const Frame& f, std::span<const std::uint8_t> raw
       if (is_local_id(cfg_.role, id) && id > g.last_stream_id) refused.push_back(id);
     }
     for (auto id : refused) {
-      if (Stream* s = find(id)) local_reset(*s, ErrorCode::kRefusedStream, "peer going away", false);
+      if (Stream* s = find(id))
+        local_reset(*s, ErrorCode::kRefusedStream, "peer going away", false);
     }
     if (state_ == State::kClosed) return;  // the resets above may have finished a drain
     state_ = State::kDraining;
@@ -251,8 +258,8 @@ void SessionCore::handle_frame(const Frame& f, std::span<const std::uint8_t> raw
         stats_.rtt_var = rtt / 2;
         stats_.rtt_min = rtt;
       } else {
-        const auto diff = rtt > stats_.rtt_smoothed ? rtt - stats_.rtt_smoothed
-                                                    : stats_.rtt_smoothed - rtt;
+        const auto diff =
+            rtt > stats_.rtt_smoothed ? rtt - stats_.rtt_smoothed : stats_.rtt_smoothed - rtt;
         stats_.rtt_var = (stats_.rtt_var * 3 + diff) / 4;
         stats_.rtt_smoothed = (stats_.rtt_smoothed * 7 + rtt) / 8;
         stats_.rtt_min = std::min(stats_.rtt_min, rtt);
@@ -311,14 +318,15 @@ void SessionCore::handle_handshake(const Frame& f, std::span<const std::uint8_t>
       peer_hello_hash_ = crypto::sha256(raw);
       if (h.cluster_id != cfg_.cluster_id) {
         protocol_failure(ErrorCode::kAuthFailed, "peer HELLO names cluster '" + h.cluster_id +
-                                                     "', this is cluster '" + cfg_.cluster_id + "'");
+                                                     "', this is cluster '" + cfg_.cluster_id +
+                                                     "'");
         return;
       }
       if (h.cluster_id != peer_.cluster_id || h.node_id != peer_.node_id) {
-        protocol_failure(ErrorCode::kAuthFailed,
-                         "HELLO identity " + h.cluster_id + "/" + h.node_id +
-                             " does not match certificate identity " + peer_.cluster_id + "/" +
-                             peer_.node_id);
+        protocol_failure(ErrorCode::kAuthFailed, "HELLO identity " + h.cluster_id + "/" +
+                                                     h.node_id +
+                                                     " does not match certificate identity " +
+                                                     peer_.cluster_id + "/" + peer_.node_id);
         return;
       }
       const std::uint16_t v = std::min(h.max_version, kProtocolVersionMax);
@@ -402,9 +410,9 @@ void SessionCore::handle_stream_frame(const Frame& f, TimePoint now) {
     const auto& o = std::get<OpenStream>(f.body);
     if (state_ != State::kOpen || streams_.size() >= cfg_.max_streams) {
       stats_.streams_refused++;
-      emit_control(sid, ResetStream{ErrorCode::kRefusedStream,
-                                    state_ != State::kOpen ? "session draining"
-                                                           : "stream limit reached"});
+      emit_control(
+          sid, ResetStream{ErrorCode::kRefusedStream,
+                           state_ != State::kOpen ? "session draining" : "stream limit reached"});
       stats_.resets_sent[std::string(to_string(ErrorCode::kRefusedStream))]++;
       return;
     }
@@ -654,10 +662,10 @@ std::size_t SessionCore::fill_data(std::uint8_t* out, std::size_t cap) {
         continue;
       }
       if (s.send_buf.empty()) break;
-      std::size_t take = std::min({s.send_buf.size(), budget, max_payload, room,
-                                   static_cast<std::size_t>(std::max<std::int64_t>(0, s.send_credit)),
-                                   static_cast<std::size_t>(
-                                       std::max<std::int64_t>(0, session_send_credit_))});
+      std::size_t take =
+          std::min({s.send_buf.size(), budget, max_payload, room,
+                    static_cast<std::size_t>(std::max<std::int64_t>(0, s.send_credit)),
+                    static_cast<std::size_t>(std::max<std::int64_t>(0, session_send_credit_))});
       if (take == 0) break;
       if (take < kMinDataChunk && take < s.send_buf.size() && take == room) break;
       encode_data_prefix(out + n, s.id, s.send_offset, static_cast<std::uint32_t>(take));
@@ -762,8 +770,8 @@ void SessionCore::grant_credit(Stream* sp, TimePoint now, bool force) {
   // minimum RTT (not the smoothed one, which queueing inflates) keeps windows small where the
   // receiver, not the path, is the bottleneck, so bulk cannot build deep queues ahead of
   // interactive traffic.
-  const auto base_rtt = stats_.rtt_min.count() > 0 ? stats_.rtt_min
-                                                   : std::chrono::nanoseconds(1'000'000);
+  const auto base_rtt =
+      stats_.rtt_min.count() > 0 ? stats_.rtt_min : std::chrono::nanoseconds(1'000'000);
   if (now - s.last_grant < 2 * base_rtt && s.recv_window < cfg_.max_stream_window) {
     const std::uint32_t grown = std::min(cfg_.max_stream_window, s.recv_window * 2);
     free += grown - s.recv_window;
@@ -833,8 +841,9 @@ Result<std::size_t> SessionCore::write(std::uint32_t id, std::span<const std::ui
     activate(*s);
     return data.size();
   }
-  const std::size_t room =
-      s->send_buf.size() >= cfg_.stream_send_buffer ? 0 : cfg_.stream_send_buffer - s->send_buf.size();
+  const std::size_t room = s->send_buf.size() >= cfg_.stream_send_buffer
+                               ? 0
+                               : cfg_.stream_send_buffer - s->send_buf.size();
   const std::size_t take = std::min(room, data.size());
   if (take < data.size()) s->writer_blocked = true;
   if (take > 0) {
@@ -848,8 +857,9 @@ Result<std::size_t> SessionCore::write(std::uint32_t id, std::span<const std::ui
 std::size_t SessionCore::send_room(std::uint32_t id) const {
   const Stream* s = find(id);
   if (s == nullptr) return 0;
-  return s->send_buf.size() >= cfg_.stream_send_buffer ? 0
-                                                       : cfg_.stream_send_buffer - s->send_buf.size();
+  return s->send_buf.size() >= cfg_.stream_send_buffer
+             ? 0
+             : cfg_.stream_send_buffer - s->send_buf.size();
 }
 
 Result<std::size_t> SessionCore::read(std::uint32_t id, std::span<std::uint8_t> out, bool& eof,
@@ -1033,7 +1043,8 @@ SessionStats SessionCore::stats() const {
   out.control_queue_bytes = control_.size() - control_head_;
   out.recv_buffered_bytes = recv_buffered_;
   out.open_streams = static_cast<std::uint32_t>(streams_.size());
-  out.session_send_credit = static_cast<std::uint64_t>(std::max<std::int64_t>(0, session_send_credit_));
+  out.session_send_credit =
+      static_cast<std::uint64_t>(std::max<std::int64_t>(0, session_send_credit_));
   return out;
 }
 

@@ -14,7 +14,6 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -154,7 +153,8 @@ class TlsSocket {
         if (ec) co_return fail(std::string("carrier_") + what, ec.message());
         continue;
       }
-      if (err == SSL_ERROR_ZERO_RETURN) co_return fail(std::string("carrier_") + what, "peer closed TLS");
+      if (err == SSL_ERROR_ZERO_RETURN)
+        co_return fail(std::string("carrier_") + what, "peer closed TLS");
       const unsigned long e = ERR_get_error();
       std::string msg;
       if (e != 0) {
@@ -275,8 +275,7 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_handshake(std::shared_ptr<
 }  // namespace
 
 asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_connect(std::shared_ptr<TlsContext> ctx,
-                                                              std::string host,
-                                                              std::uint16_t port,
+                                                              std::string host, std::uint16_t port,
                                                               Duration timeout) {
   auto ex = co_await asio::this_coro::executor;
   tcp::socket sock(ex);
@@ -297,8 +296,7 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_connect(std::shared_ptr<Tl
 }
 
 asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_accept(std::shared_ptr<TlsContext> ctx,
-                                                             tcp::socket socket,
-                                                             Duration timeout) {
+                                                             tcp::socket socket, Duration timeout) {
   co_return co_await tls_handshake(std::move(ctx), std::move(socket), true, timeout);
 }
 

@@ -73,8 +73,7 @@ class WssCarrier final : public Carrier {
 }  // namespace
 
 asio::awaitable<Result<std::unique_ptr<Carrier>>> wss_connect(std::shared_ptr<TlsContext> ctx,
-                                                              std::string host,
-                                                              std::uint16_t port,
+                                                              std::string host, std::uint16_t port,
                                                               Duration timeout) {
   auto ex = co_await asio::this_coro::executor;
   auto ws = std::make_unique<WsStream>(ex, ctx->native());
@@ -86,7 +85,8 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> wss_connect(std::shared_ptr<Tl
   auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), kTuple);
   if (rec) co_return fail("resolve_failed", host + ": " + rec.message());
   auto [cec, ep] = co_await asio::async_connect(beast::get_lowest_layer(*ws), results, kTuple);
-  if (cec) co_return fail("connect_failed", host + ":" + std::to_string(port) + ": " + cec.message());
+  if (cec)
+    co_return fail("connect_failed", host + ":" + std::to_string(port) + ": " + cec.message());
   detail::tune_socket(beast::get_lowest_layer(*ws));
   auto [hec] = co_await ws->next_layer().async_handshake(asio::ssl::stream_base::client, kTuple);
   if (hec) {
@@ -108,8 +108,7 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> wss_connect(std::shared_ptr<Tl
 }
 
 asio::awaitable<Result<std::unique_ptr<Carrier>>> wss_accept(std::shared_ptr<TlsContext> ctx,
-                                                             tcp::socket socket,
-                                                             Duration timeout) {
+                                                             tcp::socket socket, Duration timeout) {
   auto ex = co_await asio::this_coro::executor;
   detail::tune_socket(socket);
   auto ws = std::make_unique<WsStream>(std::move(socket), ctx->native());

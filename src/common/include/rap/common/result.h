@@ -26,10 +26,10 @@ inline tl::unexpected<Error> fail(std::string code, std::string message) {
 
 }  // namespace rap
 
-#define RAP_ASSERT(cond)                                                             \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
+#define RAP_ASSERT(cond)                                                                  \
+  do {                                                                                    \
+    if (!(cond)) {                                                                        \
       std::fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                  \
-    }                                                                                \
+      std::abort();                                                                       \
+    }                                                                                     \
   } while (0)

@@ -25,14 +25,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <pqxx/pqxx>
 #include <string>
 #include <type_traits>
 #include <vector>
 
-#include <pqxx/pqxx>
-
 #include "rap/common/result.h"
-
 
 namespace rap::control {
 
@@ -119,8 +117,7 @@ class Db {
     using R = std::invoke_result_t<F&>;
     auto shared = std::make_shared<F>(std::move(fn));
     return boost::asio::co_spawn(
-        workers_.get_executor(),
-        [shared]() -> boost::asio::awaitable<R> { co_return (*shared)(); },
+        workers_.get_executor(), [shared]() -> boost::asio::awaitable<R> { co_return (*shared)(); },
         boost::asio::use_awaitable);
   }
 

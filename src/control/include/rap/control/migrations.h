@@ -8,13 +8,11 @@
 #pragma once
 
 #include <cstdint>
+#include <pqxx/pqxx>
 #include <string>
 #include <vector>
 
-#include <pqxx/pqxx>
-
 #include "rap/common/result.h"
-
 
 namespace rap::control {
 
@@ -30,8 +28,8 @@ struct Migration {
 const std::vector<Migration>& migrations();
 
 struct MigrationReport {
-  int applied = 0;         // migrations applied by this call
-  int current_version = 0; // highest version recorded after this call
+  int applied = 0;          // migrations applied by this call
+  int current_version = 0;  // highest version recorded after this call
 };
 
 // Applies every pending migration. Never throws.

@@ -54,8 +54,7 @@ class TlsContext {
 
 // TLS 1.3 over TCP.
 asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_connect(std::shared_ptr<TlsContext> ctx,
-                                                              std::string host,
-                                                              std::uint16_t port,
+                                                              std::string host, std::uint16_t port,
                                                               Duration timeout);
 asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_accept(std::shared_ptr<TlsContext> ctx,
                                                              asio::ip::tcp::socket socket,
@@ -63,8 +62,7 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_accept(std::shared_ptr<Tls
 
 // WebSocket (binary messages) over TLS, for networks that only pass HTTPS. Path /fabric/v1.
 asio::awaitable<Result<std::unique_ptr<Carrier>>> wss_connect(std::shared_ptr<TlsContext> ctx,
-                                                              std::string host,
-                                                              std::uint16_t port,
+                                                              std::string host, std::uint16_t port,
                                                               Duration timeout);
 asio::awaitable<Result<std::unique_ptr<Carrier>>> wss_accept(std::shared_ptr<TlsContext> ctx,
                                                              asio::ip::tcp::socket socket,

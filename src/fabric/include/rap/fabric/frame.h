@@ -110,7 +110,7 @@ struct OpenStream {
   std::string service;
 };
 struct Data {
-  std::uint64_t sequence = 0;  // stream byte offset of payload[0]
+  std::uint64_t sequence = 0;             // stream byte offset of payload[0]
   std::span<const std::uint8_t> payload;  // view into the decode buffer
 };
 struct Ack {
@@ -149,9 +149,9 @@ struct Goaway {
   std::string reason;
 };
 
-using FrameBody = std::variant<Hello, Auth, SessionReady, OpenStream, Data, Ack, Ping, Pong,
-                               RouteUpdate, StreamCredit, NodePressure, CloseStream, ResetStream,
-                               Goaway>;
+using FrameBody =
+    std::variant<Hello, Auth, SessionReady, OpenStream, Data, Ack, Ping, Pong, RouteUpdate,
+                 StreamCredit, NodePressure, CloseStream, ResetStream, Goaway>;
 
 struct Frame {
   FrameHeader header;

@@ -50,8 +50,8 @@ class FabricNode {
 
  private:
   FabricNode(asio::any_io_executor ex, std::shared_ptr<TlsContext> ctx,
-             std::shared_ptr<crypto::RevocationList> rl, crypto::Ed25519Key key,
-             SessionConfig base, const Clock& clock);
+             std::shared_ptr<crypto::RevocationList> rl, crypto::Ed25519Key key, SessionConfig base,
+             const Clock& clock);
   asio::awaitable<void> accept_loop(std::shared_ptr<asio::ip::tcp::acceptor> acc, CarrierKind kind);
   asio::awaitable<void> run_session(std::shared_ptr<Session> s);
   asio::awaitable<void> serve_incoming(asio::ip::tcp::socket sock, CarrierKind kind);

@@ -43,15 +43,15 @@ struct SessionConfig {
   std::string node_id;
   std::string cluster_id;
   std::uint64_t capabilities = 0;
-  std::uint32_t max_frame_size = 256 * 1024;         // largest frame we accept
-  std::uint32_t initial_stream_window = 256 * 1024;  // per-stream receive window at open
+  std::uint32_t max_frame_size = 256 * 1024;           // largest frame we accept
+  std::uint32_t initial_stream_window = 256 * 1024;    // per-stream receive window at open
   std::uint32_t max_stream_window = 16 * 1024 * 1024;  // auto-tuned (BDP) upper bound
-  std::uint32_t session_window = 64 * 1024 * 1024;   // all streams' unread bytes together
-  std::size_t stream_send_buffer = 1024 * 1024;      // app bytes queued per stream before writes
-                                                     // become short (backpressure)
-  std::size_t droppable_queue_limit = 64 * 1024;     // per droppable stream; head-dropped beyond
-  std::size_t pressure_bytes = 32 * 1024 * 1024;     // queued bytes that mean "under pressure"
-  std::size_t max_control_queue = 1024 * 1024;       // peer not reading our control frames
+  std::uint32_t session_window = 64 * 1024 * 1024;     // all streams' unread bytes together
+  std::size_t stream_send_buffer = 1024 * 1024;        // app bytes queued per stream before writes
+                                                       // become short (backpressure)
+  std::size_t droppable_queue_limit = 64 * 1024;       // per droppable stream; head-dropped beyond
+  std::size_t pressure_bytes = 32 * 1024 * 1024;       // queued bytes that mean "under pressure"
+  std::size_t max_control_queue = 1024 * 1024;         // peer not reading our control frames
   std::uint32_t max_streams = 4096;
   Duration keepalive = std::chrono::seconds(10);
   Duration idle_timeout = std::chrono::seconds(30);
@@ -86,12 +86,12 @@ class SessionObserver {
  public:
   virtual ~SessionObserver() = default;
   virtual void on_ready() {}
-  virtual void on_stream_opened(std::uint32_t /*id*/) {}   // peer opened a stream
-  virtual void on_readable(std::uint32_t /*id*/) {}        // data or EOF can be read
-  virtual void on_writable(std::uint32_t /*id*/) {}        // send room reappeared
+  virtual void on_stream_opened(std::uint32_t /*id*/) {}  // peer opened a stream
+  virtual void on_readable(std::uint32_t /*id*/) {}       // data or EOF can be read
+  virtual void on_writable(std::uint32_t /*id*/) {}       // send room reappeared
   virtual void on_stream_reset(std::uint32_t /*id*/, ErrorCode /*code*/,
                                const std::string& /*reason*/) {}
-  virtual void on_output() {}                              // produce() has bytes
+  virtual void on_output() {}  // produce() has bytes
   virtual void on_goaway(ErrorCode /*code*/, const std::string& /*reason*/) {}
   virtual void on_closed(const Error& /*why*/) {}
   virtual void on_route_update(std::uint32_t /*stream*/, const RouteUpdate& /*u*/) {}
@@ -133,8 +133,7 @@ class SessionCore {
   // wait for on_writable). For droppable streams each call is one message, kept whole.
   Result<std::size_t> write(std::uint32_t id, std::span<const std::uint8_t> data);
   // Returns bytes read; 0 with eof=true at the end of the stream; 0 with eof=false when empty.
-  Result<std::size_t> read(std::uint32_t id, std::span<std::uint8_t> out, bool& eof,
-                           TimePoint now);
+  Result<std::size_t> read(std::uint32_t id, std::span<std::uint8_t> out, bool& eof, TimePoint now);
   // Half-close: no more writes; CLOSE_STREAM goes out after the queued bytes.
   Result<void> close_stream(std::uint32_t id);
   void reset_stream(std::uint32_t id, ErrorCode code, const std::string& reason);
