@@ -224,11 +224,15 @@ int main(int argc, char** argv) {
   std::uint64_t bytes = 2ull << 30;
   int rounds = 5000;
   int sessions = 1000;
+  SessionConfig cfg;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--bytes") bytes = std::stoull(argv[i + 1]);
     if (a == "--rounds") rounds = std::stoi(argv[i + 1]);
     if (a == "--sessions") sessions = std::stoi(argv[i + 1]);
+    if (a == "--latency-target-us") cfg.latency_target = std::chrono::microseconds(std::stoi(argv[i + 1]));
+    if (a == "--max-window")
+      cfg.max_stream_window = static_cast<std::uint32_t>(std::stoul(argv[i + 1]));
   }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   raise_nofile();
@@ -283,7 +287,7 @@ int main(int argc, char** argv) {
 
   // ---------------- servers on their own thread ----------------
   asio::io_context sio;
-  auto server = *FabricNode::create(sio.get_executor(), pki.b, SessionConfig{}, clock);
+  auto server = *FabricNode::create(sio.get_executor(), pki.b, cfg, clock);
   register_diagnostic_services(*server);
   const auto fport =
       *server->listen(CarrierKind::kTls, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
@@ -297,7 +301,7 @@ int main(int argc, char** argv) {
 
   asio::io_context io;
   auto cctx = *TlsContext::create(pki.a, nullptr);
-  auto client = *FabricNode::create(io.get_executor(), pki.a, SessionConfig{}, clock);
+  auto client = *FabricNode::create(io.get_executor(), pki.a, cfg, clock);
 
   // ---------------- bulk ----------------
   auto tcp_secs = run(io, [&]() -> asio::awaitable<double> {

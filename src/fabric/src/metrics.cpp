@@ -64,6 +64,8 @@ std::string render_prometheus(const std::vector<SessionSnapshot>& sessions) {
   help(out, "rap_fabric_session_droppable_shed_bytes_total", "counter",
        "Droppable bytes shed under pressure.");
   help(out, "rap_fabric_session_peer_pressure_level", "gauge", "Peer NODE_PRESSURE level.");
+  help(out, "rap_fabric_session_latency_guard_shrinks_total", "counter",
+       "Bulk stream windows cut to keep interactive streams' queueing delay low.");
   for (const auto& s : sessions) {
     const auto base = fmt::format("local=\"{}\",peer=\"{}\"", esc(s.local_node), esc(s.peer_node));
     out += fmt::format("rap_fabric_session_rtt_seconds{{{}}} {:.6f}\n", base,
@@ -85,6 +87,8 @@ std::string render_prometheus(const std::vector<SessionSnapshot>& sessions) {
                        s.stats.droppable_bytes_shed);
     out += fmt::format("rap_fabric_session_peer_pressure_level{{{}}} {}\n", base,
                        s.stats.peer_pressure_level);
+    out += fmt::format("rap_fabric_session_latency_guard_shrinks_total{{{}}} {}\n", base,
+                       s.stats.latency_guard_shrinks);
   }
   help(out, "rap_fabric_stream_bytes_total", "counter", "Per-stream payload bytes.");
   help(out, "rap_fabric_stream_queue_bytes", "gauge", "Per-stream send queue.");

@@ -17,6 +17,7 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kIdleReadBuffer = 4 * 1024;
 constexpr std::size_t kBusyReadBuffer = 64 * 1024;
 constexpr std::size_t kWriteBuffer = 64 * 1024;
+constexpr std::size_t kGuardedWriteBuffer = 16 * 1024;
 constexpr auto kMaxTick = std::chrono::seconds(1);
 
 // Waits until the timer is cancelled (the wake-up signal) or expires.
@@ -161,7 +162,12 @@ asio::awaitable<void> Session::write_loop() {
       continue;
     }
     if (buf.empty()) buf.resize(kWriteBuffer);
-    const std::size_t n = core_.produce(buf, clock_.now());
+    // With a latency-sensitive stream open, write in TLS-record-sized batches so a message for
+    // it waits behind at most one small batch.
+    const std::size_t n = core_.produce(
+        std::span<std::uint8_t>(buf).first(core_.latency_sensitive() ? kGuardedWriteBuffer
+                                                                      : buf.size()),
+        clock_.now());
     if (n == 0) {
       if (core_.is_closed()) break;
       co_await wait_signal(write_signal_);

@@ -57,6 +57,7 @@ struct SessionCore::Stream {
   std::uint64_t recv_limit = 0;   // peer may send up to this offset
   std::uint32_t recv_window = 0;
   TimePoint last_grant{};
+  std::uint64_t delivered_at_grant = 0;  // for the consumption rate under the latency guard
   bool remote_closed = false;
   bool eof_seen = false;
   bool released = false;
@@ -429,7 +430,7 @@ void SessionCore::handle_stream_frame(const Frame& f, TimePoint now) {
     ns->st.service = o.service;
     ns->st.traffic_class = o.traffic_class;
     ns->st.route_id = o.route_id;
-    streams_.emplace(sid, std::move(ns));
+    add_stream(std::move(ns));
     stats_.streams_opened_remote++;
     observer_->on_stream_opened(sid);
     return;
@@ -558,7 +559,7 @@ void SessionCore::local_reset(Stream& s, ErrorCode code, const std::string& reas
     recently_reset_order_.pop_front();
   }
   const bool released = s.released;
-  streams_.erase(id);
+  erase_stream(id);
   if (!released) observer_->on_stream_reset(id, code, reason);
   check_drained();
 }
@@ -567,7 +568,7 @@ void SessionCore::maybe_finish(Stream& s) {
   if (s.close_sent && s.remote_closed && s.recv_buf.empty() && (s.eof_seen || s.released)) {
     const std::uint32_t id = s.id;
     stats_.streams_closed++;
-    streams_.erase(id);
+    erase_stream(id);
     check_drained();
   }
 }
@@ -763,24 +764,81 @@ void SessionCore::grant_credit(Stream* sp, TimePoint now, bool force) {
   if (sp == nullptr) return;  // session-only grant
   Stream& s = *sp;
   if (s.remote_closed) return;
-  std::uint64_t free = s.delivered + s.recv_window - s.recv_limit;
+  // Saturating: the latency guard may have shrunk the window below what is already granted.
+  std::uint64_t free =
+      s.delivered + s.recv_window > s.recv_limit ? s.delivered + s.recv_window - s.recv_limit : 0;
   if (free < s.recv_window / 2 && !(force && free > 0)) return;
   // Window auto-tuning (bandwidth-delay product): when half a window is consumed within about
   // two *minimum* RTTs, the window — not the path — is the bottleneck: double it. Using the
   // minimum RTT (not the smoothed one, which queueing inflates) keeps windows small where the
-  // receiver, not the path, is the bottleneck, so bulk cannot build deep queues ahead of
-  // interactive traffic.
+  // receiver, not the path, is the bottleneck.
   const auto base_rtt =
       stats_.rtt_min.count() > 0 ? stats_.rtt_min : std::chrono::nanoseconds(1'000'000);
-  if (now - s.last_grant < 2 * base_rtt && s.recv_window < cfg_.max_stream_window) {
+  const auto since = now - s.last_grant;
+  if (latency_guarded(s)) {
+    // Latency guard: a dns/interactive stream is open on this session, so bytes this stream has
+    // in flight sit in the same TCP/TLS pipe ahead of that stream's next message. Measure the
+    // queueing delay with PINGs (their PONGs come back through the loaded direction) and, while
+    // it exceeds the target, shrink the window to rate x (min RTT + target): enough for the path's
+    // bandwidth-delay product, no deep queue behind it.
+    const auto target = std::max<Duration>(cfg_.latency_target, base_rtt / 4);
+    if (now - last_ping_ >=
+        std::max<Duration>(2 * stats_.rtt_smoothed, std::chrono::microseconds(500))) {
+      ping(now);
+    }
+    const auto queueing = stats_.rtt_last - base_rtt;
+    if (queueing > target && since.count() > 0) {
+      const double secs = std::chrono::duration<double>(since).count();
+      const double rate = static_cast<double>(s.delivered - s.delivered_at_grant) / secs;
+      const double fit = rate * std::chrono::duration<double>(base_rtt + target).count();
+      const auto shrunk = static_cast<std::uint32_t>(
+          std::clamp<double>(fit, cfg_.initial_stream_window, static_cast<double>(s.recv_window)));
+      if (shrunk < s.recv_window) {
+        s.recv_window = shrunk;
+        stats_.latency_guard_shrinks++;
+      }
+      // Grant only what keeps the stream within its (smaller) window.
+      free = s.delivered + s.recv_window > s.recv_limit ? s.delivered + s.recv_window - s.recv_limit
+                                                        : 0;
+      s.last_grant = now;
+      s.delivered_at_grant = s.delivered;
+      if (free == 0) return;
+      emit_control(s.id, StreamCredit{static_cast<std::uint32_t>(free)});
+      emit_control(s.id, Ack{s.delivered});
+      s.recv_limit += free;
+      return;
+    }
+  }
+  if (since < 2 * base_rtt && s.recv_window < cfg_.max_stream_window) {
     const std::uint32_t grown = std::min(cfg_.max_stream_window, s.recv_window * 2);
     free += grown - s.recv_window;
     s.recv_window = grown;
   }
+  s.delivered_at_grant = s.delivered;
   s.last_grant = now;
   emit_control(s.id, StreamCredit{static_cast<std::uint32_t>(free)});
   emit_control(s.id, Ack{s.delivered});
   s.recv_limit += free;
+}
+
+bool SessionCore::latency_guarded(const Stream& s) const {
+  return latency_streams_ > 0 && s.cls != TrafficClass::kDns &&
+         s.cls != TrafficClass::kInteractive && s.cls != TrafficClass::kControl;
+}
+
+void SessionCore::add_stream(std::unique_ptr<Stream> s) {
+  if (s->cls == TrafficClass::kDns || s->cls == TrafficClass::kInteractive) ++latency_streams_;
+  const std::uint32_t id = s->id;
+  streams_.emplace(id, std::move(s));
+}
+
+void SessionCore::erase_stream(std::uint32_t id) {
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return;
+  if (it->second->cls == TrafficClass::kDns || it->second->cls == TrafficClass::kInteractive) {
+    --latency_streams_;
+  }
+  streams_.erase(it);
 }
 
 Result<std::uint32_t> SessionCore::open_stream(const std::string& service, TrafficClass cls,
@@ -809,7 +867,7 @@ Result<std::uint32_t> SessionCore::open_stream(const std::string& service, Traff
   s->st.service = service;
   s->st.traffic_class = cls;
   s->st.route_id = route_id;
-  streams_.emplace(id, std::move(s));
+  add_stream(std::move(s));
   stats_.streams_opened_local++;
   emit_control(id, OpenStream{cls, route_id, service});
   return id;
@@ -909,7 +967,7 @@ void SessionCore::release_stream(std::uint32_t id) {
   if (state_ == State::kClosed) {
     recv_buffered_ -= s->recv_buf.size();
     send_queued_ -= s->queued();
-    streams_.erase(id);
+    erase_stream(id);
     return;
   }
   // Unread input is dropped; its credit goes back to the peer.

@@ -53,6 +53,9 @@ struct SessionConfig {
   std::size_t pressure_bytes = 32 * 1024 * 1024;       // queued bytes that mean "under pressure"
   std::size_t max_control_queue = 1024 * 1024;         // peer not reading our control frames
   std::uint32_t max_streams = 4096;
+  // Latency guard: while a dns/interactive stream is open, other streams' windows shrink when
+  // PINGs show more queueing delay than this (or a quarter of the minimum RTT, if larger).
+  Duration latency_target = std::chrono::microseconds(300);
   Duration keepalive = std::chrono::seconds(10);
   Duration idle_timeout = std::chrono::seconds(30);
   Duration handshake_timeout = std::chrono::seconds(10);
@@ -121,6 +124,8 @@ class SessionCore {
   // Writes coalesced frames into `out`; returns bytes written.
   std::size_t produce(std::span<std::uint8_t> out, TimePoint now);
   bool wants_write() const;
+  // A dns/interactive stream is open: callers should keep their write batches small.
+  bool latency_sensitive() const { return latency_streams_ > 0; }
   void on_tick(TimePoint now);
   TimePoint next_deadline() const;
   // The carrier failed (EOF, reset, TLS error): everything is torn down.
@@ -170,6 +175,9 @@ class SessionCore {
   bool can_send(const Stream& s) const;
   void activate(Stream& s);
   void grant_credit(Stream* s, TimePoint now, bool force);
+  bool latency_guarded(const Stream& s) const;
+  void add_stream(std::unique_ptr<Stream> s);
+  void erase_stream(std::uint32_t id);
   void check_drained();
   void update_pressure();
   std::size_t fill_data(std::uint8_t* out, std::size_t cap);
@@ -220,6 +228,7 @@ class SessionCore {
   std::uint64_t recv_buffered_ = 0;
   std::map<std::uint64_t, TimePoint> pings_outstanding_;
   std::uint64_t ping_counter_ = 0;
+  std::uint32_t latency_streams_ = 0;  // open dns/interactive streams
   SessionStats stats_;
   std::uint16_t load_cpu_ = 0;
   std::uint32_t load_mem_ = 0;

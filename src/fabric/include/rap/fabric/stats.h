@@ -31,7 +31,8 @@ struct SessionStats {
   std::uint64_t decode_errors = 0;
   std::uint64_t droppable_messages_shed = 0;
   std::uint64_t droppable_bytes_shed = 0;
-  std::uint64_t send_queue_bytes = 0;  // app bytes queued, not yet framed
+  std::uint64_t latency_guard_shrinks = 0;  // bulk windows cut to protect interactive streams
+  std::uint64_t send_queue_bytes = 0;       // app bytes queued, not yet framed
   std::uint64_t control_queue_bytes = 0;
   std::uint64_t recv_buffered_bytes = 0;  // received, not yet read by the application
   std::uint32_t open_streams = 0;
