@@ -4,7 +4,7 @@ target_compile_options(rap_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Werror -Wshadow -Wnon-virtual-dtor -Wold-style-cast
   -Wcast-align -Wunused -Woverloaded-virtual -Wimplicit-fallthrough
   # GCC 12 false positives inside libstdc++ at -O2/-O3 (std::string, PR105329).
-  $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized -Wno-restrict>)
+  $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized -Wno-restrict -Wno-missing-field-initializers>)
 
 # rap_library(NAME SOURCES ... DEPS ...): one library per layer, public headers in include/.
 function(rap_library name)

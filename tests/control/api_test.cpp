@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "control_process.h"
 #include "rap/control/migrations.h"
 #include "rap/testing/gtest_support.h"
 #include "rap/testing/postgres_fixture.h"
@@ -21,147 +22,7 @@ using rap::testing::PostgresFixture;
 using rap::testing::Subprocess;
 using rap::testing::TempDir;
 
-namespace {
-
-rap::testing::SubprocessOptions spawn_options(const std::filesystem::path& log) {
-  rap::testing::SubprocessOptions o;
-  o.output_file = log;
-  return o;
-}
-
-rap::testing::RunOptions run_options(int seconds) {
-  rap::testing::RunOptions o;
-  o.timeout = std::chrono::seconds(seconds);
-  return o;
-}
-
-struct Reply {
-  int status = 0;
-  std::string body;
-  json j;  // parsed body (discarded if not JSON)
-  std::string error_code() const {
-    if (j.is_object() && j.contains("error") && j["error"].contains("code"))
-      return j["error"]["code"].get<std::string>();
-    return "";
-  }
-};
-
-std::ostream& operator<<(std::ostream& o, const Reply& r) {
-  return o << "HTTP " << r.status << " " << r.body;
-}
-
-class ControlProcess {
- public:
-  static rap::Result<std::unique_ptr<ControlProcess>> spawn(const std::string& conninfo,
-                                                            const std::string& name) {
-    auto dir = TempDir::create("rap-control-test-" + name);
-    if (!dir) return tl::unexpected(dir.error());
-    auto p = std::unique_ptr<ControlProcess>(new ControlProcess(std::move(*dir)));
-    const auto log = p->dir_.path() / "out.log";
-    auto sp = Subprocess::spawn({RAP_CONTROL_BIN, "--listen", "127.0.0.1:0", "--database-url",
-                                 conninfo, "--data-dir", (p->dir_.path() / "data").string()},
-                                spawn_options(log));
-    if (!sp) return tl::unexpected(sp.error());
-    p->proc_.emplace(std::move(*sp));
-    return p;
-  }
-
-  static rap::Result<std::unique_ptr<ControlProcess>> start(const std::string& conninfo,
-                                                            const std::string& name) {
-    auto p = spawn(conninfo, name);
-    if (!p) return p;
-    if (auto r = (*p)->wait_ready(); !r) return tl::unexpected(r.error());
-    return p;
-  }
-
-  rap::Result<void> wait_ready() {
-    if (auto r = proc_->wait_for_output("rap-control listening on", std::chrono::seconds(30)); !r)
-      return r;
-    const std::string out = proc_->output();
-    std::smatch m;
-    if (!std::regex_search(out, m, std::regex("listening on 127\\.0\\.0\\.1:([0-9]+)")))
-      return rap::fail("no_port", out);
-    port_ = std::stoi(m[1]);
-    if (std::regex_search(out, m, std::regex("RAP SETUP TOKEN: ([0-9a-f]{64})")))
-      setup_token_ = m[1];
-    return {};
-  }
-
-  Reply call(const std::string& method, const std::string& path, const std::string& body = "",
-             const std::string& token = "", std::vector<std::string> extra = {}) const {
-    std::vector<std::string> argv = {"curl",           "-sS", "-k",  "--tlsv1.3", "-o", "-", "-w",
-                                     "\n%{http_code}", "-X",  method};
-    if (!token.empty()) {
-      argv.push_back("-H");
-      argv.push_back("Authorization: Bearer " + token);
-    }
-    if (!body.empty()) {
-      argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", body});
-    }
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    argv.push_back("https://127.0.0.1:" + std::to_string(port_) + path);
-    auto res = rap::testing::run_command(argv, run_options(20));
-    Reply r;
-    const auto nl = res.output.rfind('\n');
-    if (!res.ok() || nl == std::string::npos) {
-      r.status = -1;
-      r.body = res.output;
-      return r;
-    }
-    r.status = std::atoi(res.output.c_str() + nl + 1);
-    r.body = res.output.substr(0, nl);
-    r.j = json::parse(r.body, nullptr, false);
-    return r;
-  }
-
-  const std::optional<std::string>& setup_token() const { return setup_token_; }
-  std::string output() const { return proc_->output(); }
-  int port() const { return port_; }
-  Subprocess& proc() { return *proc_; }
-
- private:
-  explicit ControlProcess(TempDir d) : dir_(std::move(d)) {}
-  TempDir dir_;
-  std::optional<Subprocess> proc_;
-  int port_ = 0;
-  std::optional<std::string> setup_token_;
-};
-
-std::string login_body(const std::string& email, const std::string& pw) {
-  return json{{"email", email}, {"password", pw}}.dump();
-}
-
-std::vector<std::string> slugs(const Reply& r) {
-  std::vector<std::string> out;
-  for (const auto& o : r.j["orgs"]) out.push_back(o["slug"].get<std::string>());
-  return out;
-}
-
-std::string login(const ControlProcess& c, const std::string& email, const std::string& pw) {
-  auto r = c.call("POST", "/api/v1/login", login_body(email, pw));
-  EXPECT_EQ(r.status, 200) << r;
-  if (r.status != 200) return "";
-  EXPECT_TRUE(r.j.contains("expires_at")) << r;
-  return r.j["token"].get<std::string>();
-}
-
-const std::string kOwnerPw = "owner-password-123";
-const std::string kAdminPw = "admin-password-456";
-const std::string kMemberPw = "member-password-789";
-
-}  // namespace
-
-class ControlApiTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    auto pg = PostgresFixture::start();
-    ASSERT_TRUE(pg.has_value()) << pg.error().message;
-    pg_ = std::move(*pg);
-  }
-  static void TearDownTestSuite() { pg_.reset(); }
-  static std::unique_ptr<PostgresFixture> pg_;
-};
-std::unique_ptr<PostgresFixture> ControlApiTest::pg_;
+using namespace rap::testing::control;
 
 TEST_F(ControlApiTest, FullFlowWithTenancyAndNegativeCases) {
   RAP_ASSIGN_OR_FAIL(std::string db, pg_->create_database("api_flow"));
@@ -544,4 +405,42 @@ TEST_F(ControlApiTest, ExpiredTokenIsRejected) {
   auto r = c->call("GET", "/api/v1/orgs", "", tok);
   EXPECT_EQ(r.status, 401) << r;
   EXPECT_EQ(r.error_code(), "invalid_token");
+}
+
+TEST_F(ControlApiTest, AuditChainDetectsEditedAndDeletedEvents) {
+  RAP_ASSIGN_OR_FAIL(std::string db, pg_->create_database("api_audit_chain"));
+  RAP_ASSIGN_OR_FAIL(auto c, ControlProcess::start(db, "audit"));
+  const std::string tok = setup_owner(*c, "o@x.io", kOwnerPw);
+  for (const char* slug : {"org-a", "org-b", "org-c"}) {
+    ASSERT_EQ(
+        c->call("POST", "/api/v1/orgs", json{{"slug", slug}, {"name", slug}}.dump(), tok).status,
+        201);
+  }
+  auto v = c->call("GET", "/api/v1/audit/verify", "", tok);
+  ASSERT_EQ(v.status, 200) << v;
+  EXPECT_TRUE(v.j["ok"].get<bool>()) << v;
+  EXPECT_GE(v.j["events"].get<int>(), 6);  // token issued, setup, login, 3 orgs
+  EXPECT_EQ(v.j["head_hash"].get<std::string>().size(), 64u);
+
+  // Editing one event's target breaks its own hash.
+  RAP_ASSERT_OK(
+      pg_->exec("UPDATE audit_events SET target = 'org:forged' WHERE action = 'org.created' AND "
+                "target = 'org:org-b'",
+                "api_audit_chain"));
+  v = c->call("GET", "/api/v1/audit/verify", "", tok);
+  ASSERT_EQ(v.status, 200) << v;
+  EXPECT_FALSE(v.j["ok"].get<bool>()) << v;
+  EXPECT_NE(v.j["problem"].get<std::string>().find("edited"), std::string::npos) << v;
+
+  // Deleting the forged event instead leaves a gap in the chain.
+  RAP_ASSERT_OK(
+      pg_->exec("DELETE FROM audit_events WHERE target = 'org:forged'", "api_audit_chain"));
+  v = c->call("GET", "/api/v1/audit/verify", "", tok);
+  EXPECT_FALSE(v.j["ok"].get<bool>()) << v;
+  EXPECT_NE(v.j["problem"].get<std::string>().find("removed"), std::string::npos) << v;
+
+  // Only the platform owner may verify.
+  ASSERT_EQ(c->call("POST", "/api/v1/users", login_body("m@x.io", kMemberPw), tok).status, 201);
+  const std::string member = login(*c, "m@x.io", kMemberPw);
+  EXPECT_EQ(c->call("GET", "/api/v1/audit/verify", "", member).status, 403);
 }

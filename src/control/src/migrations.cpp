@@ -64,8 +64,47 @@ CREATE TABLE setup_state (
 INSERT INTO setup_state (id) VALUES (true);
 )SQL";
 
+// Audit hash chain: each event stores the hash of the event before it and its own hash over a
+// canonical JSON array of its fields (jsonb text output is canonical), so editing or deleting a
+// row is detectable (`rapctl audit verify`, GET /api/v1/audit/verify). Existing rows are chained.
+constexpr const char* kV2 = R"SQL(
+ALTER TABLE audit_events
+  ADD COLUMN actor_node_id text NOT NULL DEFAULT '',
+  ADD COLUMN cluster_id    uuid,
+  ADD COLUMN outcome       text NOT NULL DEFAULT 'success' CHECK (outcome IN ('success', 'denied')),
+  ADD COLUMN prev_hash     text,
+  ADD COLUMN hash          text;
+
+CREATE FUNCTION rap_audit_digest(prev text, id bigint, at timestamptz, actor_user uuid,
+                                 actor_node text, org uuid, cluster uuid, action text,
+                                 target text, outcome text, details jsonb)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT encode(sha256(convert_to(jsonb_build_array(
+    'rap-audit-v1', prev, id,
+    to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    actor_user, actor_node, org, cluster, action, target, outcome, details)::text, 'UTF8')), 'hex')
+$$;
+
+DO $$
+DECLARE
+  r record;
+  p text := '';
+BEGIN
+  FOR r IN SELECT * FROM audit_events ORDER BY id LOOP
+    UPDATE audit_events SET prev_hash = p,
+      hash = rap_audit_digest(p, r.id, r.at, r.actor_user_id, r.actor_node_id, r.org_id,
+                              r.cluster_id, r.action, r.target, r.outcome, r.details)
+      WHERE id = r.id RETURNING hash INTO p;
+  END LOOP;
+END $$;
+
+ALTER TABLE audit_events ALTER COLUMN prev_hash SET NOT NULL, ALTER COLUMN hash SET NOT NULL;
+CREATE INDEX audit_events_cluster_idx ON audit_events(cluster_id, id);
+)SQL";
+
 const std::vector<Migration> kMigrations = {
     {1, "initial: organizations, users, memberships, api_tokens, audit_events, setup_state", kV1},
+    {2, "audit hash chain, actor node, cluster and outcome", kV2},
 };
 
 constexpr const char* kCreateLedger =

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -24,6 +25,10 @@
 #include "rap/control/db.h"
 
 namespace rap::control {
+
+namespace detail {
+class Router;
+}
 
 struct HttpRequest {
   std::string method;         // "GET", "POST", ...
@@ -46,6 +51,9 @@ struct ApiOptions {
 class Api {
  public:
   Api(Db& db, Random& rng, ApiOptions opts = {});
+  ~Api();
+  Api(const Api&) = delete;
+  Api& operator=(const Api&) = delete;
 
   // Routes and executes one request. Blocking; never throws.
   HttpResponse handle(const HttpRequest& req);
@@ -58,7 +66,6 @@ class Api {
   void record(const std::string& route, const std::string& method, int status);
 
  private:
-  struct Caller;
   HttpResponse dispatch(const HttpRequest& req, std::string& route_out);
 
   Db& db_;
@@ -67,6 +74,7 @@ class Api {
   ApiOptions opts_;
   std::mutex metrics_mu_;
   std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests_;
+  std::unique_ptr<detail::Router> router_;
 };
 
 // First-run bootstrap. When no platform owner exists and setup is not completed: generates a new

@@ -1,0 +1,159 @@
+// Internals shared by the control plane's route modules (routes_*.cpp). Not a public header.
+//
+// A route module registers its handlers on the Router:
+//
+//   void register_identity_routes(Router& r) {
+//     r.add("POST", "/api/v1/orgs/{slug}/members", Auth::kUser, [](Ctx& c) { ... });
+//   }
+//
+// Handlers are blocking (they run on the Db thread pool), never throw on bad input (they return
+// 4xx responses) and write an audit event in the same transaction as every mutation.
+#pragma once
+
+#include <functional>
+#include <initializer_list>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <pqxx/pqxx>
+#include <string>
+#include <vector>
+
+#include "rap/common/random.h"
+#include "rap/common/result.h"
+#include "rap/control/api.h"
+#include "rap/control/db.h"
+
+namespace rap::control::detail {
+
+using json = nlohmann::json;
+
+// Timestamps leave the database as RFC 3339 UTC strings.
+#define RAP_TS(col) "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+// The result of a handler step: a value or the HTTP error response to send.
+template <class T>
+using Step = tl::expected<T, HttpResponse>;
+
+HttpResponse json_response(int status, const json& j);
+HttpResponse error_response(int status, const std::string& code, const std::string& message);
+// Infrastructure error from the DB layer -> 503/409/500 (details logged, not returned).
+HttpResponse from_error(const Error& e);
+// Like from_error, but errors made by http_fail() keep their status and code.
+HttpResponse to_response(const Error& e);
+// An error that passes through Db::with_transaction and becomes `status` + `code`.
+tl::unexpected<Error> http_fail(int status, const std::string& code, const std::string& message);
+
+// Parses a JSON object body; 400 malformed_json / invalid_request otherwise.
+Step<json> parse_object(const std::string& body);
+// A JSON object whose members are exactly `keys`, all strings.
+Step<std::map<std::string, std::string>> parse_fields(const std::string& body,
+                                                      std::initializer_list<const char*> keys);
+// Checks that `j` has only members from `allowed`; 400 invalid_request naming the first other.
+std::optional<HttpResponse> reject_unknown_fields(const json& j,
+                                                  std::initializer_list<const char*> allowed);
+// Typed member accessors: nullopt if absent; a 400 response if present with the wrong type.
+Step<std::optional<std::string>> opt_string(const json& j, const char* key);
+Step<std::optional<std::int64_t>> opt_int(const json& j, const char* key);
+Step<std::optional<bool>> opt_bool(const json& j, const char* key);
+Step<std::string> req_string(const json& j, const char* key);
+
+std::string lower(std::string s);
+std::map<std::string, std::string> parse_query(std::string_view q);
+std::vector<std::string> split_path(std::string_view path);
+bool valid_uuid(std::string_view s);
+
+// One audit event. Written in the caller's transaction; events form a SHA-256 hash chain
+// (see audit.cpp) so that an edited or deleted row is detectable.
+struct AuditEvent {
+  std::string actor_user_id;        // "" for none
+  std::string actor_node_id;        // "" for none (node-initiated events)
+  std::string org_id;               // "" for platform-level events
+  std::string cluster_id;           // "" when not about a cluster
+  std::string action;               // e.g. "org.created"
+  std::string target;               // e.g. "org:acme"
+  std::string outcome = "success";  // "success" or "denied"
+  json details = json::object();
+};
+void audit(pqxx::work& w, const AuditEvent& e);
+// Audit in its own transaction (for denied attempts, where the main transaction rolled back).
+void audit_standalone(Db& db, const AuditEvent& e);
+
+struct AuditVerifyReport {
+  std::int64_t events = 0;
+  bool ok = true;
+  std::int64_t first_bad_id = 0;  // 0 when ok
+  std::string problem;
+  std::string head_hash;  // record it elsewhere to detect truncation of the newest events
+};
+Result<AuditVerifyReport> verify_audit_chain(Db& db);
+
+// Who is calling.
+struct Caller {
+  std::string user_id;
+  std::string email;
+  bool is_owner = false;
+  std::string token_hash;
+};
+
+// An organization as the caller may see it. find_org answers 404 org_not_found both for a slug
+// that does not exist and for one the caller is not a member of (existence is not revealed).
+struct OrgView {
+  json org;
+  std::string id;
+  std::string role;  // caller's membership role; "" for the platform owner
+};
+Result<OrgView> find_org(pqxx::transaction_base& t, const Caller& caller, const std::string& slug);
+
+enum class Auth : std::uint8_t {
+  kNone,  // public (setup, login, healthz, enrollment with a join token)
+  kUser,  // bearer token of a user
+};
+
+// Per-request context handed to a handler.
+struct Ctx {
+  const HttpRequest& req;
+  std::map<std::string, std::string> params;  // {name} path segments
+  std::map<std::string, std::string> query;
+  const Caller* caller = nullptr;  // set for Auth::kUser routes
+  Db& db;
+  ApiOptions& opts;
+  // Thread-safe randomness (handlers run concurrently on the Db pool).
+  std::function<std::string()> random_token;
+  std::function<void(std::span<std::uint8_t>)> random_bytes;
+
+  const std::string& param(const std::string& k) const { return params.at(k); }
+};
+
+using Handler = std::function<HttpResponse(Ctx&)>;
+
+class Router {
+ public:
+  void add(std::string method, std::string pattern, Auth auth, Handler h);
+
+  struct Match {
+    const Handler* handler = nullptr;
+    Auth auth = Auth::kNone;
+    std::string pattern;                        // metrics label
+    std::map<std::string, std::string> params;  // {name} -> segment
+    std::string allow;                          // set when the path matched but the method not
+  };
+  // nullopt: no route has this path.
+  std::optional<Match> match(const std::string& method, const std::vector<std::string>& segs) const;
+
+ private:
+  struct Route {
+    std::string method;
+    std::string pattern;
+    std::vector<std::string> segs;
+    Auth auth;
+    Handler handler;
+  };
+  std::vector<Route> routes_;
+};
+
+// Route modules.
+void register_identity_routes(Router& r);
+
+}  // namespace rap::control::detail
