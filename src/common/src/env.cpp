@@ -61,6 +61,14 @@ class PosixEnv final : public Env {
     ::chmod(path.c_str(), mode);
     return {};
   }
+  Result<unsigned> file_mode(const std::string& path) override {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return fail("not_found", path + " does not exist");
+      return fail("io_error", "stat " + path + ": " + std::strerror(errno));
+    }
+    return static_cast<unsigned>(st.st_mode & 07777);
+  }
 };
 
 }  // namespace

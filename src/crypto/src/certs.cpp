@@ -6,7 +6,9 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <ctime>
 #include <memory>
+#include <optional>
 
 namespace rap::crypto {
 namespace {
@@ -167,6 +169,20 @@ Result<NodeIdentity> identity_from_pem(const std::string& cert_pem) {
   X509Ptr x = read_cert(cert_pem);
   if (!x) return fail("bad_cert", "not a PEM X.509 certificate");
   return identity_from_certificate(x.get());
+}
+
+Result<Validity> validity_from_pem(const std::string& cert_pem) {
+  X509Ptr x = read_cert(cert_pem);
+  if (!x) return fail("bad_cert", "not a PEM X.509 certificate");
+  auto conv = [](const ASN1_TIME* t) -> std::optional<std::chrono::system_clock::time_point> {
+    std::tm tm{};
+    if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return std::nullopt;
+    return std::chrono::system_clock::from_time_t(timegm(&tm));
+  };
+  auto nb = conv(X509_get0_notBefore(x.get()));
+  auto na = conv(X509_get0_notAfter(x.get()));
+  if (!nb || !na) return fail("bad_cert", "certificate validity cannot be read");
+  return Validity{*nb, *na};
 }
 
 }  // namespace rap::crypto

@@ -18,6 +18,8 @@ class Env {
                                          unsigned mode) = 0;
   virtual bool exists(const std::string& path) = 0;
   virtual Result<void> make_dirs(const std::string& path, unsigned mode) = 0;
+  // Permission bits (st_mode & 07777); error "not_found" if the path does not exist.
+  virtual Result<unsigned> file_mode(const std::string& path) = 0;
 };
 
 // The real POSIX filesystem.

@@ -42,6 +42,8 @@ Result<std::string> issue_node_certificate(const Ed25519Key& ca_key, const std::
 // Identity named by a certificate (no chain validation: that is TLS's job).
 Result<NodeIdentity> identity_from_certificate(X509* cert);
 Result<NodeIdentity> identity_from_pem(const std::string& cert_pem);
+// notBefore / notAfter of a PEM certificate.
+Result<Validity> validity_from_pem(const std::string& cert_pem);
 
 // Convenience for tests, the demo and the fabric tool: a CA and node credentials on disk.
 struct NodeCredentials {

@@ -1,0 +1,94 @@
+// The node agent: enrolls this host into one or more clusters (one isolated identity each),
+// heartbeats over mutual TLS, follows desired state (roles + workloads) by long-poll, runs the
+// workloads an explicit role assignment authorizes under the Supervisor, renews its certificate,
+// and keeps working from its last valid state while the control plane is unreachable.
+//
+// Configuration (JSON; `rap-node-agent --help` prints this list):
+//   state_dir                  where keys and state live (default /var/lib/rap-node-agent)
+//   profile                    "thick" (default) or "thin" (little disk, no artifact storage)
+//   heartbeat_interval_seconds 1..300 (default 10)
+//   isolate_after_seconds      degraded -> isolated after this long without contact (default 30)
+//   programs                   {"name": "/abs/path"}: the only executables workloads may run
+//   restart_backoff_initial_ms / restart_backoff_max_seconds / crash_loop_threshold
+//                              workload restart policy (1000 ms doubling to 60 s; 5 exits in
+//                              2 min = crash loop)
+//   memberships                [{cluster, control_url, control_ca_file, join_token_file}]
+//     cluster          cluster slug at the control plane
+//     control_url      https://host:port of rap-control
+//     control_ca_file  PEM pinning rap-control's certificate (or its CA); "" = system store
+//     join_token_file  file holding the one-time join token (read only while enrolling)
+//
+// Workloads: a desired workload of kind "native" has spec {"program", "args", "env",
+// "health_tcp_port", "role"}; it runs only if `program` is in `programs` and `role` is one of
+// the node's assigned roles (capabilities never authorize anything).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "rap/agent/supervisor.h"
+#include "rap/common/clock.h"
+#include "rap/common/env.h"
+#include "rap/common/result.h"
+
+namespace rap::agent {
+
+inline constexpr char kAgentVersion[] = "0.1.0";
+
+struct MembershipConfig {
+  std::string cluster;
+  std::string control_url;
+  std::string control_ca_file;
+  std::string join_token_file;
+};
+
+struct AgentConfig {
+  std::string state_dir = "/var/lib/rap-node-agent";
+  std::string profile = "thick";
+  std::chrono::seconds heartbeat_interval{10};
+  std::chrono::seconds isolate_after{30};
+  std::chrono::milliseconds enroll_poll_interval{1000};
+  std::chrono::milliseconds restart_backoff_initial{1000};
+  std::chrono::seconds restart_backoff_max{60};
+  std::uint32_t crash_loop_threshold = 5;
+  std::map<std::string, std::string> programs;
+  std::vector<MembershipConfig> memberships;
+
+  // Validates every key; unknown keys and bad values are errors naming the key.
+  static Result<AgentConfig> from_json(const nlohmann::json& j);
+  static Result<AgentConfig> load(Env& env, const std::string& path);
+  std::string membership_dir(const MembershipConfig& m) const;
+};
+
+class Agent {
+ public:
+  Agent(AgentConfig cfg, Env& env, const Clock& clock, ProcessBackend& backend);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Runs until `stop` becomes true (e.g. from a signal handler). Errors that make running unsafe
+  // (tampered state, key permissions) are returned before anything starts.
+  Result<void> run(const std::atomic<bool>& stop);
+
+  // The status document `rap-node-agent status` prints (from the state files and the running
+  // agent's status.json).
+  static Result<nlohmann::json> read_status(const AgentConfig& cfg, Env& env);
+
+ private:
+  class Runner;
+  void write_status();
+
+  AgentConfig cfg_;
+  Env& env_;
+  const Clock& clock_;
+  std::unique_ptr<Supervisor> supervisor_;
+  std::vector<std::unique_ptr<Runner>> runners_;
+};
+
+}  // namespace rap::agent

@@ -1,0 +1,756 @@
+#include "rap/agent/agent.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <ctime>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "rap/agent/control_client.h"
+#include "rap/agent/host.h"
+#include "rap/agent/partition.h"
+#include "rap/agent/state_store.h"
+#include "rap/crypto/certs.h"
+#include "rap/crypto/keys.h"
+
+namespace rap::agent {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string hex(std::span<const std::uint8_t> b) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (auto c : b) {
+    out.push_back(d[c >> 4]);
+    out.push_back(d[c & 15]);
+  }
+  return out;
+}
+
+bool valid_name(const std::string& s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
+  return true;
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  while (!s.empty() && s.front() == ' ') s.erase(0, 1);
+  return s;
+}
+
+}  // namespace
+
+// ---------------- configuration ----------------
+
+Result<AgentConfig> AgentConfig::from_json(const json& j) {
+  if (!j.is_object()) return fail("bad_config", "configuration must be a JSON object");
+  AgentConfig c;
+  static const std::set<std::string> kKeys = {"state_dir",
+                                              "profile",
+                                              "heartbeat_interval_seconds",
+                                              "isolate_after_seconds",
+                                              "programs",
+                                              "memberships",
+                                              "enroll_poll_ms",
+                                              "restart_backoff_initial_ms",
+                                              "restart_backoff_max_seconds",
+                                              "crash_loop_threshold"};
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (kKeys.count(it.key()) == 0) return fail("bad_config", "unknown key '" + it.key() + "'");
+  }
+  try {
+    c.state_dir = j.value("state_dir", c.state_dir);
+    c.profile = j.value("profile", c.profile);
+    if (c.profile != "thick" && c.profile != "thin") {
+      return fail("bad_config", "profile must be \"thick\" or \"thin\"");
+    }
+    const auto hb = j.value("heartbeat_interval_seconds", std::int64_t{10});
+    if (hb < 1 || hb > 300) return fail("bad_config", "heartbeat_interval_seconds must be 1..300");
+    c.heartbeat_interval = std::chrono::seconds(hb);
+    const auto iso = j.value("isolate_after_seconds", std::int64_t{30});
+    if (iso < 1 || iso > 86400) return fail("bad_config", "isolate_after_seconds must be 1..86400");
+    c.isolate_after = std::chrono::seconds(iso);
+    const auto poll = j.value("enroll_poll_ms", std::int64_t{1000});
+    if (poll < 50 || poll > 60000) return fail("bad_config", "enroll_poll_ms must be 50..60000");
+    c.enroll_poll_interval = std::chrono::milliseconds(poll);
+    const auto bi = j.value("restart_backoff_initial_ms", std::int64_t{1000});
+    if (bi < 10 || bi > 600000)
+      return fail("bad_config", "restart_backoff_initial_ms must be 10..600000");
+    c.restart_backoff_initial = std::chrono::milliseconds(bi);
+    const auto bm = j.value("restart_backoff_max_seconds", std::int64_t{60});
+    if (bm < 1 || bm > 3600)
+      return fail("bad_config", "restart_backoff_max_seconds must be 1..3600");
+    c.restart_backoff_max = std::chrono::seconds(bm);
+    const auto cl = j.value("crash_loop_threshold", std::int64_t{5});
+    if (cl < 1 || cl > 100) return fail("bad_config", "crash_loop_threshold must be 1..100");
+    c.crash_loop_threshold = static_cast<std::uint32_t>(cl);
+    if (j.contains("programs")) {
+      if (!j["programs"].is_object()) return fail("bad_config", "programs must be an object");
+      for (auto it = j["programs"].begin(); it != j["programs"].end(); ++it) {
+        const std::string path = it.value().get<std::string>();
+        if (!valid_name(it.key()) || path.empty() || path.front() != '/') {
+          return fail("bad_config",
+                      "programs: '" + it.key() + "' needs a [a-z0-9-] name and an absolute path");
+        }
+        c.programs[it.key()] = path;
+      }
+    }
+    if (!j.contains("memberships") || !j["memberships"].is_array() || j["memberships"].empty()) {
+      return fail("bad_config", "memberships must be a non-empty array");
+    }
+    std::set<std::string> seen;
+    for (const auto& m : j["memberships"]) {
+      if (!m.is_object()) return fail("bad_config", "each membership must be an object");
+      for (auto it = m.begin(); it != m.end(); ++it) {
+        if (it.key() != "cluster" && it.key() != "control_url" && it.key() != "control_ca_file" &&
+            it.key() != "join_token_file") {
+          return fail("bad_config", "memberships: unknown key '" + it.key() + "'");
+        }
+      }
+      MembershipConfig mc;
+      mc.cluster = m.at("cluster").get<std::string>();
+      mc.control_url = m.at("control_url").get<std::string>();
+      mc.control_ca_file = m.value("control_ca_file", std::string());
+      mc.join_token_file = m.value("join_token_file", std::string());
+      if (!valid_name(mc.cluster)) return fail("bad_config", "memberships: bad cluster slug");
+      if (!seen.insert(mc.cluster).second) {
+        return fail("bad_config", "memberships: cluster '" + mc.cluster + "' listed twice");
+      }
+      c.memberships.push_back(std::move(mc));
+    }
+  } catch (const json::exception& e) {
+    return fail("bad_config", std::string("configuration has a wrong type: ") + e.what());
+  }
+  return c;
+}
+
+Result<AgentConfig> AgentConfig::load(Env& env, const std::string& path) {
+  auto text = env.read_file(path);
+  if (!text) return tl::unexpected(text.error());
+  json j = json::parse(*text, nullptr, false);
+  if (j.is_discarded()) return fail("bad_config", path + " is not valid JSON");
+  auto c = from_json(j);
+  if (!c) return fail("bad_config", path + ": " + c.error().message);
+  return c;
+}
+
+std::string AgentConfig::membership_dir(const MembershipConfig& m) const {
+  return state_dir + "/clusters/" + m.cluster;
+}
+
+// ---------------- one cluster membership ----------------
+
+class Agent::Runner {
+ public:
+  Runner(const AgentConfig& cfg, MembershipConfig mc, Env& env, const Clock& clock)
+      : cfg_(cfg),
+        mc_(std::move(mc)),
+        env_(env),
+        clock_(clock),
+        store_(env, cfg.membership_dir(mc_)),
+        tracker_(cfg.isolate_after) {}
+
+  ~Runner() { join(); }
+
+  // Loads key and state; refuses tampered state or a badly protected key.
+  Result<void> open() {
+    auto k = store_.load_or_create_key();
+    if (!k) return tl::unexpected(k.error());
+    key_ = std::make_unique<crypto::Ed25519Key>(std::move(*k));
+    auto st = store_.load(*key_);
+    if (!st) return tl::unexpected(st.error());
+    if (*st) {
+      state_ = std::move(**st);
+      if (state_.cluster != mc_.cluster) {
+        return fail("state_corrupt", store_.state_path() + " belongs to cluster '" +
+                                         state_.cluster + "', not '" + mc_.cluster + "'");
+      }
+      spdlog::info("cluster {}: resuming (status {}, node {}, desired version {})", mc_.cluster,
+                   state_.enroll_status, state_.node_id, state_.desired_version);
+    } else {
+      state_.cluster = mc_.cluster;
+    }
+    state_.control_url = mc_.control_url;
+    state_.profile = cfg_.profile;
+    std::string ca;
+    if (!mc_.control_ca_file.empty()) {
+      auto pem = env_.read_file(mc_.control_ca_file);
+      if (!pem) return tl::unexpected(pem.error());
+      ca = *pem;
+    }
+    auto client = ControlClient::create(mc_.control_url, ca);
+    if (!client) return tl::unexpected(client.error());
+    client_ = std::make_unique<ControlClient>(std::move(*client));
+    return {};
+  }
+
+  void start(const std::atomic<bool>& stop) {
+    stop_ = &stop;
+    main_ = std::thread([this] { main_loop(); });
+  }
+
+  void wake() { cv_.notify_all(); }
+  void join() {
+    cv_.notify_all();
+    if (main_.joinable()) main_.join();
+    if (poller_.joinable()) poller_.join();
+  }
+
+  // Workloads authorized by this membership's last valid desired state (empty once revoked).
+  std::vector<WorkloadSpec> authorized(std::vector<std::string>* refused) const {
+    std::lock_guard g(mu_);
+    std::vector<WorkloadSpec> out;
+    if (state_.enroll_status != "approved") return out;
+    std::set<std::string> roles;
+    for (const auto& r : state_.roles) {
+      if (r.is_object() && r.contains("role") && r["role"].is_string()) {
+        roles.insert(r["role"].get<std::string>());
+      }
+    }
+    for (const auto& w : state_.workloads) {
+      const std::string name = w.value("name", std::string());
+      const json spec = w.value("spec", json::object());
+      auto refuse = [&](const std::string& why) {
+        if (refused != nullptr) refused->push_back(mc_.cluster + "/" + name + ": " + why);
+      };
+      if (w.value("kind", std::string()) != "native") {
+        refuse("kind '" + w.value("kind", std::string()) + "' is not supported by this agent");
+        continue;
+      }
+      const std::string role = spec.value("role", std::string());
+      if (role.empty() || roles.count(role) == 0) {
+        refuse("no role assignment authorizes it (needs role '" + role + "')");
+        continue;
+      }
+      WorkloadSpec s;
+      s.name = mc_.cluster + "-" + name;
+      s.kind = spec.value("program", std::string());
+      if (spec.contains("args") && spec["args"].is_array()) {
+        for (const auto& a : spec["args"]) {
+          if (a.is_string()) s.args.push_back(a.get<std::string>());
+        }
+      }
+      if (spec.contains("env") && spec["env"].is_object()) {
+        for (auto it = spec["env"].begin(); it != spec["env"].end(); ++it) {
+          if (it.value().is_string()) s.env[it.key()] = it.value().get<std::string>();
+        }
+      }
+      const auto port = spec.value("health_tcp_port", 0);
+      if (port > 0 && port < 65536) s.health_tcp_port = static_cast<std::uint16_t>(port);
+      s.version = w.value("version", std::uint64_t{0});
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+  const std::string& cluster() const { return mc_.cluster; }
+
+  void set_workload_report(json report) {
+    std::lock_guard g(mu_);
+    workload_report_ = std::move(report);
+  }
+
+  json status_json() const {
+    std::lock_guard g(mu_);
+    json j = state_.to_json();
+    j.erase("cert_pem");
+    j.erase("ca_pem");
+    j["partition_state"] = to_string(contact_state());
+    j["last_error"] = contact_error().empty() ? state_.last_error : contact_error();
+    j["public_key_sha256"] = key_ ? crypto::sha256_hex(key_->public_key()) : "";
+    return j;
+  }
+
+ private:
+  bool stopping() const { return stop_->load(); }
+
+  // Contact bookkeeping is shared by the heartbeat and desired-state threads; every change of
+  // the effective state is logged once.
+  void contact_failure(const std::string& why) {
+    std::lock_guard g(contact_mu_);
+    tracker_.on_failure(clock_.now(), why);
+    report_contact_locked();
+  }
+  void contact_success(bool full_sync) {
+    std::lock_guard g(contact_mu_);
+    tracker_.on_success(clock_.now(), full_sync);
+    report_contact_locked();
+  }
+  PartitionState contact_state() const {
+    std::lock_guard g(contact_mu_);
+    return tracker_.state(clock_.now());
+  }
+  std::string contact_error() const {
+    std::lock_guard g(contact_mu_);
+    return tracker_.last_error();
+  }
+  // Returns true when the effective state changed since the last report.
+  bool report_contact_locked() {
+    const auto now_state = tracker_.state(clock_.now());
+    if (now_state == reported_) return false;
+    spdlog::warn(
+        "cluster {}: control plane contact {} -> {}{}", mc_.cluster, to_string(reported_),
+        to_string(now_state),
+        tracker_.last_error().empty() ? "" : " (last error: " + tracker_.last_error() + ")");
+    reported_ = now_state;
+    return true;
+  }
+  bool report_contact() {
+    std::lock_guard g(contact_mu_);
+    return report_contact_locked();
+  }
+
+  // Sleeps up to `d`, returning early on stop.
+  void sleep_for(Duration d) {
+    std::unique_lock l(sleep_mu_);
+    cv_.wait_for(l, d, [this] { return stopping(); });
+  }
+
+  void save() {
+    std::lock_guard g(mu_);
+    state_.partition_state = to_string(contact_state());
+    if (auto r = store_.save(state_, *key_); !r) {
+      spdlog::error("cluster {}: cannot save state: {}", mc_.cluster, r.error().message);
+    }
+  }
+
+  ClientIdentity identity() const {
+    std::lock_guard g(mu_);
+    return ClientIdentity{state_.cert_pem, key_->private_pem()};
+  }
+
+  std::map<std::string, std::string> proof_headers(const std::string& request_id) const {
+    const std::string t = std::to_string(unix_now());
+    const std::string msg = "rap-enroll-poll:" + request_id + ":" + t;
+    const auto sig =
+        key_->sign(std::span(reinterpret_cast<const std::uint8_t*>(msg.data()), msg.size()));
+    return {{"X-RAP-Time", t}, {"X-RAP-Proof", hex(sig)}};
+  }
+
+  // Returns true once approved (or false on stop / rejection).
+  bool enroll() {
+    bool announced = false;
+    while (!stopping()) {
+      std::string status;
+      std::string request_id;
+      {
+        std::lock_guard g(mu_);
+        status = state_.enroll_status;
+        request_id = state_.request_id;
+      }
+      if (status == "approved") return true;
+      if (status == "rejected" || status == "revoked") return false;
+      if (request_id.empty()) {
+        auto token = mc_.join_token_file.empty() ? Result<std::string>(fail("no_token", ""))
+                                                 : env_.read_file(mc_.join_token_file);
+        if (!token) {
+          spdlog::error("cluster {}: not enrolled and no join token (join_token_file {}): {}",
+                        mc_.cluster, mc_.join_token_file, token.error().message);
+          sleep_for(std::chrono::seconds(30));
+          continue;
+        }
+        const json body{{"cluster", mc_.cluster},
+                        {"join_token", trim(*token)},
+                        {"public_key", hex(key_->public_key())},
+                        {"facts", host_facts()},
+                        {"capabilities", detect_capabilities(cfg_.profile)}};
+        auto r =
+            client_->request("POST", "/api/v1/enroll", body, {}, nullptr, std::chrono::seconds(15));
+        if (!r) {
+          contact_failure(r.error().message);
+          spdlog::warn("cluster {}: enrollment request failed: {}", mc_.cluster, r.error().message);
+          sleep_for(std::chrono::seconds(5));
+          continue;
+        }
+        if (r->status != 202 && r->status != 200) {
+          {
+            std::lock_guard g(mu_);
+            state_.last_error = r->error_code() + ": " + r->error_message();
+          }
+          spdlog::error("cluster {}: join request refused: {} ({})", mc_.cluster,
+                        r->error_message(), r->error_code());
+          save();
+          sleep_for(std::chrono::seconds(30));
+          continue;
+        }
+        {
+          std::lock_guard g(mu_);
+          state_.request_id = r->body.value("request_id", std::string());
+          state_.enroll_status = "pending";
+          state_.last_error.clear();
+        }
+        contact_success(false);
+        save();
+        continue;
+      }
+      auto r = client_->request("GET", "/api/v1/enroll/" + request_id, std::nullopt,
+                                proof_headers(request_id), nullptr, std::chrono::seconds(15));
+      if (!r) {
+        contact_failure(r.error().message);
+        sleep_for(std::chrono::seconds(2));
+        continue;
+      }
+      const std::string st = r->body.is_object() ? r->body.value("status", std::string()) : "";
+      if (r->status == 200 && st == "pending") {
+        if (!announced) {
+          spdlog::info(
+              "cluster {}: waiting for approval of join request {} (rapctl join-requests approve)",
+              mc_.cluster, request_id);
+          announced = true;
+        }
+        sleep_for(cfg_.enroll_poll_interval);
+        continue;
+      }
+      if (r->status == 200 && st == "approved") {
+        const std::string cert = r->body.value("certificate_pem", std::string());
+        auto id = crypto::identity_from_pem(cert);
+        auto val = crypto::validity_from_pem(cert);
+        if (!id || !val || id->public_key != key_->public_key()) {
+          spdlog::error("cluster {}: the issued certificate does not carry this node's key",
+                        mc_.cluster);
+          sleep_for(std::chrono::seconds(30));
+          continue;
+        }
+        {
+          std::lock_guard g(mu_);
+          state_.enroll_status = "approved";
+          state_.node_id = r->body.value("node_id", id->node_id);
+          state_.cert_pem = cert;
+          state_.ca_pem = r->body.value("ca_pem", std::string());
+          state_.cert_not_after =
+              std::chrono::duration_cast<std::chrono::seconds>(val->not_after.time_since_epoch())
+                  .count();
+        }
+        save();
+        spdlog::info("cluster {}: enrolled as node {} (certificate valid until unix {})",
+                     mc_.cluster, state_.node_id, state_.cert_not_after);
+        return true;
+      }
+      if (st == "rejected" || r->status == 403 || r->status == 404) {
+        {
+          std::lock_guard g(mu_);
+          state_.enroll_status = "rejected";
+          state_.last_error = r->error_code() + ": " + r->error_message();
+        }
+        save();
+        spdlog::error("cluster {}: join request {} was rejected or is gone ({})", mc_.cluster,
+                      request_id, r->error_message());
+        return false;
+      }
+      sleep_for(std::chrono::seconds(2));
+    }
+    return false;
+  }
+
+  void mark_revoked(const std::string& why) {
+    {
+      std::lock_guard g(mu_);
+      if (state_.enroll_status == "revoked") return;
+      state_.enroll_status = "revoked";
+      state_.last_error = why;
+    }
+    save();
+    spdlog::error("cluster {}: node revoked by the control plane ({}); stopping its workloads",
+                  mc_.cluster, why);
+  }
+
+  void heartbeat_once() {
+    json workloads;
+    {
+      std::lock_guard g(mu_);
+      workloads = workload_report_.is_array() ? workload_report_ : json::array();
+    }
+    const json body{{"version", kAgentVersion},
+                    {"capabilities", detect_capabilities(cfg_.profile)},
+                    {"load", sampler_.sample(0)},
+                    {"workloads", workloads},
+                    {"partition_state", to_string(contact_state())}};
+    const auto id = identity();
+    auto r =
+        client_->request("POST", "/api/v1/node/heartbeat", body, {}, &id, std::chrono::seconds(10));
+    if (!r) {
+      contact_failure(r.error().message);
+      spdlog::warn("cluster {}: heartbeat failed ({}), state {}", mc_.cluster, r.error().message,
+                   to_string(contact_state()));
+      return;
+    }
+    if (r->status == 403) {
+      mark_revoked(r->error_code() + ": " + r->error_message());
+      return;
+    }
+    if (r->status != 200) {
+      contact_failure(r->error_code() + ": " + r->error_message());
+      return;
+    }
+    const auto v = r->body.value("desired_state_version", std::int64_t{0});
+    bool synced = false;
+    {
+      std::lock_guard g(mu_);
+      synced = v <= state_.desired_version;
+      state_.last_contact = unix_now();
+    }
+    contact_success(synced);
+    if (!synced) cv_.notify_all();  // the poller fetches the newer desired state
+  }
+
+  void maybe_renew() {
+    std::int64_t not_after = 0;
+    std::string cert;
+    {
+      std::lock_guard g(mu_);
+      not_after = state_.cert_not_after;
+      cert = state_.cert_pem;
+    }
+    auto val = crypto::validity_from_pem(cert);
+    if (!val) return;
+    const auto lifetime =
+        std::chrono::duration_cast<std::chrono::seconds>(val->not_after - val->not_before).count();
+    // Renew once a third of the lifetime is left.
+    if (not_after - unix_now() > lifetime / 3) return;
+    const auto id = identity();
+    auto r = client_->request("POST", "/api/v1/node/renew", std::nullopt, {}, &id,
+                              std::chrono::seconds(15));
+    if (!r || r->status != 200) {
+      spdlog::warn("cluster {}: certificate renewal failed: {}", mc_.cluster,
+                   r ? r->error_message() : r.error().message);
+      return;
+    }
+    const std::string fresh = r->body.value("certificate_pem", std::string());
+    auto fid = crypto::identity_from_pem(fresh);
+    auto fval = crypto::validity_from_pem(fresh);
+    if (!fid || !fval || fid->public_key != key_->public_key()) return;
+    {
+      std::lock_guard g(mu_);
+      state_.cert_pem = fresh;
+      state_.cert_not_after =
+          std::chrono::duration_cast<std::chrono::seconds>(fval->not_after.time_since_epoch())
+              .count();
+    }
+    save();
+    spdlog::info("cluster {}: certificate renewed, valid until unix {}", mc_.cluster,
+                 state_.cert_not_after);
+  }
+
+  // Long-polls desired state and stores each newer version (the agent's main loop applies it).
+  void poll_desired() {
+    while (!stopping()) {
+      std::int64_t after = 0;
+      {
+        std::lock_guard g(mu_);
+        if (state_.enroll_status != "approved") return;
+        after = state_.desired_version;
+      }
+      const auto id = identity();
+      auto r = client_->request(
+          "GET", "/api/v1/node/desired-state?after=" + std::to_string(after) + "&wait=25",
+          std::nullopt, {}, &id, std::chrono::seconds(40));
+      if (!r) {
+        contact_failure(r.error().message);
+        sleep_for(std::chrono::seconds(2));
+        continue;
+      }
+      if (r->status == 403) {
+        mark_revoked(r->error_code() + ": " + r->error_message());
+        return;
+      }
+      if (r->status != 200 || !r->body.is_object()) {
+        sleep_for(std::chrono::seconds(2));
+        continue;
+      }
+      const auto v = r->body.value("version", std::int64_t{0});
+      if (v > after) {
+        {
+          std::lock_guard g(mu_);
+          state_.desired_version = v;
+          state_.roles = r->body.value("roles", json::array());
+          state_.workloads = r->body.value("workloads", json::array());
+          state_.last_contact = unix_now();
+        }
+        save();
+        spdlog::info("cluster {}: desired state version {} ({} roles, {} workloads)", mc_.cluster,
+                     v, state_.roles.size(), state_.workloads.size());
+      }
+      contact_success(true);
+    }
+  }
+
+  void main_loop() {
+    if (!enroll()) return;
+    poller_ = std::thread([this] { poll_desired(); });
+    while (!stopping()) {
+      {
+        std::lock_guard g(mu_);
+        if (state_.enroll_status == "revoked") break;
+      }
+      heartbeat_once();
+      maybe_renew();
+      if (report_contact()) save();  // e.g. degraded -> isolated happens with time alone
+      sleep_for(cfg_.heartbeat_interval);
+    }
+  }
+
+  const AgentConfig& cfg_;
+  MembershipConfig mc_;
+  Env& env_;
+  const Clock& clock_;
+  StateStore store_;
+  mutable std::mutex contact_mu_;
+  PartitionTracker tracker_;
+  PartitionState reported_ = PartitionState::kHealthy;
+  std::unique_ptr<crypto::Ed25519Key> key_;
+  std::unique_ptr<ControlClient> client_;
+  mutable std::mutex mu_;
+  MembershipState state_;
+  json workload_report_ = json::array();
+  LoadSampler sampler_;
+  const std::atomic<bool>* stop_ = nullptr;
+  std::mutex sleep_mu_;
+  std::condition_variable cv_;
+  std::thread main_;
+  std::thread poller_;
+};
+
+// ---------------- Agent ----------------
+
+Agent::Agent(AgentConfig cfg, Env& env, const Clock& clock, ProcessBackend& backend)
+    : cfg_(std::move(cfg)), env_(env), clock_(clock) {
+  SupervisorOptions so;
+  so.kinds = cfg_.programs;
+  so.backoff_initial = cfg_.restart_backoff_initial;
+  so.backoff_max = cfg_.restart_backoff_max;
+  so.crash_loop_threshold = cfg_.crash_loop_threshold;
+  so.log_dir = cfg_.state_dir + "/logs";
+  supervisor_ = std::make_unique<Supervisor>(backend, clock_, so);
+}
+
+Agent::~Agent() = default;
+
+Result<void> Agent::run(const std::atomic<bool>& stop) {
+  if (auto d = env_.make_dirs(cfg_.state_dir + "/logs", 0700); !d) return d;
+  // Workloads of a previous agent process (killed, crashed) are stopped before anything else:
+  // the desired state decides afresh what runs.
+  if (const int n = stop_orphans(cfg_.state_dir + "/logs"); n > 0) {
+    spdlog::warn("stopped {} workload(s) left by a previous agent process", n);
+  }
+  for (const auto& m : cfg_.memberships) {
+    auto r = std::make_unique<Runner>(cfg_, m, env_, clock_);
+    if (auto o = r->open(); !o) {
+      return fail(o.error().code, "cluster " + m.cluster + ": " + o.error().message);
+    }
+    runners_.push_back(std::move(r));
+  }
+  for (auto& r : runners_) r->start(stop);
+  spdlog::info("rap-node-agent {} running ({} cluster membership(s), profile {})", kAgentVersion,
+               runners_.size(), cfg_.profile);
+  auto next_status = clock_.now();
+  std::set<std::string> last_refused;
+  while (!stop.load()) {
+    std::vector<WorkloadSpec> desired;
+    std::vector<std::string> refused;
+    for (auto& r : runners_) {
+      auto a = r->authorized(&refused);
+      desired.insert(desired.end(), a.begin(), a.end());
+    }
+    for (const auto& why : refused) {
+      if (last_refused.count(why) == 0) spdlog::warn("workload not started: {}", why);
+    }
+    last_refused = std::set<std::string>(refused.begin(), refused.end());
+    supervisor_->set_desired(desired);
+    supervisor_->tick();
+    const auto st = supervisor_->status();
+    for (auto& r : runners_) {
+      // Each cluster hears only about its own workloads (named "<cluster>-<name>" locally).
+      json report = json::array();
+      const std::string prefix = r->cluster() + "-";
+      for (const auto& w : st) {
+        if (w.name.rfind(prefix, 0) != 0) continue;
+        report.push_back({{"name", w.name.substr(prefix.size())}, {"state", to_string(w.state)}});
+      }
+      r->set_workload_report(std::move(report));
+    }
+    if (clock_.now() >= next_status) {
+      write_status();
+      next_status = clock_.now() + std::chrono::seconds(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  spdlog::info("rap-node-agent stopping");
+  for (auto& r : runners_) r->join();
+  supervisor_->stop();
+  write_status();
+  return {};
+}
+
+void Agent::write_status() {
+  json members = json::array();
+  for (auto& r : runners_) members.push_back(r->status_json());
+  json workloads = json::array();
+  for (const auto& w : supervisor_->status()) {
+    workloads.push_back({{"name", w.name},
+                         {"state", to_string(w.state)},
+                         {"pid", w.pid},
+                         {"restarts", w.restarts},
+                         {"last_exit", w.last_exit},
+                         {"last_error", w.last_error},
+                         {"version", w.version}});
+  }
+  const json doc{{"version", kAgentVersion}, {"pid", static_cast<std::int64_t>(::getpid())},
+                 {"updated", unix_now()},    {"profile", cfg_.profile},
+                 {"memberships", members},   {"workloads", workloads}};
+  (void)env_.write_file_atomic(cfg_.state_dir + "/status.json", doc.dump(2), 0600);
+}
+
+Result<json> Agent::read_status(const AgentConfig& cfg, Env& env) {
+  json out{{"state_dir", cfg.state_dir}, {"memberships", json::array()}};
+  for (const auto& m : cfg.memberships) {
+    StateStore store(env, cfg.membership_dir(m));
+    json entry{{"cluster", m.cluster}};
+    if (!env.exists(store.key_path())) {
+      entry["enroll_status"] = "new";
+    } else {
+      auto mode = env.file_mode(store.key_path());
+      auto pem = env.read_file(store.key_path());
+      auto key = pem ? crypto::Ed25519Key::from_pem(*pem)
+                     : Result<crypto::Ed25519Key>(tl::unexpected(pem.error()));
+      if (!key) {
+        entry["error"] = key.error().message;
+      } else {
+        auto st = store.load(*key);
+        if (!st) {
+          entry["error"] = st.error().message;
+        } else if (*st) {
+          json j = (*st)->to_json();
+          j.erase("cert_pem");
+          j.erase("ca_pem");
+          entry.update(j);
+        } else {
+          entry["enroll_status"] = "new";
+        }
+      }
+      if (mode && (*mode & 077) != 0) entry["error"] = "key file permissions are too open";
+    }
+    out["memberships"].push_back(entry);
+  }
+  auto live = env.read_file(cfg.state_dir + "/status.json");
+  if (live) {
+    json j = json::parse(*live, nullptr, false);
+    if (!j.is_discarded()) out["live"] = j;
+  }
+  return out;
+}
+
+}  // namespace rap::agent

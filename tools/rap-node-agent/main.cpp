@@ -1,0 +1,134 @@
+// rap-node-agent: the native daemon on every host (see src/agent/include/rap/agent/agent.h).
+//   rap-node-agent run --config /etc/rap/node-agent.json
+//   rap-node-agent status --config /etc/rap/node-agent.json [--json]
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <iostream>
+
+#include "rap/agent/agent.h"
+#include "rap/common/log.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void on_signal(int /*sig*/) {
+  g_stop.store(true);
+}
+
+constexpr const char* kConfigHelp = R"(Configuration file (JSON):
+  state_dir                  keys and state (default /var/lib/rap-node-agent; mode 0700)
+  profile                    "thick" (default) or "thin" (little disk, no artifact storage)
+  heartbeat_interval_seconds 1..300 (default 10)
+  isolate_after_seconds      degraded -> isolated after this long without contact (default 30)
+  enroll_poll_ms             how often a pending join request is polled (default 1000)
+  programs                   {"name": "/absolute/path"}: the only executables workloads may run
+  restart_backoff_initial_ms workload restart backoff start (default 1000, doubles)
+  restart_backoff_max_seconds  backoff ceiling (default 60)
+  crash_loop_threshold       exits within 2 minutes that mark a workload crash_loop (default 5)
+  memberships                one entry per cluster this host belongs to:
+    cluster                  cluster slug at the control plane
+    control_url              https://host:port of rap-control
+    control_ca_file          PEM pinning rap-control's certificate or CA ("" = system store)
+    join_token_file          file with the one-time join token (read only while enrolling)
+Example:
+  {"state_dir": "/var/lib/rap-node-agent",
+   "programs": {"tcp-exit": "/usr/lib/rap/rap-tcp-exit"},
+   "memberships": [{"cluster": "main", "control_url": "https://control.example:8443",
+                    "control_ca_file": "/etc/rap/control.pem",
+                    "join_token_file": "/etc/rap/join-token"}]}
+)";
+
+void print_status(const nlohmann::json& s) {
+  std::cout << "state dir: " << s.value("state_dir", std::string()) << "\n";
+  for (const auto& m : s["memberships"]) {
+    std::cout << "cluster " << m.value("cluster", std::string()) << ": "
+              << m.value("enroll_status", std::string("?"));
+    if (m.contains("node_id") && !m["node_id"].get<std::string>().empty())
+      std::cout << "  node " << m["node_id"].get<std::string>();
+    if (m.contains("request_id") && !m["request_id"].get<std::string>().empty())
+      std::cout << "  request " << m["request_id"].get<std::string>();
+    if (m.contains("partition_state"))
+      std::cout << "  contact " << m["partition_state"].get<std::string>();
+    if (m.contains("desired_version"))
+      std::cout << "  desired v" << m["desired_version"].get<std::int64_t>();
+    if (m.contains("error")) std::cout << "  ERROR: " << m["error"].get<std::string>();
+    std::cout << "\n";
+  }
+  if (s.contains("live")) {
+    const auto& live = s["live"];
+    std::cout << "agent pid " << live.value("pid", 0) << ", status updated unix "
+              << live.value("updated", std::int64_t{0}) << "\n";
+    for (const auto& m : live["memberships"]) {
+      std::cout << "  " << m.value("cluster", std::string()) << ": contact "
+                << m.value("partition_state", std::string());
+      const auto err = m.value("last_error", std::string());
+      if (!err.empty()) std::cout << " (last error: " << err << ")";
+      std::cout << "\n";
+    }
+    for (const auto& w : live["workloads"]) {
+      std::cout << "  workload " << w.value("name", std::string()) << ": "
+                << w.value("state", std::string()) << " pid " << w.value("pid", 0) << " restarts "
+                << w.value("restarts", 0);
+      const auto le = w.value("last_error", std::string());
+      if (!le.empty()) std::cout << " (" << le << ")";
+      std::cout << "\n";
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "rap-node-agent: enrolls this host into RAP clusters, heartbeats, runs authorized "
+      "workloads"};
+  app.footer(kConfigHelp);
+  app.require_subcommand(1);
+  std::string config = "/etc/rap/node-agent.json";
+  bool as_json = false;
+  auto* run = app.add_subcommand("run", "run the agent (foreground; systemd runs it this way)");
+  run->add_option("--config", config, "configuration file")->default_val(config);
+  auto* status = app.add_subcommand("status", "print enrollment, contact and workload state");
+  status->add_option("--config", config, "configuration file")->default_val(config);
+  status->add_flag("--json", as_json, "print JSON");
+  CLI11_PARSE(app, argc, argv);
+
+  rap::Env& env = rap::default_env();
+  auto cfg = rap::agent::AgentConfig::load(env, config);
+  if (!cfg) {
+    std::cerr << "rap-node-agent: " << cfg.error().message << "\n";
+    return 2;
+  }
+  if (status->parsed()) {
+    auto s = rap::agent::Agent::read_status(*cfg, env);
+    if (!s) {
+      std::cerr << "rap-node-agent: " << s.error().message << "\n";
+      return 1;
+    }
+    if (as_json) {
+      std::cout << s->dump(2) << "\n";
+    } else {
+      print_status(*s);
+    }
+    return 0;
+  }
+
+  rap::log::init("rap-node-agent");
+  std::signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  rap::SystemClock clock;
+  auto backend = rap::agent::make_posix_backend();
+  rap::agent::Agent agent(std::move(*cfg), env, clock, *backend);
+  auto r = agent.run(g_stop);
+  if (!r) {
+    spdlog::critical("refusing to run: {}", r.error().message);
+    std::cerr << "rap-node-agent: " << r.error().message << "\n";
+    return 1;
+  }
+  return 0;
+}
