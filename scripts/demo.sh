@@ -13,15 +13,23 @@ stop() {
   if [ -d "$root/pids" ]; then
     for f in "$root"/pids/*; do
       [ -e "$f" ] || continue
-      # SIGINT = PostgreSQL "fast" shutdown; the fabric nodes and rap-control drain on it too.
+      # The fabric nodes drain on SIGINT; rap-control also stops its embedded PostgreSQL and Redis.
       kill -INT "$(cat "$f")" 2>/dev/null || true
-      rm -f "$f"
     done
-    sleep 1
+    # Wait (bounded) for rap-control to finish stopping its children.
+    for _ in $(seq 1 100); do
+      alive=0
+      for f in "$root"/pids/*; do
+        [ -e "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && alive=1
+      done
+      [ "$alive" -eq 0 ] && break
+      sleep 0.1
+    done
+    rm -f "$root"/pids/*
   fi
-  # The postmaster runs under runuser: signal it directly (fast shutdown).
-  if [ -f "$root/pg/data/postmaster.pid" ]; then
-    kill -INT "$(head -1 "$root/pg/data/postmaster.pid")" 2>/dev/null || true
+  # Fallback if rap-control was killed hard: its postmaster (fast shutdown).
+  if [ -f "$root/control/postgres/data/postmaster.pid" ]; then
+    kill -INT "$(head -1 "$root/control/postgres/data/postmaster.pid")" 2>/dev/null || true
     sleep 1
   fi
 }
@@ -40,32 +48,20 @@ stop
 rm -rf "$root"
 mkdir -p "$root/pids" "$root/logs"
 
-# --- control plane: private PostgreSQL + rap-control ---
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-mkdir -p "$root/pg"
-as_pg=()
+# --- control plane: rap-control in embedded mode (no --database-url): it runs its own
+# PostgreSQL and Redis under --data-dir as supervised child processes ---
 if [ "$(id -u)" -eq 0 ]; then
-  chown postgres "$root/pg"
-  as_pg=(runuser -u postgres --)
+  chmod o+x "$root"  # the embedded PostgreSQL runs as `postgres` and must reach $root/control
 fi
-echo "demo: starting a private PostgreSQL in $root/pg"
-"${as_pg[@]}" "$pgbin/initdb" -D "$root/pg/data" -A trust -U postgres >"$root/logs/initdb.log" 2>&1
-"${as_pg[@]}" "$pgbin/postgres" -D "$root/pg/data" -k "$root/pg" -c listen_addresses='' \
-  >"$root/logs/postgres.log" 2>&1 &
-echo $! >"$root/pids/postgres"
-for _ in $(seq 1 50); do
-  "$pgbin/pg_isready" -q -h "$root/pg" && break
-  sleep 0.2
-done
-"$pgbin/psql" -q -h "$root/pg" -U postgres -c "CREATE DATABASE rap" >/dev/null
 cport=$((base + 80))
-"$control" --database-url "host=$root/pg dbname=rap user=postgres" --listen 127.0.0.1:$cport \
-  --data-dir "$root/control" >"$root/logs/control.log" 2>&1 &
+echo "demo: starting rap-control (embedded PostgreSQL + Redis in $root/control)"
+"$control" --listen 127.0.0.1:$cport --data-dir "$root/control" >"$root/logs/control.log" 2>&1 &
 echo $! >"$root/pids/control"
 token=""
-for _ in $(seq 1 50); do
+for _ in $(seq 1 300); do
   token=$(grep -o 'RAP SETUP TOKEN: [0-9a-f]*' "$root/logs/control.log" | awk '{print $4}' || true)
   [ -n "$token" ] && curl -sk "https://127.0.0.1:$cport/healthz" >/dev/null && break
+  kill -0 "$(cat "$root/pids/control")" 2>/dev/null || break  # exited: report below
   sleep 0.2
 done
 if [ -z "$token" ]; then
@@ -80,7 +76,7 @@ bearer=$(curl -sk -X POST "$api/login" -H 'content-type: application/json' \
   -d '{"email":"owner@demo.local","password":"demo-owner-password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 curl -sk -X POST "$api/orgs" -H "authorization: Bearer $bearer" -H 'content-type: application/json' \
   -d '{"slug":"acme","name":"Acme Corp"}' >/dev/null
-echo "demo: rap-control up on https://127.0.0.1:$cport (PostgreSQL state; platform owner and org 'acme' created)"
+echo "demo: rap-control up on https://127.0.0.1:$cport (embedded PostgreSQL + Redis in $root/control; platform owner and org 'acme' created)"
 
 echo "demo: creating the demo cluster CA and node identities in $root"
 "$bin" pki init --dir "$root/ca" --cluster demo >/dev/null
@@ -135,6 +131,7 @@ The demo fabric is running (logs: $root/logs, stop with: make demo-stop).
     TOKEN=\$(curl -sk -X POST $api/login -d '{"email":"owner@demo.local","password":"demo-owner-password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
     curl -sk -H "authorization: Bearer \$TOKEN" $api/orgs
     curl -sk -H "authorization: Bearer \$TOKEN" $api/audit
+    Control plane data (PostgreSQL + Redis, children of rap-control): $root/control
 Not in the demo yet (open issues): node enrollment through rap-control (nodes use a demo CA here),
-Redis live state, signed config, routing, console.
+signed config, routing, console.
 EOT

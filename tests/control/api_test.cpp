@@ -24,6 +24,14 @@ using rap::testing::TempDir;
 
 using namespace rap::testing::control;
 
+namespace {
+// High-risk actions (creating users, org_admin grants) need a stepped-up session.
+void step_up(const ControlProcess& c, const std::string& token, const std::string& pw) {
+  auto r = c.call("POST", "/api/v1/auth/step-up", json{{"password", pw}}.dump(), token);
+  EXPECT_EQ(r.status, 200) << r;
+}
+}  // namespace
+
 TEST_F(ControlApiTest, FullFlowWithTenancyAndNegativeCases) {
   RAP_ASSIGN_OR_FAIL(std::string db, pg_->create_database("api_flow"));
   RAP_ASSIGN_OR_FAIL(auto c, ControlProcess::start(db, "flow"));
@@ -101,6 +109,7 @@ TEST_F(ControlApiTest, FullFlowWithTenancyAndNegativeCases) {
   }
   const std::string owner = login(*c, "owner@example.com", kOwnerPw);
   ASSERT_EQ(owner.size(), 64u);
+  step_up(*c, owner, kOwnerPw);
 
   // Bearer auth.
   {
@@ -440,6 +449,7 @@ TEST_F(ControlApiTest, AuditChainDetectsEditedAndDeletedEvents) {
   EXPECT_NE(v.j["problem"].get<std::string>().find("removed"), std::string::npos) << v;
 
   // Only the platform owner may verify.
+  step_up(*c, tok, kOwnerPw);
   ASSERT_EQ(c->call("POST", "/api/v1/users", login_body("m@x.io", kMemberPw), tok).status, 201);
   const std::string member = login(*c, "m@x.io", kMemberPw);
   EXPECT_EQ(c->call("GET", "/api/v1/audit/verify", "", member).status, 403);

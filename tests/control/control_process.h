@@ -62,6 +62,20 @@ class ControlProcess {
     return p;
   }
 
+  // Spawns rap-control with exactly `args` after the binary (nothing added: pass --listen
+  // 127.0.0.1:0 and --data-dir yourself), e.g. embedded mode without --database-url.
+  static rap::Result<std::unique_ptr<ControlProcess>> spawn_args(std::vector<std::string> args,
+                                                                 const std::string& name) {
+    auto dir = TempDir::create("rap-control-test-" + name);
+    if (!dir) return tl::unexpected(dir.error());
+    auto p = std::unique_ptr<ControlProcess>(new ControlProcess(std::move(*dir)));
+    args.insert(args.begin(), RAP_CONTROL_BIN);
+    auto sp = Subprocess::spawn(args, spawn_options(p->dir_.path() / "out.log"));
+    if (!sp) return tl::unexpected(sp.error());
+    p->proc_.emplace(std::move(*sp));
+    return p;
+  }
+
   static rap::Result<std::unique_ptr<ControlProcess>> start(const std::string& conninfo,
                                                             const std::string& name) {
     auto p = spawn(conninfo, name);
@@ -70,9 +84,8 @@ class ControlProcess {
     return p;
   }
 
-  rap::Result<void> wait_ready() {
-    if (auto r = proc_->wait_for_output("rap-control listening on", std::chrono::seconds(30)); !r)
-      return r;
+  rap::Result<void> wait_ready(std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    if (auto r = proc_->wait_for_output("rap-control listening on", timeout); !r) return r;
     const std::string out = proc_->output();
     std::smatch m;
     if (!std::regex_search(out, m, std::regex("listening on 127\\.0\\.0\\.1:([0-9]+)")))

@@ -1,19 +1,26 @@
 // rap-control: the control plane server (organizations, users, memberships, auth, audit).
-//   rap-control --database-url URL [--listen 127.0.0.1:8443] [--data-dir DIR]
+//   rap-control [--database-url URL] [--redis-url URL] [--listen 127.0.0.1:8443] [--data-dir DIR]
 //               [--tls-cert PEM --tls-key PEM] [--db-pool N]
+// Without --database-url it runs its own PostgreSQL and Redis under <data-dir> (embedded.h).
 // On start: applies pending migrations, issues a one-time setup token if no platform owner
 // exists (printed once on stdout), then serves the HTTPS API (docs/API.md).
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cstdio>
+#include <functional>
 #include <iostream>
+#include <memory>
+#include <optional>
 
 #include "rap/common/env.h"
 #include "rap/common/log.h"
 #include "rap/common/random.h"
 #include "rap/control/api.h"
 #include "rap/control/db.h"
+#include "rap/control/embedded.h"
+#include "rap/control/live_state.h"
 #include "rap/control/migrations.h"
 #include "rap/control/server.h"
 
@@ -27,9 +34,19 @@ int main(int argc, char** argv) {
   std::size_t pool_size = 4;
   app.add_option("--listen", listen, "HTTPS listen address host:port (port 0: ephemeral)")
       ->default_val(listen);
-  app.add_option("--database-url", database_url, "PostgreSQL libpq conninfo or URL")->required();
+  app.add_option("--database-url", database_url,
+                 "PostgreSQL libpq conninfo or URL (default: an embedded PostgreSQL and Redis "
+                 "under --data-dir)");
+  std::string redis_url;
+  app.add_option("--redis-url", redis_url,
+                 "Redis for live state: redis://[:password@]host:port[/db] or unix:///path "
+                 "(default: the embedded one; with --database-url: none, in-process only)");
   app.add_option("--data-dir", data_dir, "state directory (self-signed TLS certificate)")
       ->default_val(data_dir);
+  std::string master_key_file;
+  app.add_option("--master-key-file", master_key_file,
+                 "master key sealing cluster CA keys (default <data-dir>/master.key, created "
+                 "with mode 0600 if absent; back it up)");
   auto* cert_opt = app.add_option("--tls-cert", tls_cert, "TLS certificate chain (PEM)");
   auto* key_opt = app.add_option("--tls-key", tls_key, "TLS private key (PEM)");
   cert_opt->needs(key_opt);
@@ -41,6 +58,56 @@ int main(int argc, char** argv) {
 
   rap::log::init("rap-control");
   using namespace rap::control;
+
+  std::optional<RedisEndpoint> redis_ep;
+  if (!redis_url.empty()) {
+    auto ep = parse_redis_url(redis_url);
+    if (!ep) {
+      spdlog::critical("--redis-url: {}", ep.error().message);
+      return 2;
+    }
+    redis_ep = std::move(*ep);
+  }
+
+  // Embedded mode: private PostgreSQL + Redis as supervised child processes.
+  std::optional<EmbeddedServices> embedded;
+  if (database_url.empty()) {
+    EmbeddedOptions eo;
+    eo.data_dir = data_dir;
+    eo.start_redis = redis_url.empty();
+    embedded.emplace(eo, rap::default_env());
+    if (auto r = embedded->start(); !r) {
+      spdlog::critical("embedded services failed code={} msg={}", r.error().code,
+                       r.error().message);
+      return 1;
+    }
+    database_url = embedded->database_url();
+    if (!redis_ep) {
+      auto ep = parse_redis_url(embedded->redis_url());
+      RAP_ASSERT(ep.has_value());  // unix://<absolute data dir>/redis/redis.sock
+      redis_ep = std::move(*ep);
+    }
+    std::cout << "RAP EMBEDDED DATA: " << embedded->data_dir()
+              << " (PostgreSQL: " << embedded->postgres_data_dir()
+              << (eo.start_redis ? ", Redis: " + embedded->data_dir() + "/redis" : std::string())
+              << "; back up with pg_dump, see docs/OPERATIONS.md)" << std::endl;
+  }
+
+  // Live state: Redis when configured, otherwise in-process (per-instance rate limits).
+  rap::SystemClock live_clock;
+  std::unique_ptr<LiveState> live;
+  if (redis_ep) {
+    live = make_redis_live_state(*redis_ep);
+    if (auto p = live->ping(); p) {
+      spdlog::info("live state: Redis {}", redis_ep->display());
+    } else {
+      spdlog::warn("live state: Redis {} not reachable yet, degraded mode: {}", redis_ep->display(),
+                   p.error().message);
+    }
+  } else {
+    live = make_memory_live_state(live_clock);
+    spdlog::info("live state: in-process (no --redis-url): rate limits are per instance");
+  }
 
   auto mig = migrate(database_url);
   if (!mig) {
@@ -59,7 +126,19 @@ int main(int argc, char** argv) {
   rap::SystemRandom rng;
   boost::asio::io_context io(1);
   Db db(database_url, PoolOptions{pool_size, std::chrono::milliseconds(5000)});
-  Api api(db, rng);
+  if (master_key_file.empty()) master_key_file = data_dir + "/master.key";
+  auto master_key = load_or_create_master_key_file(master_key_file, rng);
+  if (!master_key) {
+    spdlog::critical("master key unavailable path={} code={} msg={}", master_key_file,
+                     master_key.error().code, master_key.error().message);
+    return 1;
+  }
+  ApiOptions api_opts;
+  api_opts.master_key = std::move(*master_key);
+  api_opts.live = live.get();
+  // The master key file narrows <data-dir> to 0700; the embedded postgres must still reach it.
+  if (embedded) embedded->keep_reachable();
+  Api api(db, rng, api_opts);
 
   auto setup = bootstrap_setup_token(db, rng);
   if (!setup) {
@@ -85,6 +164,7 @@ int main(int argc, char** argv) {
   spdlog::info("rap-control listening on {} port={}", (*server)->local_address(),
                (*server)->port());
 
+  int exit_code = 0;
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
@@ -92,7 +172,25 @@ int main(int argc, char** argv) {
     (*server)->stop();
     io.stop();
   });
+  // Supervision of the embedded children: if one dies, stop and exit non-zero.
+  boost::asio::steady_timer supervise(io);
+  std::function<void()> arm = [&] {
+    supervise.expires_after(std::chrono::milliseconds(500));
+    supervise.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (auto r = embedded->check(); !r) {
+        spdlog::critical("{}; shutting down", r.error().message);
+        exit_code = 1;
+        (*server)->stop();
+        io.stop();
+        return;
+      }
+      arm();
+    });
+  };
+  if (embedded) arm();
   io.run();
   db.join();  // finish in-flight DB work while Api is still alive
-  return 0;
+  if (embedded) embedded->stop();
+  return exit_code;
 }

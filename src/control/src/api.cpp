@@ -6,6 +6,7 @@
 
 #include "api_internal.h"
 #include "rap/control/auth.h"
+#include "rap/control/live_state.h"
 
 namespace rap::control {
 
@@ -25,8 +26,12 @@ std::string error_body(const std::string& code, const std::string& message) {
 }
 
 Api::Api(Db& db, Random& rng, ApiOptions opts)
-    : db_(db), rng_(rng), opts_(opts), router_(std::make_unique<detail::Router>()) {
+    : db_(db), rng_(rng), opts_(std::move(opts)), router_(std::make_unique<detail::Router>()) {
   detail::register_identity_routes(*router_);
+  detail::register_account_routes(*router_);
+  detail::register_tenancy_routes(*router_);
+  detail::register_cluster_routes(*router_);
+  detail::register_node_routes(*router_);
 }
 
 Api::~Api() = default;
@@ -56,6 +61,7 @@ std::string Api::render_metrics() {
     << "# HELP rap_control_db_pool_max Maximum database connections.\n"
     << "# TYPE rap_control_db_pool_max gauge\n"
     << "rap_control_db_pool_max " << db_.pool().max_size() << "\n";
+  if (opts_.live != nullptr) o << opts_.live->render_metrics();
   return o.str();
 }
 
@@ -90,18 +96,34 @@ detail::Step<Caller> authenticate(Db& db, const std::string& header) {
   const std::string hash = token_sha256(tok);
   auto r = db.with_connection<std::optional<Caller>>(
       [&](pqxx::connection& c) -> Result<std::optional<Caller>> {
-        pqxx::read_transaction t(c);
+        pqxx::work t(c);
         auto rows = t.exec_params(
-            "SELECT u.id, u.email, u.is_platform_owner FROM api_tokens t "
-            "JOIN users u ON u.id = t.user_id "
+            "SELECT u.id, u.email, u.is_platform_owner, t.id, t.kind, COALESCE(t.scope, ''), "
+            "COALESCE(t.elevated_until > now(), false), "
+            "(t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute'), "
+            "COALESCE(o.slug, '') "
+            "FROM api_tokens t JOIN users u ON u.id = t.user_id "
+            "LEFT JOIN organizations o ON o.id = t.org_id "
             "WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL AND t.expires_at > now()",
             hash);
         if (rows.empty()) return std::optional<Caller>();
+        // last_used_at is refreshed at most once a minute per token.
+        if (rows[0][7].as<bool>()) {
+          t.exec_params("UPDATE api_tokens SET last_used_at = now() WHERE id = $1",
+                        rows[0][3].as<std::int64_t>());
+          t.commit();
+        }
         Caller caller;
         caller.user_id = rows[0][0].as<std::string>();
         caller.email = rows[0][1].as<std::string>();
         caller.is_owner = rows[0][2].as<bool>();
         caller.token_hash = hash;
+        caller.token_id = rows[0][3].as<std::int64_t>();
+        caller.token_kind = rows[0][4].as<std::string>();
+        caller.token_scope = rows[0][5].as<std::string>();
+        caller.token_org = rows[0][8].as<std::string>();
+        caller.elevated =
+            caller.token_kind == "session" ? rows[0][6].as<bool>() : caller.token_scope == "admin";
         return std::optional<Caller>(std::move(caller));
       });
   if (!r) return tl::unexpected(from_error(r.error()));
@@ -130,11 +152,21 @@ HttpResponse Api::dispatch(const HttpRequest& req, std::string& route) {
       t.exec("SELECT 1");
       return {};
     });
+    // "redis" appears when a Redis is configured: "ok", or "unavailable" (degraded mode: still
+    // 200, the control plane serves from PostgreSQL). Without Redis the key is absent.
+    json health{{"status", "ok"}, {"db", "ok"}};
+    if (opts_.live != nullptr && opts_.live->backend() == "redis") {
+      const bool redis_ok = opts_.live->ping().has_value();
+      health["redis"] = redis_ok ? "ok" : "unavailable";
+      if (!redis_ok) health["status"] = "degraded";
+    }
     if (!r) {
       spdlog::warn("healthz: database check failed code={}", r.error().code);
-      return json_response(503, json{{"status", "degraded"}, {"db", "unavailable"}});
+      health["status"] = "degraded";
+      health["db"] = "unavailable";
+      return json_response(503, health);
     }
-    return json_response(200, json{{"status", "ok"}, {"db", "ok"}});
+    return json_response(200, health);
   }
   if (seg.size() == 1 && seg[0] == "metrics") {
     route = "/metrics";
@@ -163,11 +195,30 @@ HttpResponse Api::dispatch(const HttpRequest& req, std::string& route) {
     auto c = authenticate(db_, req.authorization);
     if (!c) return c.error();
     caller = std::move(*c);
+    if (caller->token_kind == "api" && caller->token_scope == "read" && req.method != "GET") {
+      return error_response(403, "insufficient_scope", "this API token may only read (GET)");
+    }
+    // An organization-restricted API token reaches only /api/v1/orgs/<its org>/... and
+    // GET /api/v1/me.
+    const bool own_org = seg.size() >= 4 && seg[0] == "api" && seg[1] == "v1" && seg[2] == "orgs" &&
+                         seg[3] == caller->token_org;
+    const bool me = seg.size() == 3 && seg[0] == "api" && seg[1] == "v1" && seg[2] == "me";
+    if (!caller->token_org.empty() && !own_org && !me) {
+      return error_response(403, "token_org_restricted",
+                            "this API token is restricted to one organization");
+    }
+  }
+  std::optional<detail::NodeCaller> node;
+  if (m->auth == Auth::kNode) {
+    auto n = detail::authenticate_node(db_, req);
+    if (!n) return n.error();
+    node = std::move(*n);
   }
   detail::Ctx ctx{req,
                   std::move(m->params),
                   detail::parse_query(query),
                   caller ? &*caller : nullptr,
+                  node ? &*node : nullptr,
                   db_,
                   opts_,
                   nullptr,
@@ -180,6 +231,7 @@ HttpResponse Api::dispatch(const HttpRequest& req, std::string& route) {
     std::lock_guard g(rng_mu_);
     rng_.fill(out);
   };
+  ctx.live = opts_.live;
   return (*m->handler)(ctx);
 }
 

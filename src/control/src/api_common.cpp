@@ -79,7 +79,13 @@ std::optional<HttpResponse> reject_unknown_fields(const json& j,
     const bool ok =
         std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return it.key() == a; });
     if (!ok) {
-      std::string k = it.key().substr(0, 64);
+      // Echo only printable ASCII: a cut multi-byte character would make the JSON error body
+      // itself invalid (nlohmann throws on bad UTF-8 when dumping).
+      std::string k;
+      for (char ch : it.key()) {
+        if (k.size() == 64) break;
+        k.push_back(ch >= 0x20 && ch < 0x7f ? ch : '?');
+      }
       return error_response(400, "invalid_request", "unknown field '" + k + "' in request body");
     }
   }
@@ -175,6 +181,14 @@ bool valid_uuid(std::string_view s) {
     }
   }
   return true;
+}
+
+bool valid_name(std::string_view s, std::size_t max_bytes) {
+  if (s.empty() || s.size() > max_bytes) return false;
+  return std::none_of(s.begin(), s.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return c < 0x20 || c == 0x7f;
+  });
 }
 
 // ---------------- router ----------------
@@ -275,6 +289,22 @@ Result<AuditVerifyReport> verify_audit_chain(Db& db) {
         rep.head_hash = prev;
         return rep;
       });
+}
+
+// ---------------- step-up ----------------
+
+std::optional<HttpResponse> require_step_up(Ctx& c) {
+  RAP_ASSERT(c.caller != nullptr);
+  if (c.caller->elevated) return std::nullopt;
+  const std::string path =
+      c.req.target.substr(0, std::min<std::size_t>(c.req.target.find('?'), 200));
+  audit_standalone(c.db, AuditEvent{.actor_user_id = c.caller->user_id,
+                                    .action = "auth.step_up_required",
+                                    .target = "token:" + std::to_string(c.caller->token_id),
+                                    .outcome = "denied",
+                                    .details = json{{"method", c.req.method}, {"path", path}}});
+  return error_response(403, "step_up_required",
+                        "this action requires a recent step-up (POST /api/v1/auth/step-up)");
 }
 
 }  // namespace rap::control::detail

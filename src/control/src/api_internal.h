@@ -24,6 +24,7 @@
 #include "rap/common/result.h"
 #include "rap/control/api.h"
 #include "rap/control/db.h"
+#include "rap/control/live_state.h"
 
 namespace rap::control::detail {
 
@@ -63,6 +64,8 @@ std::string lower(std::string s);
 std::map<std::string, std::string> parse_query(std::string_view q);
 std::vector<std::string> split_path(std::string_view path);
 bool valid_uuid(std::string_view s);
+// A display name: 1..max_bytes bytes, no control characters (U+0000..U+001F, U+007F).
+bool valid_name(std::string_view s, std::size_t max_bytes = 100);
 
 // One audit event. Written in the caller's transaction; events form a SHA-256 hash chain
 // (see audit.cpp) so that an edited or deleted row is detectable.
@@ -95,6 +98,13 @@ struct Caller {
   std::string email;
   bool is_owner = false;
   std::string token_hash;
+  std::int64_t token_id = 0;
+  std::string token_kind = "session";  // "session" (login) or "api" (automation token)
+  std::string token_scope;             // api tokens: "read" (GET only) or "admin"; "" for sessions
+  std::string token_org;  // api tokens restricted to one organization: its slug; "" otherwise
+  // Step-up state: a session within its elevated_until window, or an "admin"-scope API token
+  // (API tokens can only be created by an elevated session, see routes_account.cpp).
+  bool elevated = false;
 };
 
 // An organization as the caller may see it. find_org answers 404 org_not_found both for a slug
@@ -109,6 +119,14 @@ Result<OrgView> find_org(pqxx::transaction_base& t, const Caller& caller, const 
 enum class Auth : std::uint8_t {
   kNone,  // public (setup, login, healthz, enrollment with a join token)
   kUser,  // bearer token of a user
+  kNode,  // TLS client certificate of an active node, chained to its cluster's CA
+};
+
+// An authenticated node (Auth::kNode): identity from its verified client certificate.
+struct NodeCaller {
+  std::string node_id;
+  std::string cluster_id;
+  std::int64_t serial = 0;
 };
 
 // Per-request context handed to a handler.
@@ -116,12 +134,16 @@ struct Ctx {
   const HttpRequest& req;
   std::map<std::string, std::string> params;  // {name} path segments
   std::map<std::string, std::string> query;
-  const Caller* caller = nullptr;  // set for Auth::kUser routes
+  const Caller* caller = nullptr;    // set for Auth::kUser routes
+  const NodeCaller* node = nullptr;  // set for Auth::kNode routes
   Db& db;
   ApiOptions& opts;
   // Thread-safe randomness (handlers run concurrently on the Db pool).
   std::function<std::string()> random_token;
   std::function<void(std::span<std::uint8_t>)> random_bytes;
+  // Live state (Redis) or nullptr (ApiOptions::live). Its errors mean degraded mode: serve from
+  // PostgreSQL, never fail a request only because Redis is away.
+  LiveState* live = nullptr;
 
   const std::string& param(const std::string& k) const { return params.at(k); }
 };
@@ -153,7 +175,30 @@ class Router {
   std::vector<Route> routes_;
 };
 
+// Step-up gate for high-risk actions (user creation, API tokens, org_admin grants, cluster join
+// tokens, node approval, revocation...). Returns nullopt when the caller is elevated (see
+// Caller::elevated); otherwise writes a "auth.step_up_required" denied audit event (own
+// transaction) and returns the 403 step_up_required response to send. Call it after the
+// ordinary authorization checks and outside any open transaction.
+std::optional<HttpResponse> require_step_up(Ctx& c);
+
+// Second factor of `user_id` inside the caller's transaction (login, step-up): when the user has
+// a confirmed TOTP secret (sealed with `master_key`), `code` must be a valid, not yet used code
+// (the step is then recorded); errors are http_fail 401 totp_required / invalid_totp, 503
+// master_key_unavailable. Returns whether TOTP is enabled.
+Result<bool> check_second_factor(pqxx::work& w, std::string_view master_key,
+                                 const std::string& user_id,
+                                 const std::optional<std::string>& code);
+
 // Route modules.
 void register_identity_routes(Router& r);
+void register_cluster_routes(Router& r);  // routes_clusters.cpp: platform-owner cluster admin
+void register_node_routes(Router& r);     // routes_node.cpp: enrollment and node-facing API
+
+// Auth::kNode: verifies req.client_cert_pem against its cluster's CA, checks that the certificate
+// is known and not revoked and that the node is active (routes_node.cpp).
+Step<NodeCaller> authenticate_node(Db& db, const HttpRequest& req);
+void register_account_routes(Router& r);  // /api/v1/me..., /api/v1/auth/step-up
+void register_tenancy_routes(Router& r);  // /api/v1/orgs/{slug}/{groups,resources,policies,...}
 
 }  // namespace rap::control::detail

@@ -102,9 +102,238 @@ ALTER TABLE audit_events ALTER COLUMN prev_hash SET NOT NULL, ALTER COLUMN hash 
 CREATE INDEX audit_events_cluster_idx ON audit_events(cluster_id, id);
 )SQL";
 
+// Clusters, their certificate authorities, join tokens and requests, nodes and their
+// certificates, role assignments, desired workloads and heartbeats. Secrets at rest: join tokens
+// are stored as SHA-256 only; a cluster CA's private key is sealed with the master key
+// (cluster_ca.h). audit_events.cluster_id gets its foreign key (NO ACTION: audit rows are hashed,
+// so deleting a cluster must not rewrite them).
+constexpr const char* kV3 = R"SQL(
+CREATE TABLE clusters (
+  id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  slug        text NOT NULL UNIQUE CHECK (slug ~ '^[a-z0-9-]{2,63}$'),
+  name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+  created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE cluster_cas (
+  cluster_id      uuid PRIMARY KEY REFERENCES clusters(id) ON DELETE CASCADE,
+  cert_pem        text NOT NULL,
+  key_ciphertext  text NOT NULL,   -- hex(nonce || crypto_secretbox(private key PEM))
+  key_id          text NOT NULL,   -- which master key sealed it
+  created_at      timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE join_tokens (
+  id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  cluster_id    uuid NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,
+  token_sha256  text NOT NULL UNIQUE,
+  description   text NOT NULL DEFAULT '' CHECK (length(description) <= 200),
+  scope         jsonb NOT NULL DEFAULT '{}'::jsonb,
+  max_uses      integer NOT NULL CHECK (max_uses BETWEEN 1 AND 10000),
+  uses          integer NOT NULL DEFAULT 0 CHECK (uses >= 0 AND uses <= max_uses),
+  created_by    uuid REFERENCES users(id) ON DELETE SET NULL,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  expires_at    timestamptz NOT NULL,
+  revoked_at    timestamptz
+);
+CREATE INDEX join_tokens_cluster_idx ON join_tokens(cluster_id, created_at);
+
+CREATE TABLE nodes (
+  id                     uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  cluster_id             uuid NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,
+  name                   text NOT NULL CHECK (length(name) BETWEEN 1 AND 253),
+  public_key             text NOT NULL CHECK (public_key ~ '^[0-9a-f]{64}$'),
+  status                 text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'revoked')),
+  ownership              text NOT NULL DEFAULT 'platform' CHECK (ownership IN ('platform', 'org')),
+  org_id                 uuid REFERENCES organizations(id) ON DELETE RESTRICT,
+  capabilities           jsonb NOT NULL DEFAULT '[]'::jsonb,  -- reported, never permissions
+  facts                  jsonb NOT NULL DEFAULT '{}'::jsonb,
+  desired_state_version  bigint NOT NULL DEFAULT 1,
+  agent_version          text,
+  last_heartbeat_at      timestamptz,
+  last_state             jsonb,  -- latest heartbeat body
+  created_at             timestamptz NOT NULL DEFAULT now(),
+  revoked_at             timestamptz,
+  UNIQUE (cluster_id, public_key),
+  CHECK ((ownership = 'org') = (org_id IS NOT NULL))
+);
+
+CREATE TABLE join_requests (
+  id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  cluster_id    uuid NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,
+  token_id      uuid REFERENCES join_tokens(id) ON DELETE SET NULL,
+  public_key    text NOT NULL CHECK (public_key ~ '^[0-9a-f]{64}$'),
+  facts         jsonb NOT NULL DEFAULT '{}'::jsonb,
+  capabilities  jsonb NOT NULL DEFAULT '[]'::jsonb,
+  status        text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'approved', 'rejected')),
+  node_id       uuid REFERENCES nodes(id) ON DELETE SET NULL,
+  decided_by    uuid REFERENCES users(id) ON DELETE SET NULL,
+  reason        text,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  decided_at    timestamptz,
+  UNIQUE (cluster_id, public_key)
+);
+CREATE INDEX join_requests_status_idx ON join_requests(cluster_id, status, created_at);
+
+CREATE TABLE node_certificates (
+  serial         bigint PRIMARY KEY CHECK (serial > 0),
+  node_id        uuid NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+  not_before     timestamptz NOT NULL,
+  not_after      timestamptz NOT NULL,
+  cert_pem       text NOT NULL,
+  created_at     timestamptz NOT NULL DEFAULT now(),
+  revoked_at     timestamptz,
+  revoke_reason  text
+);
+CREATE INDEX node_certificates_node_idx ON node_certificates(node_id, not_after);
+
+CREATE TABLE node_role_assignments (
+  id           bigserial PRIMARY KEY,
+  node_id      uuid NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+  role         text NOT NULL CHECK (role ~ '^[a-z0-9-]{2,63}$'),
+  org_id       uuid REFERENCES organizations(id) ON DELETE CASCADE,
+  assigned_by  uuid REFERENCES users(id) ON DELETE SET NULL,
+  assigned_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX node_role_assignments_uniq ON node_role_assignments
+  (node_id, role, COALESCE(org_id, '00000000-0000-0000-0000-000000000000'::uuid));
+
+CREATE TABLE node_workloads (
+  node_id     uuid NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+  name        text NOT NULL CHECK (name ~ '^[a-z0-9-]{1,63}$'),
+  kind        text NOT NULL CHECK (kind IN ('container', 'native')),
+  spec        jsonb NOT NULL DEFAULT '{}'::jsonb,
+  version     bigint NOT NULL DEFAULT 1,
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (node_id, name)
+);
+
+-- Bounded history (the API keeps the newest 100 per node); the latest state is on nodes.
+CREATE TABLE node_heartbeats (
+  id       bigserial PRIMARY KEY,
+  node_id  uuid NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+  at       timestamptz NOT NULL DEFAULT now(),
+  state    jsonb NOT NULL
+);
+CREATE INDEX node_heartbeats_node_idx ON node_heartbeats(node_id, id);
+
+ALTER TABLE audit_events ADD CONSTRAINT audit_events_cluster_fk
+  FOREIGN KEY (cluster_id) REFERENCES clusters(id);
+)SQL";
+
+// Identity hardening and organization-scoped tenancy objects.
+//  * user_totp: one RFC 6238 secret per user, sealed with the master key (hex(nonce ||
+//    crypto_secretbox(base32 secret)), cluster_ca.h) and returned only by the enrollment call
+//    that created it; its confirmation state and the last accepted time step (replay protection).
+//  * api_tokens: automation tokens (kind 'api') get a name, a scope ('read' = GET only,
+//    'admin') and optionally an organization they are restricted to; every token records
+//    last_used_at; session tokens carry elevated_until (step-up).
+//  * groups, group_members, resources, policies (+ subjects, resources): every row carries its
+//    org_id and every cross-reference is a composite (org_id, id) foreign key, so an object of one
+//    organization can never point at another organization's object, even by a bug in the API.
+constexpr const char* kV4 = R"SQL(
+CREATE TABLE user_totp (
+  user_id         uuid PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+  secret_sealed   text NOT NULL
+                  CHECK (secret_sealed ~ '^[0-9a-f]+$' AND length(secret_sealed) <= 1024),
+  key_id          text NOT NULL,  -- master_key_id() of the sealing key
+  confirmed       boolean NOT NULL DEFAULT false,
+  last_used_step  bigint CHECK (last_used_step >= 0),
+  created_at      timestamptz NOT NULL DEFAULT now(),
+  confirmed_at    timestamptz,
+  CHECK (confirmed = (confirmed_at IS NOT NULL))
+);
+
+ALTER TABLE api_tokens
+  ADD COLUMN name            text CHECK (length(name) BETWEEN 1 AND 100),
+  ADD COLUMN scope           text CHECK (scope IN ('read', 'admin')),
+  ADD COLUMN org_id          uuid REFERENCES organizations(id) ON DELETE CASCADE,
+  ADD COLUMN last_used_at    timestamptz,
+  ADD COLUMN elevated_until  timestamptz,
+  ADD CONSTRAINT api_tokens_kind_fields CHECK (
+    (kind = 'api' AND name IS NOT NULL AND scope IS NOT NULL AND elevated_until IS NULL) OR
+    (kind = 'session' AND name IS NULL AND scope IS NULL AND org_id IS NULL));
+
+CREATE TABLE groups (
+  id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  org_id      uuid NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+  name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (org_id, name),
+  UNIQUE (org_id, id)
+);
+
+-- A group member must be a member of the group's organization (composite FK to memberships).
+CREATE TABLE group_members (
+  org_id      uuid NOT NULL,
+  group_id    uuid NOT NULL,
+  user_id     uuid NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (group_id, user_id),
+  FOREIGN KEY (org_id, group_id) REFERENCES groups(org_id, id) ON DELETE CASCADE,
+  FOREIGN KEY (user_id, org_id) REFERENCES memberships(user_id, org_id) ON DELETE CASCADE
+);
+CREATE INDEX group_members_user_idx ON group_members(user_id, org_id);
+
+CREATE TABLE resources (
+  id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  org_id          uuid NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+  name            text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+  protocol        text NOT NULL CHECK (protocol IN ('rdp', 'ssh', 'vnc', 'tcp')),
+  address         text NOT NULL CHECK (address ~ '^.{1,253}:[0-9]{1,5}$'),
+  egress_pool     text CHECK (length(egress_pool) BETWEEN 1 AND 100),
+  credential_ref  text CHECK (credential_ref ~ '^[A-Za-z0-9._:/@-]{1,200}$'),
+  created_at      timestamptz NOT NULL DEFAULT now(),
+  updated_at      timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (org_id, name),
+  UNIQUE (org_id, id)
+);
+
+CREATE TABLE policies (
+  id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  org_id      uuid NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+  name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+  service     text NOT NULL CHECK (service IN ('rdp', 'ssh', 'vnc', 'tcp')),
+  action      text NOT NULL DEFAULT 'allow' CHECK (action = 'allow'),
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (org_id, name),
+  UNIQUE (org_id, id)
+);
+
+-- Exactly one of user_id / group_id per row; both must belong to the policy's organization.
+CREATE TABLE policy_subjects (
+  id         bigserial PRIMARY KEY,
+  org_id     uuid NOT NULL,
+  policy_id  uuid NOT NULL,
+  user_id    uuid,
+  group_id   uuid,
+  CHECK ((user_id IS NULL) <> (group_id IS NULL)),
+  UNIQUE (policy_id, user_id),
+  UNIQUE (policy_id, group_id),
+  FOREIGN KEY (org_id, policy_id) REFERENCES policies(org_id, id) ON DELETE CASCADE,
+  FOREIGN KEY (user_id, org_id) REFERENCES memberships(user_id, org_id) ON DELETE CASCADE,
+  FOREIGN KEY (org_id, group_id) REFERENCES groups(org_id, id) ON DELETE CASCADE
+);
+CREATE INDEX policy_subjects_user_idx ON policy_subjects(user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX policy_subjects_group_idx ON policy_subjects(group_id) WHERE group_id IS NOT NULL;
+
+CREATE TABLE policy_resources (
+  org_id       uuid NOT NULL,
+  policy_id    uuid NOT NULL,
+  resource_id  uuid NOT NULL,
+  PRIMARY KEY (policy_id, resource_id),
+  FOREIGN KEY (org_id, policy_id) REFERENCES policies(org_id, id) ON DELETE CASCADE,
+  FOREIGN KEY (org_id, resource_id) REFERENCES resources(org_id, id) ON DELETE CASCADE
+);
+CREATE INDEX policy_resources_resource_idx ON policy_resources(resource_id);
+)SQL";
+
 const std::vector<Migration> kMigrations = {
     {1, "initial: organizations, users, memberships, api_tokens, audit_events, setup_state", kV1},
     {2, "audit hash chain, actor node, cluster and outcome", kV2},
+    {3, "clusters, CAs, join tokens/requests, nodes, certificates, roles, workloads, heartbeats",
+     kV3},
+    {4, "totp, api token scopes and step-up, groups, resources, policies", kV4},
 };
 
 constexpr const char* kCreateLedger =

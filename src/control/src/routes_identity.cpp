@@ -2,6 +2,7 @@
 // the audit log.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 
 #include "api_internal.h"
@@ -89,11 +90,47 @@ HttpResponse post_setup(Ctx& ctx) {
   return json_response(201, *r);
 }
 
+// Login throttling through LiveState: failed attempts per email (hashed: no address in Redis)
+// in a fixed window. Redis errors fail open (logged and counted by LiveState): Argon2 still
+// bounds the guessing rate, and Redis being away must not lock everyone out.
+std::string login_bucket(const std::string& email) {
+  return "login:" + token_sha256(email).substr(0, 32);
+}
+
+std::optional<HttpResponse> login_throttled(Ctx& ctx, const std::string& email) {
+  if (ctx.live == nullptr) return std::nullopt;
+  auto n = ctx.live->rate_peek("platform", login_bucket(email));
+  if (!n || n->count < ctx.opts.login_max_failures) return std::nullopt;
+  HttpResponse r = error_response(429, "rate_limited", "too many failed logins, try again later");
+  r.retry_after_seconds =
+      static_cast<int>(std::max<std::int64_t>(1, (n->reset_in.count() + 999) / 1000));
+  return r;
+}
+
+void login_failed(Ctx& ctx, const std::string& email) {
+  if (ctx.live == nullptr) return;
+  auto n = ctx.live->rate_hit("platform", login_bucket(email), ctx.opts.login_failure_window);
+  if (n && n->count == ctx.opts.login_max_failures) {
+    spdlog::warn("login throttled email_sha256={} failures={} window_s={}",
+                 token_sha256(email).substr(0, 16), n->count,
+                 ctx.opts.login_failure_window.count());
+  }
+}
+
 HttpResponse post_login(Ctx& ctx) {
-  auto f = parse_fields(ctx.req.body, {"email", "password"});
-  if (!f) return f.error();
-  const std::string email = lower((*f)["email"]);
-  const std::string& password = (*f)["password"];
+  // {email, password} plus totp_code once the user has confirmed TOTP (routes_account.cpp).
+  auto body = parse_object(ctx.req.body);
+  if (!body) return body.error();
+  auto email_f = req_string(*body, "email");
+  if (!email_f) return email_f.error();
+  auto password_f = req_string(*body, "password");
+  if (!password_f) return password_f.error();
+  auto totp_code = opt_string(*body, "totp_code");
+  if (!totp_code) return totp_code.error();
+  if (auto bad = reject_unknown_fields(*body, {"email", "password", "totp_code"})) return *bad;
+  const std::string email = lower(*email_f);
+  const std::string& password = *password_f;
+  if (auto limited = login_throttled(ctx, email)) return *limited;
   auto user = ctx.db.with_connection<std::optional<std::pair<std::string, std::string>>>(
       [&](pqxx::connection& c) -> Result<std::optional<std::pair<std::string, std::string>>> {
         pqxx::read_transaction t(c);
@@ -109,11 +146,16 @@ HttpResponse post_login(Ctx& ctx) {
   } else {
     dummy_password_verify(password);  // same cost whether or not the user exists
   }
-  if (!ok) return error_response(401, "invalid_credentials", "invalid email or password");
+  if (!ok) {
+    login_failed(ctx, email);
+    return error_response(401, "invalid_credentials", "invalid email or password");
+  }
   std::string token;
   token = ctx.random_token();
   const std::string uid = (*user)->first;
   auto r = ctx.db.with_transaction<std::string>([&](pqxx::work& w) -> Result<std::string> {
+    if (auto second = check_second_factor(w, ctx.opts.master_key, uid, *totp_code); !second)
+      return tl::unexpected(second.error());
     auto rows = w.exec_params(
         "INSERT INTO api_tokens (user_id, token_sha256, kind, expires_at) "
         "VALUES ($1::uuid, $2, 'session', now() + make_interval(secs => $3)) "
@@ -124,7 +166,17 @@ HttpResponse post_login(Ctx& ctx) {
                         .target = "token:" + rows[0][0].as<std::string>()});
     return rows[0][1].as<std::string>();
   });
-  if (!r) return from_error(r.error());
+  if (!r) {
+    if (r.error().code.rfind("http:401:", 0) == 0) {
+      login_failed(ctx, email);  // a wrong second factor counts as a failed attempt
+      audit_standalone(ctx.db, AuditEvent{.actor_user_id = uid,
+                                          .action = "auth.login",
+                                          .target = "user:" + email,
+                                          .outcome = "denied",
+                                          .details = json{{"reason", r.error().message}}});
+    }
+    return to_response(r.error());
+  }
   return json_response(200, json{{"token", token}, {"expires_at", *r}});
 }
 
@@ -153,6 +205,7 @@ HttpResponse post_users(Ctx& ctx) {
   if (!valid_email(email)) return error_response(400, "invalid_email", "invalid email address");
   if (!valid_password((*f)["password"]))
     return error_response(400, "invalid_password", "password must be 12 to 1024 bytes long");
+  if (auto denied = require_step_up(ctx)) return *denied;
   auto hash = hash_password((*f)["password"]);
   if (!hash) return from_error(hash.error());
   auto r = ctx.db.with_transaction<json>([&](pqxx::work& w) -> Result<json> {
@@ -209,6 +262,12 @@ HttpResponse post_orgs(Ctx& ctx) {
     if (r.error().code == "conflict")
       return error_response(409, "slug_taken", "an organization with this slug exists");
     return to_response(r.error());
+  }
+  // Tell the other rap-control instances (a hint: they re-read PostgreSQL). Best effort.
+  if (ctx.live != nullptr) {
+    const json note{{"kind", "org.created"}, {"id", (*r)["org"]["id"]}};
+    if (auto p = ctx.live->publish("platform", note.dump()); !p)
+      spdlog::warn("org.created notification not published code={}", p.error().code);
   }
   return json_response(201, *r);
 }
@@ -278,6 +337,7 @@ HttpResponse post_members(Ctx& ctx) {
     if (role != "org_admin" && role != "org_member")
       return http_fail(400, "invalid_role", "role must be 'org_admin' or 'org_member'");
     if (!valid_email(email)) return http_fail(400, "invalid_email", "invalid email address");
+    if (role == "org_admin" && !ctx.caller->elevated) return fail("step_up", "step-up required");
     auto u = w.exec_params("SELECT id FROM users WHERE email = $1", email);
     if (u.empty()) return http_fail(404, "user_not_found", "user not found");
     const std::string uid = u[0][0].as<std::string>();
@@ -297,6 +357,9 @@ HttpResponse post_members(Ctx& ctx) {
                   {"role", role},
                   {"created_at", ins[0][0].as<std::string>()}}}};
   });
+  if (!r && r.error().code == "step_up") {
+    if (auto denied = require_step_up(ctx)) return *denied;
+  }
   if (!r) return r.error().code == "passthrough" ? f.error() : to_response(r.error());
   return json_response(201, *r);
 }

@@ -1,20 +1,24 @@
 #include "rap/control/server.h"
 
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cctype>
 #include <chrono>
 #include <memory>
 
@@ -74,6 +78,29 @@ Result<std::string> make_server_certificate(const crypto::Ed25519Key& key) {
   char* data = nullptr;
   const long len = BIO_get_mem_data(bio.get(), &data);
   return std::string(data, static_cast<std::size_t>(len));
+}
+
+// Accepts any client certificate chain during the handshake: clients without a certificate
+// (browsers, curl, rapctl) must still connect, and node certificates are verified per request
+// against their cluster's CA by the API (Auth::kNode), which knows the clusters.
+int accept_any_client_chain(int /*preverify_ok*/, X509_STORE_CTX* /*ctx*/) {
+  return 1;
+}
+
+// PEM of the peer's certificate after the handshake, "" if it sent none.
+std::string peer_certificate_pem(SSL* ssl) {
+  X509* peer = SSL_get1_peer_certificate(ssl);
+  if (peer == nullptr) return "";
+  std::string out;
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (bio != nullptr && PEM_write_bio_X509(bio, peer) == 1) {
+    char* data = nullptr;
+    const long len = BIO_get_mem_data(bio, &data);
+    out.assign(data, static_cast<std::size_t>(len));
+  }
+  BIO_free(bio);
+  X509_free(peer);
+  return out;
 }
 
 Result<std::pair<std::string, std::uint16_t>> parse_listen(const std::string& s) {
@@ -157,6 +184,9 @@ struct Server::Impl {
     stream.next_layer().expires_after(std::chrono::seconds(10));
     auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
     if (hec) co_return;
+    // Optional client certificate (nodes): the handshake proved possession of its key; the API
+    // verifies the chain for Auth::kNode routes.
+    const std::string client_cert_pem = peer_certificate_pem(stream.native_handle());
     beast::flat_buffer buf;
     for (;;) {
       http::request_parser<http::string_body> parser;
@@ -195,8 +225,18 @@ struct Server::Impl {
         break;
       }
       auto& req = parser.get();
-      HttpRequest r{std::string(req.method_string()), std::string(req.target()),
-                    std::string(req[http::field::authorization]), std::move(req.body())};
+      HttpRequest r{std::string(req.method_string()),
+                    std::string(req.target()),
+                    std::string(req[http::field::authorization]),
+                    std::move(req.body()),
+                    client_cert_pem,
+                    {}};
+      for (const auto& f : req) {
+        std::string name(f.name_string());
+        for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (name.rfind("x-rap-", 0) == 0 && r.rap_headers.size() < 8)
+          r.rap_headers[name] = std::string(f.value());
+      }
       HttpResponse out;
       const std::string path = r.target.substr(0, r.target.find('?'));
       if (path == "/metrics") {
@@ -207,6 +247,19 @@ struct Server::Impl {
           Api* a = &api;
           auto task = db.run([a, shared_req]() { return a->handle(*shared_req); });
           out = co_await std::move(task);
+          // Long poll: re-run every 250 ms (no DB thread held while waiting) until the answer
+          // changes or the client's wait is over.
+          const auto deadline =
+              std::chrono::steady_clock::now() +
+              std::min<std::chrono::milliseconds>(out.long_poll, std::chrono::seconds(30));
+          while (out.long_poll.count() > 0 && std::chrono::steady_clock::now() < deadline &&
+                 !*stopped) {
+            asio::steady_timer timer(io, std::chrono::milliseconds(250));
+            auto [tec] = co_await timer.async_wait(kTuple);
+            if (tec) break;
+            auto again = db.run([a, shared_req]() { return a->handle(*shared_req); });
+            out = co_await std::move(again);
+          }
         } catch (const std::exception& e) {
           spdlog::error("request handler failed: {}", e.what());
           out.status = 500;
@@ -218,6 +271,8 @@ struct Server::Impl {
       res.set(http::field::content_type, out.content_type);
       res.set(http::field::cache_control, "no-store");
       if (!out.allow.empty()) res.set(http::field::allow, out.allow);
+      if (out.retry_after_seconds > 0)
+        res.set(http::field::retry_after, std::to_string(out.retry_after_seconds));
       if (out.status == 401) res.set(http::field::www_authenticate, "Bearer");
       res.keep_alive(req.keep_alive());
       res.body() = std::move(out.body);
@@ -250,6 +305,10 @@ Result<std::unique_ptr<Server>> Server::create(asio::io_context& io, Api& api, D
   if (ec) return fail("tls_error", "invalid TLS private key: " + ec.message());
   if (SSL_CTX_check_private_key(ctx) != 1)
     return fail("tls_error", "TLS private key does not match the certificate");
+  // Request (never require) a client certificate; see accept_any_client_chain.
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_client_chain);
+  static constexpr unsigned char kSessionContext[] = "rap-control";
+  SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof(kSessionContext) - 1);
 
   auto addr = asio::ip::make_address(hp->first, ec);
   if (ec) return fail("bad_listen", "invalid listen address: " + hp->first);

@@ -29,12 +29,19 @@ namespace rap::control {
 namespace detail {
 class Router;
 }
+class LiveState;  // live_state.h
 
 struct HttpRequest {
   std::string method;         // "GET", "POST", ...
   std::string target;         // path + optional query
   std::string authorization;  // raw Authorization header ("" if absent)
   std::string body;
+  // PEM of the TLS client certificate, "" if none was presented. The server accepts any chain
+  // during the handshake (the client proved possession of the key); Auth::kNode routes verify it
+  // against the cluster CA.
+  std::string client_cert_pem;
+  // X-RAP-* request headers, names lower-cased (e.g. "x-rap-proof"), at most 8.
+  std::map<std::string, std::string> rap_headers;
 };
 
 struct HttpResponse {
@@ -42,11 +49,35 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::string body;
   std::string allow;  // for 405
+  // > 0: sent as a Retry-After header (seconds), e.g. with 429 rate_limited.
+  int retry_after_seconds = 0;
+  // Long-poll hint: the response reports "nothing new yet" and the client agreed to wait this
+  // long. The HTTPS server re-runs the request (every 250 ms, without holding a DB thread) until
+  // a response without the hint arrives or this much time has passed since the first run, then
+  // sends the last response. Direct callers of Api::handle may ignore it.
+  std::chrono::milliseconds long_poll{0};
 };
 
 struct ApiOptions {
   std::chrono::seconds session_ttl{12 * 3600};
+  // Live coordination state (Redis, live_state.h): login rate limits, change notifications.
+  // nullptr: none (no login rate limit, no notifications). Not owned; must outlive the Api.
+  LiveState* live = nullptr;
+  // Login throttling (needs `live`): after this many failed logins for one email within the
+  // window, POST /api/v1/login answers 429 rate_limited with Retry-After until the window ends.
+  int login_max_failures = 10;
+  std::chrono::seconds login_failure_window{300};
+  // 32-byte master key sealing cluster CA private keys (cluster_ca.h); empty: cluster creation and
+  // certificate issuance answer 503 master_key_unavailable. Secret: never log it.
+  std::string master_key;
+  // Lifetime of issued node certificates.
+  std::chrono::seconds node_cert_ttl{7 * 24 * 3600};
 };
+
+// Reads the master key file (64 hex chars), or creates it (32 random bytes, mode 0600, parent
+// directory 0700) when absent. Returns the 32 raw key bytes for ApiOptions::master_key.
+// Errors: "io_error"-style codes from Env, "bad_master_key" for a malformed file.
+Result<std::string> load_or_create_master_key_file(const std::string& path, Random& rng);
 
 class Api {
  public:

@@ -1,0 +1,256 @@
+// control_bench: load tool for the control plane's node API. Simulates N nodes against a running
+// rap-control: enrolls N fresh Ed25519 keys in a cluster (creating the cluster and a join token,
+// approving each request as the platform owner), then every node heartbeats over its own mTLS
+// keep-alive connection for --duration seconds. Reports heartbeats/s and latency percentiles.
+//
+//   bench_control --server 127.0.0.1:8443 --email owner@example.com --password PW
+//                 [--cluster bench] [--nodes 50] [--duration 10]
+//
+// The owner's session is stepped up with the same password (TOTP-protected owners are not
+// supported). Node certificates stay in memory only. Not part of ctest.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rap/crypto/keys.h"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using json = nlohmann::json;
+
+std::string hex(std::span<const std::uint8_t> b) {
+  static constexpr char kD[] = "0123456789abcdef";
+  std::string out;
+  for (auto c : b) {
+    out.push_back(kD[c >> 4]);
+    out.push_back(kD[c & 15]);
+  }
+  return out;
+}
+
+struct Reply {
+  int status = -1;
+  json j;
+};
+
+// One HTTPS keep-alive connection (optionally with a client certificate). Not thread-safe.
+class Client {
+ public:
+  Client(std::string host, std::string port, const std::string& cert_pem = "",
+         const std::string& key_pem = "")
+      : host_(std::move(host)), port_(std::move(port)), ssl_(asio::ssl::context::tls_client) {
+    ssl_.set_verify_mode(asio::ssl::verify_none);  // self-signed server certificate
+    if (!cert_pem.empty()) {
+      ssl_.use_certificate(asio::buffer(cert_pem), asio::ssl::context::pem);
+      ssl_.use_private_key(asio::buffer(key_pem), asio::ssl::context::pem);
+    }
+  }
+
+  Reply call(const std::string& method, const std::string& target, const std::string& body = "",
+             const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      try {
+        if (!stream_) connect();
+        http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+        req.set(http::field::host, host_);
+        req.keep_alive(true);
+        for (const auto& [k, v] : headers) req.set(k, v);
+        if (!body.empty()) {
+          req.set(http::field::content_type, "application/json");
+          req.body() = body;
+        }
+        req.prepare_payload();
+        http::write(*stream_, req);
+        http::response<http::string_body> res;
+        http::read(*stream_, buf_, res);
+        Reply r{static_cast<int>(res.result_int()), json::parse(res.body(), nullptr, false)};
+        if (!res.keep_alive()) stream_.reset();
+        return r;
+      } catch (const std::exception& e) {
+        stream_.reset();
+        if (attempt == 1) std::cerr << "request failed: " << e.what() << "\n";
+      }
+    }
+    return {};
+  }
+
+ private:
+  void connect() {
+    stream_ = std::make_unique<asio::ssl::stream<tcp::socket>>(io_, ssl_);
+    tcp::resolver resolver(io_);
+    asio::connect(stream_->next_layer(), resolver.resolve(host_, port_));
+    stream_->next_layer().set_option(tcp::no_delay(true));
+    stream_->handshake(asio::ssl::stream_base::client);
+    buf_.clear();
+  }
+
+  std::string host_, port_;
+  asio::io_context io_;
+  asio::ssl::context ssl_;
+  std::unique_ptr<asio::ssl::stream<tcp::socket>> stream_;
+  beast::flat_buffer buf_;
+};
+
+struct SimNode {
+  rap::crypto::Ed25519Key key;
+  std::string cert_pem;
+};
+
+json heartbeat_body(int i) {
+  return json{{"version", "bench"},
+              {"load",
+               {{"cpu_permille", i % 1000},
+                {"memory_kib", 65536},
+                {"net_rx_bps", 1000},
+                {"net_tx_bps", 1000},
+                {"open_sessions", i % 50},
+                {"fds", 32}}},
+              {"workloads", {{{"name", "relay"}, {"state", "running"}}}},
+              {"partition_state", "none"}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"control_bench: simulated nodes heartbeating over mTLS"};
+  std::string server = "127.0.0.1:8443";
+  std::string email, password, cluster = "bench";
+  int nodes = 50;
+  int duration = 10;
+  app.add_option("--server", server, "rap-control host:port")->default_val(server);
+  app.add_option("--email", email, "platform owner email")->required();
+  app.add_option("--password", password, "platform owner password")->required();
+  app.add_option("--cluster", cluster, "cluster slug (created if absent)")->default_val(cluster);
+  app.add_option("--nodes", nodes, "simulated nodes")->check(CLI::Range(1, 1000));
+  app.add_option("--duration", duration, "seconds of heartbeating")->check(CLI::Range(1, 3600));
+  CLI11_PARSE(app, argc, argv);
+  const auto colon = server.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "--server must be host:port\n";
+    return 2;
+  }
+  const std::string host = server.substr(0, colon);
+  const std::string port = server.substr(colon + 1);
+
+  // Owner session, stepped up.
+  Client admin(host, port);
+  auto login =
+      admin.call("POST", "/api/v1/login", json{{"email", email}, {"password", password}}.dump());
+  if (login.status != 200) {
+    std::cerr << "login failed: HTTP " << login.status << " " << login.j.dump() << "\n";
+    return 1;
+  }
+  const std::string bearer = "Bearer " + login.j["token"].get<std::string>();
+  const std::vector<std::pair<std::string, std::string>> auth = {{"Authorization", bearer}};
+  admin.call("POST", "/api/v1/auth/step-up", json{{"password", password}}.dump(), auth);
+  auto c = admin.call("POST", "/api/v1/clusters", json{{"slug", cluster}, {"name", cluster}}.dump(),
+                      auth);
+  if (c.status != 201 && c.status != 409) {
+    std::cerr << "create cluster failed: HTTP " << c.status << " " << c.j.dump() << "\n";
+    return 1;
+  }
+  auto t = admin.call("POST", "/api/v1/clusters/" + cluster + "/join-tokens",
+                      json{{"ttl_seconds", 3600}, {"max_uses", nodes}}.dump(), auth);
+  if (t.status != 201) {
+    std::cerr << "join token failed: HTTP " << t.status << " " << t.j.dump() << "\n";
+    return 1;
+  }
+  const std::string token = t.j["token"].get<std::string>();
+
+  // Enroll, approve, fetch certificates.
+  std::vector<SimNode> sims;
+  const auto e0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < nodes; ++i) {
+    auto key = rap::crypto::Ed25519Key::generate();
+    if (!key) return 1;
+    const std::string pub = hex(key->public_key());
+    auto e = admin.call("POST", "/api/v1/enroll",
+                        json{{"cluster", cluster},
+                             {"join_token", token},
+                             {"public_key", pub},
+                             {"facts", {{"hostname", "bench-" + std::to_string(i)}}},
+                             {"capabilities", {"can_route_mesh"}}}
+                            .dump());
+    if (e.status != 202) {
+      std::cerr << "enroll failed: HTTP " << e.status << " " << e.j.dump() << "\n";
+      return 1;
+    }
+    const std::string rid = e.j["request_id"].get<std::string>();
+    admin.call("POST", "/api/v1/clusters/" + cluster + "/join-requests/" + rid + "/approve", "",
+               auth);
+    const std::string ts = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count());
+    const std::string msg = "rap-enroll-poll:" + rid + ":" + ts;
+    auto sig = key->sign(std::span(reinterpret_cast<const std::uint8_t*>(msg.data()), msg.size()));
+    auto p = admin.call("GET", "/api/v1/enroll/" + rid, "",
+                        {{"X-RAP-Time", ts}, {"X-RAP-Proof", hex(sig)}});
+    if (p.status != 200 || p.j.value("status", "") != "approved") {
+      std::cerr << "poll failed: HTTP " << p.status << " " << p.j.dump() << "\n";
+      return 1;
+    }
+    sims.push_back(SimNode{*key, p.j["certificate_pem"].get<std::string>()});
+  }
+  const double enroll_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
+
+  // Heartbeat phase: one thread and one keep-alive mTLS connection per node.
+  std::mutex mu;
+  std::vector<double> lat_ms;
+  std::atomic<long> ok{0}, failed{0};
+  std::vector<std::thread> threads;
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::seconds(duration);
+  for (int i = 0; i < nodes; ++i) {
+    threads.emplace_back([&, i] {
+      Client cl(host, port, sims[i].cert_pem, sims[i].key.private_pem());
+      std::vector<double> mine;
+      for (int n = 0; std::chrono::steady_clock::now() < deadline; ++n) {
+        const auto t0 = std::chrono::steady_clock::now();
+        auto r = cl.call("POST", "/api/v1/node/heartbeat", heartbeat_body(n).dump());
+        const auto dt = std::chrono::steady_clock::now() - t0;
+        if (r.status == 200) {
+          ++ok;
+          mine.push_back(std::chrono::duration<double, std::milli>(dt).count());
+        } else {
+          ++failed;
+        }
+      }
+      std::lock_guard g(mu);
+      lat_ms.insert(lat_ms.end(), mine.begin(), mine.end());
+    });
+  }
+  for (auto& th : threads) th.join();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::sort(lat_ms.begin(), lat_ms.end());
+  auto pct = [&](double q) {
+    if (lat_ms.empty()) return 0.0;
+    return lat_ms[std::min(lat_ms.size() - 1, static_cast<std::size_t>(q * lat_ms.size()))];
+  };
+  std::printf(
+      "nodes=%d enroll+approve+poll=%.2fs heartbeats=%ld failed=%ld duration=%.2fs "
+      "heartbeats_per_s=%.1f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+      nodes, enroll_s, ok.load(), failed.load(), secs, static_cast<double>(ok.load()) / secs,
+      pct(0.50), pct(0.99), lat_ms.empty() ? 0.0 : lat_ms.back());
+  return failed.load() == 0 ? 0 : 1;
+}

@@ -1,0 +1,575 @@
+// Node-facing API: enrollment with a join token (public), polling for the decision with a proof
+// of key possession, and the mTLS-authenticated node routes (heartbeat, desired state, renew).
+//
+// Enrollment: the join token's uses are consumed under a row lock (SELECT ... FOR UPDATE), so
+// concurrent enrollments never exceed max_uses; a replay with the same public key returns the
+// existing request and consumes nothing. Denied enrollments are audited (outcome "denied").
+// Heartbeats are telemetry and are not audited.
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <chrono>
+#include <set>
+
+#include "api_internal.h"
+#include "cluster_ca.h"
+#include "rap/control/auth.h"
+#include "rap/crypto/certs.h"
+#include "rap/crypto/keys.h"
+
+namespace rap::control::detail {
+
+namespace {
+
+// Capabilities a node may report (reported facts; never permissions).
+const std::set<std::string> kCapabilities = {"can_accept_client_ingress",
+                                             "can_accept_node_ingress",
+                                             "can_route_mesh",
+                                             "can_egress_internet",
+                                             "can_egress_private_network",
+                                             "can_run_rdp_worker",
+                                             "can_run_vnc_worker",
+                                             "can_run_vpn_exit",
+                                             "can_run_vpn_connector",
+                                             "can_run_tcp_exit",
+                                             "can_run_file_cache",
+                                             "can_run_update_cache",
+                                             "can_run_video_relay",
+                                             "can_store_config"};
+
+constexpr std::int64_t kProofWindowSeconds = 300;
+constexpr int kHeartbeatHistory = 100;
+constexpr std::int64_t kMaxWaitSeconds = 30;
+
+// `s` for an error message if it is short printable ASCII, else "(invalid)": a cut multi-byte
+// character would make the JSON error body unserializable.
+std::string echo(const std::string& s) {
+  if (s.size() > 64) return "(invalid)";
+  for (unsigned char c : s)
+    if (c < 0x20 || c > 0x7e) return "(invalid)";
+  return s;
+}
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool parse_int64(const std::string& s, std::int64_t& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return !s.empty() && ec == std::errc() && p == s.data() + s.size();
+}
+
+// Capabilities: an array of distinct known names (at most 32).
+Step<json> parse_capabilities(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return json::array();
+  if (!it->is_array() || it->size() > 32)
+    return tl::unexpected(error_response(
+        400, "invalid_request", std::string("field '") + key + "' must be an array (at most 32)"));
+  std::set<std::string> seen;
+  json out = json::array();
+  for (const auto& c : *it) {
+    if (!c.is_string())
+      return tl::unexpected(error_response(400, "invalid_request", "capabilities must be strings"));
+    const auto s = c.get<std::string>();
+    if (!kCapabilities.contains(s))
+      return tl::unexpected(
+          error_response(400, "unknown_capability", "unknown capability '" + echo(s) + "'"));
+    if (seen.insert(s).second) out.push_back(s);
+  }
+  return out;
+}
+
+bool printable(const std::string& s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c == 0x7f) return false;
+  return true;
+}
+
+// facts {hostname (required), os, arch, cpus, memory_mb, addresses}.
+Step<json> parse_facts(const json& j) {
+  auto it = j.find("facts");
+  if (it == j.end() || !it->is_object())
+    return tl::unexpected(
+        error_response(400, "invalid_request", "field 'facts' must be an object"));
+  const json& f = *it;
+  if (auto bad =
+          reject_unknown_fields(f, {"hostname", "os", "arch", "cpus", "memory_mb", "addresses"}))
+    return tl::unexpected(*bad);
+  json out = json::object();
+  auto host = req_string(f, "hostname");
+  if (!host) return tl::unexpected(host.error());
+  if (host->empty() || host->size() > 253 || !printable(*host))
+    return tl::unexpected(
+        error_response(400, "invalid_facts", "hostname must be 1 to 253 printable bytes"));
+  out["hostname"] = *host;
+  for (const char* k : {"os", "arch"}) {
+    auto v = opt_string(f, k);
+    if (!v) return tl::unexpected(v.error());
+    if (*v) {
+      if ((*v)->size() > 64 || !printable(**v))
+        return tl::unexpected(error_response(
+            400, "invalid_facts", std::string("'") + k + "' must be at most 64 printable bytes"));
+      out[k] = **v;
+    }
+  }
+  auto cpus = opt_int(f, "cpus");
+  if (!cpus) return tl::unexpected(cpus.error());
+  if (*cpus) {
+    if (**cpus < 0 || **cpus > 65536)  // 0: unknown
+      return tl::unexpected(error_response(400, "invalid_facts", "cpus must be 0..65536"));
+    out["cpus"] = **cpus;
+  }
+  auto mem = opt_int(f, "memory_mb");
+  if (!mem) return tl::unexpected(mem.error());
+  if (*mem) {
+    if (**mem < 0 || **mem > (std::int64_t{1} << 40))
+      return tl::unexpected(error_response(400, "invalid_facts", "memory_mb out of range"));
+    out["memory_mb"] = **mem;
+  }
+  if (auto a = f.find("addresses"); a != f.end() && !a->is_null()) {
+    if (!a->is_array() || a->size() > 32)
+      return tl::unexpected(
+          error_response(400, "invalid_facts", "addresses must be an array (at most 32)"));
+    for (const auto& e : *a) {
+      if (!e.is_string() || e.get<std::string>().empty() || e.get<std::string>().size() > 64 ||
+          !printable(e.get<std::string>()))
+        return tl::unexpected(
+            error_response(400, "invalid_facts", "addresses must be strings of 1 to 64 bytes"));
+    }
+    out["addresses"] = *a;
+  }
+  return out;
+}
+
+// Turns "http:403:join_token_expired" into "join_token_expired" (for denied audit details).
+std::string http_code_of(const Error& e) {
+  if (e.code.rfind("http:", 0) != 0) return "";
+  const auto second = e.code.find(':', 5);
+  return second == std::string::npos ? "" : e.code.substr(second + 1);
+}
+
+HttpResponse post_enroll(Ctx& ctx) {
+  auto body = parse_object(ctx.req.body);
+  if (!body) return body.error();
+  if (auto bad = reject_unknown_fields(
+          *body, {"cluster", "join_token", "public_key", "facts", "capabilities"}))
+    return *bad;
+  auto cluster = req_string(*body, "cluster");
+  if (!cluster) return cluster.error();
+  auto token = req_string(*body, "join_token");
+  if (!token) return token.error();
+  auto pub_in = req_string(*body, "public_key");
+  if (!pub_in) return pub_in.error();
+  auto facts = parse_facts(*body);
+  if (!facts) return facts.error();
+  auto caps = parse_capabilities(*body, "capabilities");
+  if (!caps) return caps.error();
+  const std::string pub = lower(*pub_in);
+  crypto::PublicKey key{};
+  if (!parse_hex(pub, key))
+    return error_response(400, "invalid_public_key",
+                          "public_key must be a raw Ed25519 public key as 64 hex characters");
+  if (!valid_slug(*cluster) || !valid_token_shape(*token)) {
+    audit_standalone(
+        ctx.db,
+        AuditEvent{.action = "node.join_requested",
+                   .target = "cluster:" + (valid_slug(*cluster) ? *cluster : std::string("?")),
+                   .outcome = "denied",
+                   .details = json{{"reason", "invalid_join_token"}, {"public_key", pub}}});
+    return error_response(401, "invalid_join_token", "invalid join token");
+  }
+  const std::string token_hash = token_sha256(*token);
+  const std::string slug = *cluster;
+
+  std::string cluster_id;  // known once the token matched (for the denied audit event)
+  struct Out {
+    std::string id;
+    std::string status;
+    bool replay = false;
+  };
+  auto r = ctx.db.with_transaction<Out>([&](pqxx::work& w) -> Result<Out> {
+    auto t = w.exec_params(
+        "SELECT t.id, t.cluster_id, t.revoked_at IS NOT NULL, t.expires_at <= now(), t.uses, "
+        "t.max_uses FROM join_tokens t JOIN clusters c ON c.id = t.cluster_id "
+        "WHERE t.token_sha256 = $1 AND c.slug = $2 FOR UPDATE OF t",
+        token_hash, slug);
+    if (t.empty()) return http_fail(401, "invalid_join_token", "invalid join token");
+    const std::string token_id = t[0][0].as<std::string>();
+    cluster_id = t[0][1].as<std::string>();
+    if (t[0][2].as<bool>())
+      return http_fail(403, "join_token_revoked", "join token has been revoked");
+    if (t[0][3].as<bool>()) return http_fail(403, "join_token_expired", "join token has expired");
+    auto existing = w.exec_params(
+        "SELECT id, status FROM join_requests WHERE cluster_id = $1::uuid AND public_key = $2",
+        cluster_id, pub);
+    if (!existing.empty())
+      return Out{existing[0][0].as<std::string>(), existing[0][1].as<std::string>(), true};
+    if (t[0][4].as<long long>() >= t[0][5].as<long long>())
+      return http_fail(403, "join_token_exhausted", "join token has no uses left");
+    auto ins = w.exec_params(
+        "INSERT INTO join_requests (cluster_id, token_id, public_key, facts, capabilities) "
+        "VALUES ($1::uuid, $2::uuid, $3, $4::jsonb, $5::jsonb) RETURNING id",
+        cluster_id, token_id, pub, facts->dump(), caps->dump());
+    w.exec_params("UPDATE join_tokens SET uses = uses + 1 WHERE id = $1::uuid", token_id);
+    const std::string id = ins[0][0].as<std::string>();
+    audit(w, AuditEvent{.cluster_id = cluster_id,
+                        .action = "node.join_requested",
+                        .target = "join_request:" + id,
+                        .details = json{{"join_token_id", token_id},
+                                        {"hostname", (*facts)["hostname"]},
+                                        {"public_key", pub},
+                                        {"capabilities", *caps}}});
+    return Out{id, "pending", false};
+  });
+  if (!r) {
+    const std::string code = http_code_of(r.error());
+    if (!code.empty()) {
+      audit_standalone(
+          ctx.db, AuditEvent{.cluster_id = cluster_id,
+                             .action = "node.join_requested",
+                             .target = "cluster:" + slug,
+                             .outcome = "denied",
+                             .details = json{{"reason", code},
+                                             {"public_key", pub},
+                                             {"token_sha256_prefix", token_hash.substr(0, 12)}}});
+    }
+    if (r.error().code == "conflict")
+      return error_response(409, "enrollment_conflict", "a concurrent enrollment used this key");
+    return to_response(r.error());
+  }
+  return json_response(202, json{{"request_id", r->id},
+                                 {"status", r->status},
+                                 {"cluster", slug},
+                                 {"replayed", r->replay}});
+}
+
+// Checks X-RAP-Time / X-RAP-Proof: an Ed25519 signature by `pub` over
+// "rap-enroll-poll:<request_id>:<unix_time>", time within ±300 s.
+std::optional<HttpResponse> check_poll_proof(const HttpRequest& req, const std::string& request_id,
+                                             const std::string& pub_hex) {
+  const auto t = req.rap_headers.find("x-rap-time");
+  const auto p = req.rap_headers.find("x-rap-proof");
+  if (t == req.rap_headers.end() || p == req.rap_headers.end())
+    return error_response(401, "proof_required", "X-RAP-Time and X-RAP-Proof headers are required");
+  std::int64_t ts = 0;
+  if (!parse_int64(t->second, ts))
+    return error_response(401, "invalid_proof", "X-RAP-Time must be a unix time in seconds");
+  const std::int64_t now = unix_now();
+  if (ts < now - kProofWindowSeconds || ts > now + kProofWindowSeconds)
+    return error_response(401, "stale_proof", "X-RAP-Time is more than 300 s from server time");
+  crypto::Signature sig{};
+  crypto::PublicKey pub{};
+  if (!parse_hex(lower(p->second), sig) || !parse_hex(pub_hex, pub))
+    return error_response(401, "invalid_proof", "invalid proof of key possession");
+  const std::string msg = "rap-enroll-poll:" + request_id + ":" + t->second;
+  if (!crypto::verify_ed25519(
+          pub, std::span(reinterpret_cast<const std::uint8_t*>(msg.data()), msg.size()), sig))
+    return error_response(401, "invalid_proof", "invalid proof of key possession");
+  return std::nullopt;
+}
+
+HttpResponse get_enroll(Ctx& ctx) {
+  const std::string id = ctx.param("request_id");
+  if (!valid_uuid(id))
+    return error_response(404, "join_request_not_found", "join request not found");
+  auto r = ctx.db.with_connection<json>([&](pqxx::connection& c) -> Result<json> {
+    pqxx::read_transaction t(c);
+    auto rows = t.exec_params(
+        "SELECT r.public_key, r.status, r.node_id, r.cluster_id, c.slug, ca.cert_pem, n.status, "
+        "r.reason FROM join_requests r JOIN clusters c ON c.id = r.cluster_id "
+        "LEFT JOIN cluster_cas ca ON ca.cluster_id = r.cluster_id "
+        "LEFT JOIN nodes n ON n.id = r.node_id WHERE r.id = $1::uuid",
+        id);
+    if (rows.empty()) return http_fail(404, "join_request_not_found", "join request not found");
+    const auto& row = rows[0];
+    if (auto bad = check_poll_proof(ctx.req, id, row[0].as<std::string>())) {
+      json err = json::parse(bad->body);
+      return http_fail(bad->status, err["error"]["code"].get<std::string>(),
+                       err["error"]["message"].get<std::string>());
+    }
+    const std::string status = row[1].as<std::string>();
+    json out{{"request_id", id},
+             {"status", status},
+             {"cluster", {{"id", row[3].as<std::string>()}, {"slug", row[4].as<std::string>()}}}};
+    if (status == "rejected" && !row[7].is_null()) out["reason"] = row[7].as<std::string>();
+    if (status != "approved") return out;
+    if (row[2].is_null() || row[6].is_null() || row[6].as<std::string>() == "revoked")
+      return http_fail(403, "node_revoked", "this node has been revoked");
+    const std::string node_id = row[2].as<std::string>();
+    auto cert = t.exec_params(
+        "SELECT cert_pem, serial, " RAP_TS("not_after") " FROM node_certificates "
+        "WHERE node_id = $1::uuid AND revoked_at IS NULL AND not_after > now() "
+        "ORDER BY not_after DESC LIMIT 1",
+        node_id);
+    if (cert.empty())
+      return http_fail(409, "no_valid_certificate", "the node has no valid certificate");
+    out["node_id"] = node_id;
+    out["certificate_pem"] = cert[0][0].as<std::string>();
+    out["serial"] = cert[0][1].as<std::string>();
+    out["not_after"] = cert[0][2].as<std::string>();
+    out["ca_pem"] = row[5].is_null() ? json(nullptr) : json(row[5].as<std::string>());
+    return out;
+  });
+  if (!r) return to_response(r.error());
+  return json_response(200, *r);
+}
+
+// ---------------- mTLS node routes ----------------
+
+// load {cpu_permille, memory_kib, net_rx_bps, net_tx_bps, open_sessions, fds}: non-negative ints.
+Step<json> parse_load(const json& j) {
+  auto it = j.find("load");
+  if (it == j.end() || it->is_null()) return json::object();
+  if (!it->is_object())
+    return tl::unexpected(error_response(400, "invalid_request", "field 'load' must be an object"));
+  if (auto bad = reject_unknown_fields(
+          *it, {"cpu_permille", "memory_kib", "net_rx_bps", "net_tx_bps", "open_sessions", "fds"}))
+    return tl::unexpected(*bad);
+  json out = json::object();
+  for (const char* k :
+       {"cpu_permille", "memory_kib", "net_rx_bps", "net_tx_bps", "open_sessions", "fds"}) {
+    auto v = opt_int(*it, k);
+    if (!v) return tl::unexpected(v.error());
+    if (*v) {
+      if (**v < 0)
+        return tl::unexpected(error_response(
+            400, "invalid_request", std::string("field '") + k + "' must not be negative"));
+      out[k] = **v;
+    }
+  }
+  return out;
+}
+
+HttpResponse post_heartbeat(Ctx& ctx) {
+  auto body = parse_object(ctx.req.body);
+  if (!body) return body.error();
+  if (auto bad = reject_unknown_fields(*body, {"version", "capabilities", "load", "workloads",
+                                               "applied_config_versions", "partition_state"}))
+    return *bad;
+  auto version = req_string(*body, "version");
+  if (!version) return version.error();
+  if (version->empty() || version->size() > 64 || !printable(*version))
+    return error_response(400, "invalid_request", "version must be 1 to 64 printable bytes");
+  auto caps = parse_capabilities(*body, "capabilities");
+  if (!caps) return caps.error();
+  const bool has_caps = body->contains("capabilities") && !(*body)["capabilities"].is_null();
+  auto load = parse_load(*body);
+  if (!load) return load.error();
+  json workloads = json::array();
+  if (auto it = body->find("workloads"); it != body->end() && !it->is_null()) {
+    if (!it->is_array() || it->size() > 256)
+      return error_response(400, "invalid_request",
+                            "field 'workloads' must be an array (at most 256)");
+    for (const auto& e : *it) {
+      if (!e.is_object())
+        return error_response(400, "invalid_request", "each workload must be an object");
+      if (auto bad = reject_unknown_fields(e, {"name", "state"})) return *bad;
+      auto n = req_string(e, "name");
+      if (!n) return n.error();
+      auto s = req_string(e, "state");
+      if (!s) return s.error();
+      if (n->empty() || n->size() > 63 || s->size() > 32 || !printable(*n) || !printable(*s))
+        return error_response(400, "invalid_request",
+                              "workload name must be 1..63 bytes and state at most 32 bytes");
+      workloads.push_back({{"name", *n}, {"state", *s}});
+    }
+  }
+  json applied = json::object();
+  if (auto it = body->find("applied_config_versions"); it != body->end() && !it->is_null()) {
+    if (!it->is_object() || it->size() > 64)
+      return error_response(400, "invalid_request",
+                            "field 'applied_config_versions' must be an object (at most 64)");
+    for (auto e = it->begin(); e != it->end(); ++e) {
+      if (!e.value().is_number_integer() || e.key().empty() || e.key().size() > 63)
+        return error_response(400, "invalid_request",
+                              "applied_config_versions must map names to integers");
+    }
+    applied = *it;
+  }
+  auto partition = opt_string(*body, "partition_state");
+  if (!partition) return partition.error();
+  if (*partition && ((*partition)->size() > 32 || !printable(**partition)))
+    return error_response(400, "invalid_request", "partition_state must be at most 32 bytes");
+
+  json state{{"version", *version},
+             {"load", *load},
+             {"workloads", workloads},
+             {"applied_config_versions", applied},
+             {"partition_state", partition->value_or("")}};
+  if (has_caps) state["capabilities"] = *caps;
+  const std::string node_id = ctx.node->node_id;
+  auto r = ctx.db.with_transaction<json>([&](pqxx::work& w) -> Result<json> {
+    auto v = w.exec_params(
+        "UPDATE nodes SET last_heartbeat_at = now(), last_state = $2::jsonb, agent_version = $3, "
+        "capabilities = CASE WHEN $4 THEN $5::jsonb ELSE capabilities END "
+        "WHERE id = $1::uuid AND status = 'active' "
+        "RETURNING desired_state_version, " RAP_TS("now()"),
+        node_id, state.dump(), *version, has_caps, caps->dump());
+    if (v.empty()) return http_fail(403, "node_revoked", "this node has been revoked");
+    auto ins = w.exec_params(
+        "INSERT INTO node_heartbeats (node_id, state) VALUES ($1::uuid, $2::jsonb) RETURNING id",
+        node_id, state.dump());
+    // Keep the newest kHeartbeatHistory rows of this node.
+    (void)ins;
+    w.exec_params(
+        "DELETE FROM node_heartbeats WHERE node_id = $1::uuid AND id < (SELECT min(k.id) FROM "
+        "(SELECT id FROM node_heartbeats WHERE node_id = $1::uuid ORDER BY id DESC LIMIT $2) k)",
+        node_id, kHeartbeatHistory);
+    return json{{"desired_state_version", v[0][0].as<long long>()},
+                {"server_time", v[0][1].as<std::string>()}};
+  });
+  if (!r) return to_response(r.error());
+  return json_response(200, *r);
+}
+
+HttpResponse get_desired_state(Ctx& ctx) {
+  std::int64_t after = -1;
+  std::int64_t wait = 0;
+  for (const auto& [k, v] : ctx.query) {
+    std::int64_t n = 0;
+    if (k == "after") {
+      if (!parse_int64(v, n) || n < 0)
+        return error_response(400, "invalid_request", "after must be a non-negative integer");
+      after = n;
+    } else if (k == "wait") {
+      if (!parse_int64(v, n) || n < 0 || n > kMaxWaitSeconds)
+        return error_response(400, "invalid_request", "wait must be 0..30 seconds");
+      wait = n;
+    } else {
+      return error_response(400, "invalid_request", "unknown query parameter");
+    }
+  }
+  const std::string node_id = ctx.node->node_id;
+  auto r = ctx.db.with_connection<json>([&](pqxx::connection& c) -> Result<json> {
+    pqxx::read_transaction t(c);
+    auto v = t.exec_params("SELECT desired_state_version FROM nodes WHERE id = $1::uuid", node_id);
+    if (v.empty()) return http_fail(403, "node_revoked", "this node has been revoked");
+    json roles = json::array();
+    for (const auto& row : t.exec_params(
+             "SELECT a.role, o.slug FROM node_role_assignments a LEFT JOIN organizations o "
+             "ON o.id = a.org_id WHERE a.node_id = $1::uuid ORDER BY a.role, o.slug NULLS FIRST",
+             node_id))
+      roles.push_back({{"role", row[0].as<std::string>()},
+                       {"org", row[1].is_null() ? json(nullptr) : json(row[1].as<std::string>())}});
+    json workloads = json::array();
+    for (const auto& row : t.exec_params(
+             "SELECT name, kind, spec::text, version FROM node_workloads WHERE node_id = $1::uuid "
+             "ORDER BY name",
+             node_id))
+      workloads.push_back({{"name", row[0].as<std::string>()},
+                           {"kind", row[1].as<std::string>()},
+                           {"spec", json::parse(row[2].as<std::string>(), nullptr, false)},
+                           {"version", row[3].as<long long>()}});
+    return json{{"version", v[0][0].as<long long>()}, {"roles", roles}, {"workloads", workloads}};
+  });
+  if (!r) return to_response(r.error());
+  HttpResponse res = json_response(200, *r);
+  if (wait > 0 && (*r)["version"].get<long long>() <= after)
+    res.long_poll = std::chrono::seconds(wait);
+  return res;
+}
+
+HttpResponse post_renew(Ctx& ctx) {
+  if (ctx.req.body.find_first_not_of(" \t\r\n") != std::string::npos) {
+    auto body = parse_object(ctx.req.body);
+    if (!body) return body.error();
+    if (auto bad = reject_unknown_fields(*body, {})) return *bad;
+  }
+  if (ctx.opts.master_key.size() != kMasterKeyBytes)
+    return error_response(503, "master_key_unavailable", "the master key is not configured");
+  const NodeCaller node = *ctx.node;
+  FnRandom rng(ctx.random_bytes);
+  auto r = ctx.db.with_transaction<json>([&](pqxx::work& w) -> Result<json> {
+    auto n = w.exec_params(
+        "SELECT n.public_key, ca.cert_pem FROM nodes n JOIN cluster_cas ca ON "
+        "ca.cluster_id = n.cluster_id WHERE n.id = $1::uuid AND n.status = 'active' FOR UPDATE OF "
+        "n",
+        node.node_id);
+    if (n.empty()) return http_fail(403, "node_revoked", "this node has been revoked");
+    auto cert =
+        issue_and_record_node_certificate(w, ctx.opts.master_key, node.cluster_id, node.node_id,
+                                          n[0][0].as<std::string>(), ctx.opts.node_cert_ttl, rng);
+    if (!cert) {
+      if (cert.error().code == "unseal_failed" || cert.error().code == "no_master_key")
+        return http_fail(503, "master_key_unavailable", "the cluster CA key is unavailable");
+      return tl::unexpected(cert.error());
+    }
+    audit(w, AuditEvent{.actor_node_id = node.node_id,
+                        .cluster_id = node.cluster_id,
+                        .action = "node.certificate_renewed",
+                        .target = "node:" + node.node_id,
+                        .details = json{{"serial", std::to_string(cert->serial)},
+                                        {"previous_serial", std::to_string(node.serial)}}});
+    auto na = w.exec_params(
+        "SELECT " RAP_TS("to_timestamp($1)"),
+        static_cast<long long>(std::chrono::system_clock::to_time_t(cert->not_after)));
+    return json{{"node_id", node.node_id},
+                {"certificate_pem", cert->cert_pem},
+                {"ca_pem", n[0][1].as<std::string>()},
+                {"serial", std::to_string(cert->serial)},
+                {"not_after", na[0][0].as<std::string>()}};
+  });
+  if (!r) return to_response(r.error());
+  return json_response(201, *r);
+}
+
+}  // namespace
+
+Step<NodeCaller> authenticate_node(Db& db, const HttpRequest& req) {
+  if (req.client_cert_pem.empty())
+    return tl::unexpected(error_response(401, "client_certificate_required",
+                                         "a node client certificate is required"));
+  auto id = crypto::identity_from_pem(req.client_cert_pem);
+  const auto untrusted = [] {
+    return tl::unexpected(error_response(401, "invalid_client_certificate",
+                                         "client certificate is not a valid node certificate"));
+  };
+  if (!id || !valid_uuid(id->cluster_id) || !valid_uuid(id->node_id) || id->serial == 0 ||
+      id->serial > static_cast<std::uint64_t>(INT64_MAX))
+    return untrusted();
+  struct Row {
+    std::string ca_pem, node_id, cluster_id, node_status, public_key;
+    bool cert_revoked = false;
+  };
+  auto r = db.with_connection<std::optional<Row>>(
+      [&](pqxx::connection& c) -> Result<std::optional<Row>> {
+        pqxx::read_transaction t(c);
+        auto rows = t.exec_params(
+            "SELECT ca.cert_pem, n.id, n.cluster_id, n.status, n.public_key, "
+            "cert.revoked_at IS NOT NULL FROM node_certificates cert "
+            "JOIN nodes n ON n.id = cert.node_id "
+            "JOIN cluster_cas ca ON ca.cluster_id = n.cluster_id WHERE cert.serial = $1",
+            static_cast<long long>(id->serial));
+        if (rows.empty()) return std::optional<Row>();
+        return std::optional<Row>(Row{rows[0][0].as<std::string>(), rows[0][1].as<std::string>(),
+                                      rows[0][2].as<std::string>(), rows[0][3].as<std::string>(),
+                                      rows[0][4].as<std::string>(), rows[0][5].as<bool>()});
+      });
+  if (!r) return tl::unexpected(from_error(r.error()));
+  if (!*r) return untrusted();
+  const Row& row = **r;
+  // Chain first, so that a forged certificate learns nothing about the real one's state.
+  if (auto v = verify_node_certificate(row.ca_pem, req.client_cert_pem); !v) return untrusted();
+  if (row.node_id != id->node_id || row.cluster_id != id->cluster_id ||
+      row.public_key != to_hex(id->public_key))
+    return untrusted();
+  if (row.node_status != "active")
+    return tl::unexpected(error_response(403, "node_revoked", "this node has been revoked"));
+  if (row.cert_revoked)
+    return tl::unexpected(
+        error_response(403, "certificate_revoked", "this certificate has been revoked"));
+  return NodeCaller{row.node_id, row.cluster_id, static_cast<std::int64_t>(id->serial)};
+}
+
+void register_node_routes(Router& r) {
+  r.add("POST", "/api/v1/enroll", Auth::kNone, post_enroll);
+  r.add("GET", "/api/v1/enroll/{request_id}", Auth::kNone, get_enroll);
+  r.add("POST", "/api/v1/node/heartbeat", Auth::kNode, post_heartbeat);
+  r.add("GET", "/api/v1/node/desired-state", Auth::kNode, get_desired_state);
+  r.add("POST", "/api/v1/node/renew", Auth::kNode, post_renew);
+}
+
+}  // namespace rap::control::detail

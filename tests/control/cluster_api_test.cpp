@@ -1,0 +1,674 @@
+// End-to-end: clusters, join tokens, node enrollment, node certificates (mTLS), heartbeats and
+// desired state, against the real rap-control binary and a fixture PostgreSQL, driven by curl
+// (node requests use `curl --cert --key` with certificates the control plane issued).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "control_process.h"
+#include "rap/crypto/certs.h"
+#include "rap/crypto/keys.h"
+#include "rap/testing/gtest_support.h"
+#include "rap/testing/temp_dir.h"
+
+using json = nlohmann::json;
+using rap::testing::TempDir;
+using namespace rap::testing::control;
+
+namespace {
+
+std::string hex(std::span<const std::uint8_t> b) {
+  static constexpr char kD[] = "0123456789abcdef";
+  std::string out;
+  for (auto c : b) {
+    out.push_back(kD[c >> 4]);
+    out.push_back(kD[c & 15]);
+  }
+  return out;
+}
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void write_file(const std::filesystem::path& p, const std::string& data) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f << data;
+}
+
+void step_up(const ControlProcess& c, const std::string& token, const std::string& pw) {
+  auto r = c.call("POST", "/api/v1/auth/step-up", json{{"password", pw}}.dump(), token);
+  EXPECT_EQ(r.status, 200) << r;
+}
+
+// A simulated node: its own Ed25519 key, and (once approved) its certificate on disk for curl.
+struct TestNode {
+  rap::crypto::Ed25519Key key;
+  std::string pub;
+  std::filesystem::path cert_path;
+  std::filesystem::path key_path;
+
+  static TestNode make(const std::filesystem::path& dir, const std::string& name) {
+    auto k = rap::crypto::Ed25519Key::generate();
+    EXPECT_TRUE(k.has_value());
+    TestNode n{*k, hex(k->public_key()), dir / (name + ".crt"), dir / (name + ".key")};
+    write_file(n.key_path, n.key.private_pem());
+    return n;
+  }
+
+  json enroll_body(const std::string& cluster, const std::string& token,
+                   json caps = json::array({"can_route_mesh", "can_run_tcp_exit"})) const {
+    return json{{"cluster", cluster},
+                {"join_token", token},
+                {"public_key", pub},
+                {"facts",
+                 {{"hostname", "node-" + pub.substr(0, 6)},
+                  {"os", "linux"},
+                  {"arch", "x86_64"},
+                  {"cpus", 4},
+                  {"memory_mb", 8192},
+                  {"addresses", {"10.0.0.1"}}}},
+                {"capabilities", caps}};
+  }
+
+  // Poll headers: a signature over "rap-enroll-poll:<id>:<time>".
+  std::vector<std::string> proof(const std::string& request_id, std::int64_t t) const {
+    const std::string msg = "rap-enroll-poll:" + request_id + ":" + std::to_string(t);
+    auto sig = key.sign(std::span(reinterpret_cast<const std::uint8_t*>(msg.data()), msg.size()));
+    return {"-H", "X-RAP-Time: " + std::to_string(t), "-H", "X-RAP-Proof: " + hex(sig)};
+  }
+
+  Reply poll(const ControlProcess& c, const std::string& request_id) const {
+    return c.call("GET", "/api/v1/enroll/" + request_id, "", "", proof(request_id, unix_now()));
+  }
+
+  // An mTLS request with this node's certificate.
+  Reply call(const ControlProcess& c, const std::string& method, const std::string& path,
+             const std::string& body = "") const {
+    return c.call(method, path, body, "",
+                  {"--cert", cert_path.string(), "--key", key_path.string()});
+  }
+};
+
+json heartbeat_body(const std::string& version = "0.1.0") {
+  return json{{"version", version},
+              {"capabilities", {"can_route_mesh"}},
+              {"load",
+               {{"cpu_permille", 120},
+                {"memory_kib", 204800},
+                {"net_rx_bps", 1000},
+                {"net_tx_bps", 2000},
+                {"open_sessions", 3},
+                {"fds", 40}}},
+              {"workloads", {{{"name", "relay"}, {"state", "running"}}}},
+              {"applied_config_versions", {{"policy", 7}}},
+              {"partition_state", "none"}};
+}
+
+class ClusterApiTest : public ControlApiTest {
+ protected:
+  // Starts rap-control on a fresh database, completes setup, steps the owner session up.
+  void start(const std::string& name) {
+    auto db = pg_->create_database(name);
+    ASSERT_TRUE(db.has_value()) << db.error().message;
+    dbname_ = name;
+    conninfo_ = *db;
+    auto c = ControlProcess::start(*db, name);
+    ASSERT_TRUE(c.has_value()) << c.error().message;
+    c_ = std::move(*c);
+    owner_ = setup_owner(*c_, "owner@example.com", kOwnerPw);
+    ASSERT_FALSE(owner_.empty());
+    step_up(*c_, owner_, kOwnerPw);
+    auto d = TempDir::create("rap-cluster-test-");
+    ASSERT_TRUE(d.has_value());
+    dir_.emplace(std::move(*d));
+  }
+
+  Reply owner(const std::string& method, const std::string& path, const std::string& body = "") {
+    return c_->call(method, path, body, owner_);
+  }
+
+  std::string make_cluster(const std::string& slug) {
+    auto r = owner("POST", "/api/v1/clusters", json{{"slug", slug}, {"name", slug}}.dump());
+    EXPECT_EQ(r.status, 201) << r;
+    return r.j["cluster"]["id"].is_string() ? r.j["cluster"]["id"].get<std::string>() : "";
+  }
+
+  // Returns (token id, raw token).
+  std::pair<std::string, std::string> make_token(const std::string& cluster, int max_uses,
+                                                 int ttl = 3600) {
+    auto r =
+        owner("POST", "/api/v1/clusters/" + cluster + "/join-tokens",
+              json{{"ttl_seconds", ttl}, {"max_uses", max_uses}, {"description", "test"}}.dump());
+    EXPECT_EQ(r.status, 201) << r;
+    if (r.status != 201) return {};
+    return {r.j["join_token"]["id"].get<std::string>(), r.j["token"].get<std::string>()};
+  }
+
+  // Enrolls, approves and stores the node's certificate; returns the node id.
+  std::string enroll_and_approve(TestNode& n, const std::string& cluster,
+                                 const std::string& token) {
+    auto e = c_->call("POST", "/api/v1/enroll", n.enroll_body(cluster, token).dump());
+    EXPECT_EQ(e.status, 202) << e;
+    const std::string rid = e.j.value("request_id", "");
+    auto a = owner("POST", "/api/v1/clusters/" + cluster + "/join-requests/" + rid + "/approve");
+    EXPECT_EQ(a.status, 200) << a;
+    auto p = n.poll(*c_, rid);
+    EXPECT_EQ(p.status, 200) << p;
+    EXPECT_EQ(p.j.value("status", ""), "approved") << p;
+    write_file(n.cert_path, p.j.value("certificate_pem", ""));
+    return p.j.value("node_id", "");
+  }
+
+  std::unique_ptr<ControlProcess> c_;
+  std::string dbname_;
+  std::string conninfo_;
+  std::string owner_;
+  std::optional<TempDir> dir_;
+};
+
+TEST_F(ClusterApiTest, EnrollApproveHeartbeatDesiredStateRevoke) {
+  start("cluster_flow");
+  const std::string cluster_id = make_cluster("edge");
+  ASSERT_FALSE(cluster_id.empty());
+  {
+    auto r = owner("GET", "/api/v1/clusters");
+    ASSERT_EQ(r.status, 200) << r;
+    ASSERT_EQ(r.j["clusters"].size(), 1u);
+    EXPECT_EQ(r.j["clusters"][0]["slug"], "edge");
+    auto g = owner("GET", "/api/v1/clusters/edge");
+    ASSERT_EQ(g.status, 200) << g;
+    EXPECT_NE(g.j["cluster"]["ca_pem"].get<std::string>().find("BEGIN CERTIFICATE"),
+              std::string::npos);
+    EXPECT_EQ(owner("POST", "/api/v1/clusters", json{{"slug", "edge"}, {"name", "x"}}.dump())
+                  .error_code(),
+              "slug_taken");
+  }
+  auto [token_id, token] = make_token("edge", 2);
+  ASSERT_EQ(token.size(), 64u);
+  {
+    auto l = owner("GET", "/api/v1/clusters/edge/join-tokens");
+    ASSERT_EQ(l.status, 200) << l;
+    ASSERT_EQ(l.j["join_tokens"].size(), 1u);
+    EXPECT_EQ(l.j["join_tokens"][0]["state"], "active");
+    EXPECT_EQ(l.body.find(token), std::string::npos) << "raw token must not be listed";
+  }
+
+  TestNode n = TestNode::make(dir_->path(), "n1");
+  auto e = c_->call("POST", "/api/v1/enroll", n.enroll_body("edge", token).dump());
+  ASSERT_EQ(e.status, 202) << e;
+  EXPECT_EQ(e.j["status"], "pending");
+  const std::string rid = e.j["request_id"].get<std::string>();
+  // Replay: same request, no use consumed.
+  {
+    auto again = c_->call("POST", "/api/v1/enroll", n.enroll_body("edge", token).dump());
+    ASSERT_EQ(again.status, 202) << again;
+    EXPECT_EQ(again.j["request_id"], rid);
+    EXPECT_EQ(again.j["replayed"], true);
+    auto l = owner("GET", "/api/v1/clusters/edge/join-tokens");
+    EXPECT_EQ(l.j["join_tokens"][0]["uses"], 1);
+  }
+  {
+    auto p = n.poll(*c_, rid);
+    ASSERT_EQ(p.status, 200) << p;
+    EXPECT_EQ(p.j["status"], "pending");
+    EXPECT_FALSE(p.j.contains("certificate_pem"));
+    auto l = owner("GET", "/api/v1/clusters/edge/join-requests?status=pending");
+    ASSERT_EQ(l.status, 200) << l;
+    ASSERT_EQ(l.j["join_requests"].size(), 1u);
+    EXPECT_EQ(l.j["join_requests"][0]["public_key"], n.pub);
+    EXPECT_EQ(l.j["join_requests"][0]["capabilities"],
+              json::array({"can_route_mesh", "can_run_tcp_exit"}));
+  }
+  // Unsigned, badly signed, stale and foreign-key proofs.
+  {
+    auto r = c_->call("GET", "/api/v1/enroll/" + rid);
+    EXPECT_EQ(r.status, 401) << r;
+    EXPECT_EQ(r.error_code(), "proof_required");
+    auto h = n.proof(rid, unix_now());
+    h[3] = "X-RAP-Proof: " + std::string(128, '0');
+    auto bad = c_->call("GET", "/api/v1/enroll/" + rid, "", "", h);
+    EXPECT_EQ(bad.status, 401) << bad;
+    EXPECT_EQ(bad.error_code(), "invalid_proof");
+    auto stale = c_->call("GET", "/api/v1/enroll/" + rid, "", "", n.proof(rid, unix_now() - 1000));
+    EXPECT_EQ(stale.status, 401) << stale;
+    EXPECT_EQ(stale.error_code(), "stale_proof");
+    TestNode other = TestNode::make(dir_->path(), "other");
+    auto foreign = other.poll(*c_, rid);
+    EXPECT_EQ(foreign.status, 401) << foreign;
+    EXPECT_EQ(foreign.error_code(), "invalid_proof");
+    auto unknown = n.poll(*c_, "00000000-0000-0000-0000-000000000000");
+    EXPECT_EQ(unknown.status, 404) << unknown;
+  }
+  // Approve: the node certificate arrives on the next poll.
+  {
+    auto a = owner("POST", "/api/v1/clusters/edge/join-requests/" + rid + "/approve",
+                   json{{"name", "edge-1"}}.dump());
+    ASSERT_EQ(a.status, 200) << a;
+    EXPECT_EQ(a.j["join_request"]["status"], "approved");
+    auto again = owner("POST", "/api/v1/clusters/edge/join-requests/" + rid + "/approve");
+    EXPECT_EQ(again.status, 409) << again;
+    EXPECT_EQ(again.error_code(), "join_request_not_pending");
+  }
+  auto p = n.poll(*c_, rid);
+  ASSERT_EQ(p.status, 200) << p;
+  ASSERT_EQ(p.j["status"], "approved") << p;
+  const std::string node_id = p.j["node_id"].get<std::string>();
+  const std::string cert_pem = p.j["certificate_pem"].get<std::string>();
+  {
+    RAP_ASSIGN_OR_FAIL(auto id, rap::crypto::identity_from_pem(cert_pem));
+    EXPECT_EQ(id.cluster_id, cluster_id);
+    EXPECT_EQ(id.node_id, node_id);
+    EXPECT_EQ(hex(id.public_key), n.pub);
+    EXPECT_EQ(std::to_string(id.serial), p.j["serial"].get<std::string>());
+    // Chain: openssl verify against the cluster CA.
+    write_file(dir_->path() / "ca.pem", p.j["ca_pem"].get<std::string>());
+    write_file(n.cert_path, cert_pem);
+    auto v = rap::testing::run_command(
+        {"openssl", "verify", "-CAfile", (dir_->path() / "ca.pem").string(), n.cert_path.string()},
+        run_options(10));
+    EXPECT_TRUE(v.ok()) << v.output;
+  }
+
+  // Node API over mTLS.
+  {
+    auto no_cert = c_->call("POST", "/api/v1/node/heartbeat", heartbeat_body().dump());
+    EXPECT_EQ(no_cert.status, 401) << no_cert;
+    EXPECT_EQ(no_cert.error_code(), "client_certificate_required");
+    auto hb = n.call(*c_, "POST", "/api/v1/node/heartbeat", heartbeat_body().dump());
+    ASSERT_EQ(hb.status, 200) << hb;
+    EXPECT_EQ(hb.j["desired_state_version"], 1);
+    EXPECT_TRUE(hb.j["server_time"].is_string());
+    json bad = heartbeat_body();
+    bad["extra"] = 1;
+    EXPECT_EQ(n.call(*c_, "POST", "/api/v1/node/heartbeat", bad.dump()).status, 400);
+    bad = heartbeat_body();
+    bad["load"]["cpu_permille"] = "high";
+    EXPECT_EQ(n.call(*c_, "POST", "/api/v1/node/heartbeat", bad.dump()).status, 400);
+    bad = heartbeat_body();
+    bad["capabilities"] = {"can_fly"};
+    EXPECT_EQ(n.call(*c_, "POST", "/api/v1/node/heartbeat", bad.dump()).error_code(),
+              "unknown_capability");
+    EXPECT_EQ(n.call(*c_, "POST", "/api/v1/node/heartbeat", "{nope").error_code(),
+              "malformed_json");
+
+    auto node = owner("GET", "/api/v1/clusters/edge/nodes/" + node_id);
+    ASSERT_EQ(node.status, 200) << node;
+    EXPECT_EQ(node.j["node"]["name"], "edge-1");
+    EXPECT_EQ(node.j["node"]["health"], "online");
+    EXPECT_EQ(node.j["node"]["agent_version"], "0.1.0");
+    EXPECT_EQ(node.j["node"]["last_state"]["load"]["open_sessions"], 3);
+    auto hbs = owner("GET", "/api/v1/clusters/edge/nodes/" + node_id + "/heartbeats");
+    ASSERT_EQ(hbs.status, 200) << hbs;
+    EXPECT_EQ(hbs.j["heartbeats"].size(), 1u);
+    // The history keeps the newest 100 per node: 104 more heartbeats over one keep-alive
+    // connection (curl sends the same body to every URL).
+    std::vector<std::string> argv = {"curl",
+                                     "-sS",
+                                     "-k",
+                                     "--tlsv1.3",
+                                     "--cert",
+                                     n.cert_path.string(),
+                                     "--key",
+                                     n.key_path.string(),
+                                     "-w",
+                                     "\n%{http_code}\n",
+                                     "-H",
+                                     "Content-Type: application/json",
+                                     "--data-binary",
+                                     heartbeat_body("0.1.1").dump()};
+    for (int i = 0; i < 104; ++i)
+      argv.push_back("https://127.0.0.1:" + std::to_string(c_->port()) + "/api/v1/node/heartbeat");
+    const auto t0 = std::chrono::steady_clock::now();
+    auto burst = rap::testing::run_command(argv, run_options(60));
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    ASSERT_TRUE(burst.ok()) << burst.output;
+    int ok = 0;
+    for (std::size_t pos = 0; (pos = burst.output.find("\n200\n", pos)) != std::string::npos; ++pos)
+      ++ok;
+    EXPECT_EQ(ok, 104);
+    std::cout << "[ perf ] 104 sequential mTLS heartbeats (one connection) in " << ms << " ms"
+              << std::endl;
+    auto bounded = owner("GET", "/api/v1/clusters/edge/nodes/" + node_id + "/heartbeats");
+    ASSERT_EQ(bounded.status, 200) << bounded;
+    EXPECT_EQ(bounded.j["heartbeats"].size(), 100u);
+    EXPECT_EQ(bounded.j["heartbeats"][0]["state"]["version"], "0.1.1");
+    {
+      pqxx::connection conn(pg_->conninfo(dbname_));
+      pqxx::read_transaction t(conn);
+      EXPECT_EQ(t.exec("SELECT count(*) FROM node_heartbeats")[0][0].as<int>(), 100);
+    }
+    auto list = owner("GET", "/api/v1/clusters/edge/nodes");
+    ASSERT_EQ(list.status, 200) << list;
+    EXPECT_EQ(list.j["nodes"].size(), 1u);
+  }
+
+  // Desired state: immediate read, then a long poll woken by a role change.
+  {
+    auto ds = n.call(*c_, "GET", "/api/v1/node/desired-state");
+    ASSERT_EQ(ds.status, 200) << ds;
+    const long long v0 = ds.j["version"].get<long long>();
+    EXPECT_EQ(ds.j["roles"], json::array());
+    std::thread changer([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      auto r = c_->call(
+          "PUT", "/api/v1/clusters/edge/nodes/" + node_id + "/roles",
+          json{{"roles", {{{"role", "relay-node"}}, {{"role", "entry-node"}}}}}.dump(), owner_);
+      EXPECT_EQ(r.status, 200) << r;
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    auto lp =
+        n.call(*c_, "GET", "/api/v1/node/desired-state?after=" + std::to_string(v0) + "&wait=20");
+    const auto waited = std::chrono::steady_clock::now() - t0;
+    changer.join();
+    ASSERT_EQ(lp.status, 200) << lp;
+    EXPECT_GT(lp.j["version"].get<long long>(), v0);
+    EXPECT_EQ(lp.j["roles"].size(), 2u);
+    EXPECT_GE(waited, std::chrono::milliseconds(1000));
+    EXPECT_LT(waited, std::chrono::seconds(10));
+    // A long poll with nothing new returns the unchanged state after `wait`.
+    const long long v1 = lp.j["version"].get<long long>();
+    auto idle =
+        n.call(*c_, "GET", "/api/v1/node/desired-state?after=" + std::to_string(v1) + "&wait=1");
+    ASSERT_EQ(idle.status, 200) << idle;
+    EXPECT_EQ(idle.j["version"].get<long long>(), v1);
+    EXPECT_EQ(n.call(*c_, "GET", "/api/v1/node/desired-state?wait=99").status, 400);
+    EXPECT_EQ(owner("PUT", "/api/v1/clusters/edge/nodes/" + node_id + "/roles",
+                    json{{"roles", {{{"role", "superuser"}}}}}.dump())
+                  .error_code(),
+              "unknown_role");
+    auto wl =
+        owner("PUT", "/api/v1/clusters/edge/nodes/" + node_id + "/workloads",
+              json{{"workloads",
+                    {{{"name", "relay"}, {"kind", "container"}, {"spec", {{"image", "r:1"}}}}}}}
+                  .dump());
+    ASSERT_EQ(wl.status, 200) << wl;
+    auto ds2 = n.call(*c_, "GET", "/api/v1/node/desired-state?after=" + std::to_string(v1));
+    ASSERT_EQ(ds2.status, 200) << ds2;
+    EXPECT_GT(ds2.j["version"].get<long long>(), v1);
+    ASSERT_EQ(ds2.j["workloads"].size(), 1u);
+    EXPECT_EQ(ds2.j["workloads"][0]["spec"]["image"], "r:1");
+  }
+
+  // Renew: a new certificate for the same key; the old one keeps working until expiry.
+  {
+    auto rn = n.call(*c_, "POST", "/api/v1/node/renew");
+    ASSERT_EQ(rn.status, 201) << rn;
+    RAP_ASSIGN_OR_FAIL(auto id2, rap::crypto::identity_from_pem(rn.j["certificate_pem"]));
+    EXPECT_EQ(id2.node_id, node_id);
+    EXPECT_EQ(hex(id2.public_key), n.pub);
+    EXPECT_EQ(n.call(*c_, "POST", "/api/v1/node/heartbeat", heartbeat_body().dump()).status, 200);
+    TestNode renewed = n;
+    renewed.cert_path = dir_->path() / "n1-renewed.crt";
+    write_file(renewed.cert_path, rn.j["certificate_pem"].get<std::string>());
+    EXPECT_EQ(renewed.call(*c_, "POST", "/api/v1/node/heartbeat", heartbeat_body().dump()).status,
+              200);
+  }
+
+  // A certificate for this node's identity signed by another CA is refused.
+  {
+    RAP_ASSIGN_OR_FAIL(auto fake_ca, rap::crypto::Ed25519Key::generate());
+    const auto now = std::chrono::system_clock::now();
+    rap::crypto::Validity val{now - std::chrono::hours(1), now + std::chrono::hours(1)};
+    RAP_ASSIGN_OR_FAIL(auto ca_pem, rap::crypto::make_ca_certificate(fake_ca, cluster_id, val));
+    RAP_ASSIGN_OR_FAIL(auto id, rap::crypto::identity_from_pem(cert_pem));
+    RAP_ASSIGN_OR_FAIL(auto forged,
+                       rap::crypto::issue_node_certificate(fake_ca, ca_pem, n.key.public_key(),
+                                                           cluster_id, node_id, id.serial, val));
+    TestNode f = n;
+    f.cert_path = dir_->path() / "forged.crt";
+    write_file(f.cert_path, forged);
+    auto r = f.call(*c_, "POST", "/api/v1/node/heartbeat", heartbeat_body().dump());
+    EXPECT_EQ(r.status, 401) << r;
+    EXPECT_EQ(r.error_code(), "invalid_client_certificate");
+  }
+
+  // Revoke: every mTLS request of the node now gets 403 node_revoked.
+  {
+    auto rv = owner("POST", "/api/v1/clusters/edge/nodes/" + node_id + "/revoke",
+                    json{{"reason", "decommissioned"}}.dump());
+    ASSERT_EQ(rv.status, 200) << rv;
+    EXPECT_EQ(rv.j["node"]["status"], "revoked");
+    EXPECT_EQ(rv.j["revoked_certificates"].size(), 2u);
+    auto hb = n.call(*c_, "POST", "/api/v1/node/heartbeat", heartbeat_body().dump());
+    EXPECT_EQ(hb.status, 403) << hb;
+    EXPECT_EQ(hb.error_code(), "node_revoked");
+    EXPECT_EQ(n.call(*c_, "GET", "/api/v1/node/desired-state").error_code(), "node_revoked");
+    EXPECT_EQ(owner("POST", "/api/v1/clusters/edge/nodes/" + node_id + "/revoke").status, 409);
+  }
+
+  // Audit: mutations carry the cluster, heartbeats are not audited, the chain verifies.
+  {
+    auto a = owner("GET", "/api/v1/audit?limit=1000");
+    ASSERT_EQ(a.status, 200) << a;
+    std::set<std::string> actions;
+    for (const auto& ev : a.j["events"]) actions.insert(ev["action"].get<std::string>());
+    for (const char* want :
+         {"cluster.created", "cluster.join_token_created", "node.join_requested",
+          "node.join_request_approved", "node.certificate_issued", "node.roles_set",
+          "node.workloads_set", "node.certificate_renewed", "node.revoked"})
+      EXPECT_TRUE(actions.contains(want)) << want;
+    EXPECT_FALSE(actions.contains("node.heartbeat"));
+    auto v = owner("GET", "/api/v1/audit/verify");
+    EXPECT_EQ(v.j["ok"], true) << v;
+  }
+}
+
+TEST_F(ClusterApiTest, NegativeCasesTokensAndTenants) {
+  start("cluster_neg");
+  make_cluster("core");
+  auto [tid, token] = make_token("core", 1);
+  TestNode n = TestNode::make(dir_->path(), "n");
+
+  // Malformed enrollment input.
+  {
+    auto r = c_->call("POST", "/api/v1/enroll", "{\"cluster\":");
+    EXPECT_EQ(r.error_code(), "malformed_json") << r;
+    json b = n.enroll_body("core", token);
+    b["public_key"] = 42;
+    EXPECT_EQ(c_->call("POST", "/api/v1/enroll", b.dump()).status, 400);
+    b = n.enroll_body("core", token);
+    b["public_key"] = "abcd";
+    EXPECT_EQ(c_->call("POST", "/api/v1/enroll", b.dump()).error_code(), "invalid_public_key");
+    b = n.enroll_body("core", token, {"can_fly"});
+    EXPECT_EQ(c_->call("POST", "/api/v1/enroll", b.dump()).error_code(), "unknown_capability");
+    b = n.enroll_body("core", token);
+    b["facts"]["cpus"] = "four";
+    EXPECT_EQ(c_->call("POST", "/api/v1/enroll", b.dump()).status, 400);
+    b = n.enroll_body("core", token);
+    b["role"] = "admin";
+    EXPECT_EQ(c_->call("POST", "/api/v1/enroll", b.dump()).status, 400);
+    b = n.enroll_body("core", std::string(64, 'a'));
+    auto bad_tok = c_->call("POST", "/api/v1/enroll", b.dump());
+    EXPECT_EQ(bad_tok.status, 401) << bad_tok;
+    EXPECT_EQ(bad_tok.error_code(), "invalid_join_token");
+    b = n.enroll_body("elsewhere", token);
+    EXPECT_EQ(c_->call("POST", "/api/v1/enroll", b.dump()).error_code(), "invalid_join_token");
+  }
+  // Token validation on creation.
+  {
+    auto mk = [&](const json& body) {
+      return owner("POST", "/api/v1/clusters/core/join-tokens", body.dump());
+    };
+    EXPECT_EQ(mk({{"ttl_seconds", 10}, {"max_uses", 1}}).error_code(), "invalid_ttl");
+    EXPECT_EQ(mk({{"ttl_seconds", 3600}, {"max_uses", 0}}).error_code(), "invalid_max_uses");
+    EXPECT_EQ(mk({{"ttl_seconds", "3600"}, {"max_uses", 1}}).status, 400);
+    EXPECT_EQ(mk({{"ttl_seconds", 3600}, {"max_uses", 1}, {"x", 1}}).status, 400);
+    EXPECT_EQ(owner("POST", "/api/v1/clusters/nope/join-tokens",
+                    json{{"ttl_seconds", 3600}, {"max_uses", 1}}.dump())
+                  .error_code(),
+              "cluster_not_found");
+  }
+  // Used up: the one use goes to n, another key is refused; n's replay still works.
+  {
+    ASSERT_EQ(c_->call("POST", "/api/v1/enroll", n.enroll_body("core", token).dump()).status, 202);
+    TestNode m = TestNode::make(dir_->path(), "m");
+    auto r = c_->call("POST", "/api/v1/enroll", m.enroll_body("core", token).dump());
+    EXPECT_EQ(r.status, 403) << r;
+    EXPECT_EQ(r.error_code(), "join_token_exhausted");
+    EXPECT_EQ(c_->call("POST", "/api/v1/enroll", n.enroll_body("core", token).dump()).status, 202);
+  }
+  // Revoked.
+  {
+    auto [rid, rtok] = make_token("core", 5);
+    auto rv = owner("POST", "/api/v1/clusters/core/join-tokens/" + rid + "/revoke");
+    ASSERT_EQ(rv.status, 200) << rv;
+    EXPECT_EQ(rv.j["join_token"]["state"], "revoked");
+    EXPECT_EQ(owner("POST", "/api/v1/clusters/core/join-tokens/" + rid + "/revoke").status, 409);
+    TestNode m = TestNode::make(dir_->path(), "m2");
+    auto r = c_->call("POST", "/api/v1/enroll", m.enroll_body("core", rtok).dump());
+    EXPECT_EQ(r.status, 403) << r;
+    EXPECT_EQ(r.error_code(), "join_token_revoked");
+  }
+  // Expired (a 60 s token cannot be waited out here: age it in the database).
+  {
+    auto [eid, etok] = make_token("core", 5, 60);
+    auto aged = pg_->exec(
+        "UPDATE join_tokens SET expires_at = now() - interval '1 second' WHERE id = '" + eid + "'",
+        dbname_);
+    ASSERT_TRUE(aged.has_value()) << aged.error().message;
+    TestNode m = TestNode::make(dir_->path(), "m3");
+    auto r = c_->call("POST", "/api/v1/enroll", m.enroll_body("core", etok).dump());
+    EXPECT_EQ(r.status, 403) << r;
+    EXPECT_EQ(r.error_code(), "join_token_expired");
+  }
+  // Denied enrollments are audited.
+  {
+    auto a = owner("GET", "/api/v1/audit?limit=1000");
+    ASSERT_EQ(a.status, 200) << a;
+    int denied = 0;
+    for (const auto& ev : a.j["events"])
+      if (ev["action"] == "node.join_requested" && ev["details"].contains("reason")) ++denied;
+    EXPECT_GE(denied, 4);
+  }
+  // A second instance with another master key cannot use the cluster CA: 503, nothing changes.
+  {
+    auto other = ControlProcess::start(conninfo_, "cluster_neg_other_key");
+    ASSERT_TRUE(other.has_value()) << other.error().message;
+    const std::string tok = login(**other, "owner@example.com", kOwnerPw);
+    step_up(**other, tok, kOwnerPw);
+    auto l = owner("GET", "/api/v1/clusters/core/join-requests?status=pending");
+    ASSERT_EQ(l.j["join_requests"].size(), 1u) << l;
+    const std::string rid = l.j["join_requests"][0]["id"].get<std::string>();
+    auto a =
+        (*other)->call("POST", "/api/v1/clusters/core/join-requests/" + rid + "/approve", "", tok);
+    EXPECT_EQ(a.status, 503) << a;
+    EXPECT_EQ(a.error_code(), "master_key_mismatch");
+    auto still = owner("GET", "/api/v1/clusters/core/join-requests?status=pending");
+    EXPECT_EQ(still.j["join_requests"].size(), 1u) << still;
+  }
+  // Reject flow.
+  {
+    auto l = owner("GET", "/api/v1/clusters/core/join-requests?status=pending");
+    ASSERT_EQ(l.j["join_requests"].size(), 1u) << l;
+    const std::string rid = l.j["join_requests"][0]["id"].get<std::string>();
+    EXPECT_EQ(owner("GET", "/api/v1/clusters/core/join-requests?status=bogus").status, 400);
+    auto rj = owner("POST", "/api/v1/clusters/core/join-requests/" + rid + "/reject",
+                    json{{"reason", "unknown host"}}.dump());
+    ASSERT_EQ(rj.status, 200) << rj;
+    auto p = n.poll(*c_, rid);
+    ASSERT_EQ(p.status, 200) << p;
+    EXPECT_EQ(p.j["status"], "rejected");
+    EXPECT_EQ(p.j["reason"], "unknown host");
+  }
+
+  // Tenants (an org admin) see none of it: 404 everywhere, audited as denied.
+  {
+    step_up(*c_, owner_, kOwnerPw);
+    ASSERT_EQ(owner("POST", "/api/v1/orgs", json{{"slug", "acme"}, {"name", "Acme"}}.dump()).status,
+              201);
+    ASSERT_EQ(owner("POST", "/api/v1/users",
+                    json{{"email", "admin@acme.test"}, {"password", kAdminPw}}.dump())
+                  .status,
+              201);
+    ASSERT_EQ(owner("POST", "/api/v1/orgs/acme/members",
+                    json{{"email", "admin@acme.test"}, {"role", "org_admin"}}.dump())
+                  .status,
+              201);
+    const std::string tenant = login(*c_, "admin@acme.test", kAdminPw);
+    step_up(*c_, tenant, kAdminPw);
+    const std::string nid = "00000000-0000-0000-0000-000000000001";
+    const std::vector<std::pair<std::string, std::string>> routes = {
+        {"GET", "/api/v1/clusters"},
+        {"POST", "/api/v1/clusters"},
+        {"GET", "/api/v1/clusters/core"},
+        {"POST", "/api/v1/clusters/core/join-tokens"},
+        {"GET", "/api/v1/clusters/core/join-tokens"},
+        {"POST", "/api/v1/clusters/core/join-tokens/" + tid + "/revoke"},
+        {"GET", "/api/v1/clusters/core/join-requests"},
+        {"POST", "/api/v1/clusters/core/join-requests/" + nid + "/approve"},
+        {"POST", "/api/v1/clusters/core/join-requests/" + nid + "/reject"},
+        {"GET", "/api/v1/clusters/core/nodes"},
+        {"GET", "/api/v1/clusters/core/nodes/" + nid},
+        {"POST", "/api/v1/clusters/core/nodes/" + nid + "/revoke"},
+        {"PUT", "/api/v1/clusters/core/nodes/" + nid + "/roles"},
+        {"PUT", "/api/v1/clusters/core/nodes/" + nid + "/workloads"},
+        {"GET", "/api/v1/clusters/core/nodes/" + nid + "/heartbeats"},
+    };
+    for (const auto& [m, path] : routes) {
+      const std::string body =
+          m == "GET" ? "" : json{{"ttl_seconds", 3600}, {"max_uses", 1}}.dump();
+      auto r = c_->call(m, path, body, tenant);
+      EXPECT_EQ(r.status, 404) << m << " " << path << " " << r;
+      EXPECT_EQ(r.error_code(), "not_found") << r;
+    }
+    auto a = owner("GET", "/api/v1/audit?limit=1000");
+    int denied = 0;
+    for (const auto& ev : a.j["events"])
+      if (ev["details"].value("reason", "") == "not_platform_owner") ++denied;
+    EXPECT_EQ(denied, static_cast<int>(routes.size()));
+    auto l = owner("GET", "/api/v1/clusters/core/join-tokens");
+    EXPECT_EQ(l.j["join_tokens"].size(), 3u) << "tenant must not have created a token";
+  }
+}
+
+TEST_F(ClusterApiTest, ConcurrentEnrollmentsRespectMaxUses) {
+  start("cluster_conc");
+  make_cluster("burst");
+  auto [tid, token] = make_token("burst", 10);
+  constexpr int kNodes = 50;
+  std::vector<TestNode> nodes;
+  for (int i = 0; i < kNodes; ++i)
+    nodes.push_back(TestNode::make(dir_->path(), "c" + std::to_string(i)));
+  std::atomic<int> accepted{0}, exhausted{0}, other{0};
+  std::vector<std::thread> threads;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kNodes; ++i) {
+    threads.emplace_back([&, i] {
+      auto r = c_->call("POST", "/api/v1/enroll", nodes[i].enroll_body("burst", token).dump());
+      if (r.status == 202)
+        ++accepted;
+      else if (r.status == 403 && r.error_code() == "join_token_exhausted")
+        ++exhausted;
+      else
+        ++other;
+    });
+  }
+  for (auto& t : threads) t.join();
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  std::cout << "[ perf ] 50 concurrent enrollments in " << ms << " ms" << std::endl;
+  EXPECT_EQ(accepted.load(), 10);
+  EXPECT_EQ(exhausted.load(), kNodes - 10);
+  EXPECT_EQ(other.load(), 0);
+  auto l = owner("GET", "/api/v1/clusters/burst/join-requests");
+  EXPECT_EQ(l.j["join_requests"].size(), 10u);
+  auto t = owner("GET", "/api/v1/clusters/burst/join-tokens");
+  EXPECT_EQ(t.j["join_tokens"][0]["uses"], 10);
+  EXPECT_EQ(t.j["join_tokens"][0]["state"], "exhausted");
+}
+
+}  // namespace
