@@ -225,7 +225,10 @@ class Agent::Runner {
       const std::string name = w.value("name", std::string());
       const json spec = w.value("spec", json::object());
       auto refuse = [&](const std::string& why) {
-        if (refused != nullptr) refused->push_back(mc_.cluster + "/" + name + ": " + why);
+        if (refused == nullptr) return;
+        std::string line = mc_.cluster;
+        line.append("/").append(name).append(": ").append(why);
+        refused->push_back(std::move(line));
       };
       if (w.value("kind", std::string()) != "native") {
         refuse("kind '" + w.value("kind", std::string()) + "' is not supported by this agent");

@@ -99,9 +99,15 @@ class PosixBackend final : public ProcessBackend {
       const auto eq = kv.find('=');
       if (eq != std::string::npos && env.count(kv.substr(0, eq)) == 0) envs.push_back(kv);
     }
-    for (const auto& [k, v] : env) envs.push_back(k + "=" + v);
+    for (const auto& [k, v] : env) {
+      std::string kv = k;
+      kv.append("=").append(v);
+      envs.push_back(std::move(kv));
+    }
     std::vector<char*> cargv;
     std::vector<char*> cenv;
+    cargv.reserve(argv.size() + 1);
+    cenv.reserve(envs.size() + 1);
     for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
     cargv.push_back(nullptr);
     for (const auto& e : envs) cenv.push_back(const_cast<char*>(e.c_str()));

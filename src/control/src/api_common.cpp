@@ -194,7 +194,8 @@ bool valid_name(std::string_view s, std::size_t max_bytes) {
 // ---------------- router ----------------
 
 void Router::add(std::string method, std::string pattern, Auth auth, Handler h) {
-  Route r{std::move(method), pattern, split_path(pattern), auth, std::move(h)};
+  auto segs = split_path(pattern);
+  Route r{std::move(method), std::move(pattern), std::move(segs), auth, std::move(h)};
   routes_.push_back(std::move(r));
 }
 
