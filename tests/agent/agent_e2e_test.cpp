@@ -11,6 +11,7 @@
 
 #include <fstream>
 #include <functional>
+#include <set>
 #include <thread>
 
 #include "control_process.h"
@@ -145,10 +146,11 @@ TEST_F(AgentE2e, EnrollRunWorkloadsSurviveKillsOutagesAndRevocation) {
            {"crash_loop_threshold", 3},
            {"programs", {{"test-web", RAP_TEST_WORKLOAD_BIN}}},
            {"memberships",
-            json::array({{{"cluster", "main"},
-                          {"control_url", "https://127.0.0.1:" + std::to_string(control_port_)},
-                          {"control_ca_file", (dir_->path() / "control" / "tls" / "server.crt").string()},
-                          {"join_token_file", (dir_->path() / "join-token").string()}}})}}
+            json::array(
+                {{{"cluster", "main"},
+                  {"control_url", "https://127.0.0.1:" + std::to_string(control_port_)},
+                  {"control_ca_file", (dir_->path() / "control" / "tls" / "server.crt").string()},
+                  {"join_token_file", (dir_->path() / "join-token").string()}}})}}
           .dump());
 
   // 1. Enrollment: a join request appears; kill -9 while pending; the restarted agent resumes
@@ -281,6 +283,63 @@ TEST_F(AgentE2e, EnrollRunWorkloadsSurviveKillsOutagesAndRevocation) {
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("chmod 600"), std::string::npos) << r.output;
   rap::agent::stop_orphans((state_dir / "logs").string());  // safety net: nothing left running
+}
+
+// One host in two clusters: two memberships, two keys, two join requests, two nodes.
+TEST_F(AgentE2e, OneHostTwoClustersWithIsolatedIdentities) {
+  RAP_ASSIGN_OR_FAIL(auto d, TempDir::create("agent-e2e-multi"));
+  dir_ = std::make_unique<TempDir>(std::move(d));
+  RAP_ASSIGN_OR_FAIL(db_, pg_->create_database("agent_e2e_multi"));
+  control_port_ = free_port();
+  start_control();
+  token_ = setup_owner(*control_, "owner@x.io", kOwnerPw);
+  api("POST", "/api/v1/auth/step-up", json{{"password", kOwnerPw}});
+  json members = json::array();
+  for (const std::string c : {"east", "west"}) {
+    api("POST", "/api/v1/clusters", json{{"slug", c}, {"name", c}});
+    const auto jt = api("POST", "/api/v1/clusters/" + c + "/join-tokens",
+                        json{{"ttl_seconds", 600}, {"max_uses", 1}});
+    write_file(dir_->path() / ("token-" + c), jt["token"].get<std::string>());
+    members.push_back(
+        {{"cluster", c},
+         {"control_url", "https://127.0.0.1:" + std::to_string(control_port_)},
+         {"control_ca_file", (dir_->path() / "control" / "tls" / "server.crt").string()},
+         {"join_token_file", (dir_->path() / ("token-" + c)).string()}});
+  }
+  config_ = dir_->path() / "agent.json";
+  write_file(config_, json{{"state_dir", (dir_->path() / "agent").string()},
+                           {"heartbeat_interval_seconds", 1},
+                           {"enroll_poll_ms", 200},
+                           {"memberships", members}}
+                          .dump());
+  auto agent = start_agent();
+  std::set<std::string> keys;
+  for (const std::string c : {"east", "west"}) {
+    json pending;
+    ASSERT_TRUE(eventually(
+        [&] {
+          pending = api("GET", "/api/v1/clusters/" + c + "/join-requests?status=pending");
+          return pending["join_requests"].size() == 1;
+        },
+        std::chrono::seconds(30)))
+        << pending << agent.output();
+    keys.insert(pending["join_requests"][0]["public_key"].get<std::string>());
+    api("POST",
+        "/api/v1/clusters/" + c + "/join-requests/" +
+            pending["join_requests"][0]["id"].get<std::string>() + "/approve",
+        json::object());
+  }
+  EXPECT_EQ(keys.size(), 2u);  // an isolated identity per cluster
+  for (const std::string c : {"east", "west"}) {
+    ASSERT_TRUE(eventually(
+        [&] {
+          auto n = api("GET", "/api/v1/clusters/" + c + "/nodes");
+          return n["nodes"].size() == 1 && n["nodes"][0].value("health", "") == "online";
+        },
+        std::chrono::seconds(20)))
+        << agent.output();
+  }
+  EXPECT_EQ(agent.terminate(std::chrono::seconds(15)), 0) << agent.output();
 }
 
 }  // namespace

@@ -284,6 +284,7 @@ class Agent::Runner {
   // Contact bookkeeping is shared by the heartbeat and desired-state threads; every change of
   // the effective state is logged once.
   void contact_failure(const std::string& why) {
+    if (stopping()) return;  // a request cancelled by shutdown says nothing about the network
     std::lock_guard g(contact_mu_);
     tracker_.on_failure(clock_.now(), why);
     report_contact_locked();
@@ -371,8 +372,8 @@ class Agent::Runner {
                         {"public_key", hex(key_->public_key())},
                         {"facts", host_facts()},
                         {"capabilities", detect_capabilities(cfg_.profile)}};
-        auto r =
-            client_->request("POST", "/api/v1/enroll", body, {}, nullptr, std::chrono::seconds(15));
+        auto r = client_->request("POST", "/api/v1/enroll", body, {}, nullptr,
+                                  std::chrono::seconds(15), stop_);
         if (!r) {
           contact_failure(r.error().message);
           spdlog::warn("cluster {}: enrollment request failed: {}", mc_.cluster, r.error().message);
@@ -400,8 +401,9 @@ class Agent::Runner {
         save();
         continue;
       }
-      auto r = client_->request("GET", "/api/v1/enroll/" + request_id, std::nullopt,
-                                proof_headers(request_id), nullptr, std::chrono::seconds(15));
+      auto r =
+          client_->request("GET", "/api/v1/enroll/" + request_id, std::nullopt,
+                           proof_headers(request_id), nullptr, std::chrono::seconds(15), stop_);
       if (!r) {
         contact_failure(r.error().message);
         sleep_for(std::chrono::seconds(2));
@@ -483,8 +485,8 @@ class Agent::Runner {
                     {"workloads", workloads},
                     {"partition_state", to_string(contact_state())}};
     const auto id = identity();
-    auto r =
-        client_->request("POST", "/api/v1/node/heartbeat", body, {}, &id, std::chrono::seconds(10));
+    auto r = client_->request("POST", "/api/v1/node/heartbeat", body, {}, &id,
+                              std::chrono::seconds(10), stop_);
     if (!r) {
       contact_failure(r.error().message);
       spdlog::warn("cluster {}: heartbeat failed ({}), state {}", mc_.cluster, r.error().message,
@@ -526,7 +528,7 @@ class Agent::Runner {
     if (not_after - unix_now() > lifetime / 3) return;
     const auto id = identity();
     auto r = client_->request("POST", "/api/v1/node/renew", std::nullopt, {}, &id,
-                              std::chrono::seconds(15));
+                              std::chrono::seconds(15), stop_);
     if (!r || r->status != 200) {
       spdlog::warn("cluster {}: certificate renewal failed: {}", mc_.cluster,
                    r ? r->error_message() : r.error().message);
@@ -560,7 +562,7 @@ class Agent::Runner {
       const auto id = identity();
       auto r = client_->request(
           "GET", "/api/v1/node/desired-state?after=" + std::to_string(after) + "&wait=25",
-          std::nullopt, {}, &id, std::chrono::seconds(40));
+          std::nullopt, {}, &id, std::chrono::seconds(40), stop_);
       if (!r) {
         contact_failure(r.error().message);
         sleep_for(std::chrono::seconds(2));

@@ -93,7 +93,8 @@ Result<HttpReply> ControlClient::request(const std::string& method, const std::s
                                          const std::optional<json>& body,
                                          const std::map<std::string, std::string>& headers,
                                          const ClientIdentity* identity,
-                                         std::chrono::seconds timeout) const {
+                                         std::chrono::seconds timeout,
+                                         const std::atomic<bool>* cancel) const {
   asio::io_context io;
   asio::ssl::context ctx(asio::ssl::context::tls_client);
   SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_3_VERSION);
@@ -161,7 +162,15 @@ Result<HttpReply> ControlClient::request(const std::string& method, const std::s
       });
     });
   });
-  io.run();
+  while (!io.stopped()) {
+    io.run_for(std::chrono::milliseconds(100));
+    if (cancel != nullptr && cancel->load() && !io.stopped()) {
+      beast::get_lowest_layer(stream).cancel();
+      beast::get_lowest_layer(stream).close();
+      io.run_for(std::chrono::milliseconds(200));  // let the handlers see the cancellation
+      return fail("cancelled", "agent is stopping");
+    }
+  }
   return out;
 }
 

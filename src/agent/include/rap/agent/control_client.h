@@ -5,6 +5,7 @@
 // One connection per request; every request has a deadline. Never throws.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -33,11 +34,13 @@ class ControlClient {
   static Result<ControlClient> create(const std::string& url, std::string ca_pem);
 
   // Errors: "connect_failed", "tls_failed", "timeout", "protocol" (transport-level failures;
-  // any HTTP status, including 4xx/5xx, is a reply).
+  // any HTTP status, including 4xx/5xx, is a reply), "cancelled" (`cancel` became true: checked
+  // every 100 ms, so a long-poll never delays shutdown).
   Result<HttpReply> request(const std::string& method, const std::string& target,
                             const std::optional<nlohmann::json>& body,
                             const std::map<std::string, std::string>& headers,
-                            const ClientIdentity* identity, std::chrono::seconds timeout) const;
+                            const ClientIdentity* identity, std::chrono::seconds timeout,
+                            const std::atomic<bool>* cancel = nullptr) const;
 
   const std::string& host() const { return host_; }
   const std::string& port() const { return port_; }
