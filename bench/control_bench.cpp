@@ -2,9 +2,14 @@
 // rap-control: enrolls N fresh Ed25519 keys in a cluster (creating the cluster and a join token,
 // approving each request as the platform owner), then every node heartbeats over its own mTLS
 // keep-alive connection for --duration seconds. Reports heartbeats/s and latency percentiles.
+// Enrollment reports its total time and the latency percentiles of the approve call (which
+// issues the node certificate). Unless --no-baseline, a baseline phase first runs the same
+// number of plain HTTPS keep-alive connections against GET /healthz (TLS + HTTP + one `SELECT 1`
+// through the same pool) for --duration seconds, so the heartbeat figures can be read as a
+// ratio to it.
 //
 //   bench_control --server 127.0.0.1:8443 --email owner@example.com --password PW
-//                 [--cluster bench] [--nodes 50] [--duration 10]
+//                 [--cluster bench] [--nodes 50] [--duration 10] [--no-baseline]
 //
 // The owner's session is stepped up with the same password (TOTP-protected owners are not
 // supported). Node certificates stay in memory only. Not part of ctest.
@@ -128,6 +133,57 @@ json heartbeat_body(int i) {
               {"partition_state", "none"}};
 }
 
+struct Stats {
+  long ok = 0;
+  long failed = 0;
+  double secs = 0;
+  std::vector<double> lat_ms;  // sorted
+
+  double pct(double q) const {
+    if (lat_ms.empty()) return 0.0;
+    return lat_ms[std::min(lat_ms.size() - 1, static_cast<std::size_t>(q * lat_ms.size()))];
+  }
+  double rate() const { return secs > 0 ? static_cast<double>(ok) / secs : 0.0; }
+};
+
+// Runs `n` threads, each calling `fn(thread_index, iteration)` until `duration` is over. `fn`
+// returns true on success; successful calls are timed.
+template <class MakeClient, class Call>
+Stats run_load(int n, int duration, MakeClient make_client, Call call) {
+  std::mutex mu;
+  Stats st;
+  std::atomic<long> ok{0}, failed{0};
+  std::vector<std::thread> threads;
+  threads.reserve(static_cast<std::size_t>(n));
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::seconds(duration);
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      std::unique_ptr<Client> cl = make_client(i);
+      std::vector<double> mine;
+      for (int it = 0; std::chrono::steady_clock::now() < deadline; ++it) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const bool good = call(*cl, i, it);
+        const auto dt = std::chrono::steady_clock::now() - t0;
+        if (good) {
+          ++ok;
+          mine.push_back(std::chrono::duration<double, std::milli>(dt).count());
+        } else {
+          ++failed;
+        }
+      }
+      std::lock_guard g(mu);
+      st.lat_ms.insert(st.lat_ms.end(), mine.begin(), mine.end());
+    });
+  }
+  for (auto& th : threads) th.join();
+  st.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  st.ok = ok.load();
+  st.failed = failed.load();
+  std::sort(st.lat_ms.begin(), st.lat_ms.end());
+  return st;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -136,12 +192,14 @@ int main(int argc, char** argv) {
   std::string email, password, cluster = "bench";
   int nodes = 50;
   int duration = 10;
+  bool no_baseline = false;
   app.add_option("--server", server, "rap-control host:port")->default_val(server);
   app.add_option("--email", email, "platform owner email")->required();
   app.add_option("--password", password, "platform owner password")->required();
   app.add_option("--cluster", cluster, "cluster slug (created if absent)")->default_val(cluster);
-  app.add_option("--nodes", nodes, "simulated nodes")->check(CLI::Range(1, 1000));
+  app.add_option("--nodes", nodes, "simulated nodes")->check(CLI::Range(1, 10000));
   app.add_option("--duration", duration, "seconds of heartbeating")->check(CLI::Range(1, 3600));
+  app.add_flag("--no-baseline", no_baseline, "skip the GET /healthz baseline phase");
   CLI11_PARSE(app, argc, argv);
   const auto colon = server.rfind(':');
   if (colon == std::string::npos) {
@@ -178,6 +236,7 @@ int main(int argc, char** argv) {
 
   // Enroll, approve, fetch certificates.
   std::vector<SimNode> sims;
+  std::vector<double> approve_ms;
   const auto e0 = std::chrono::steady_clock::now();
   for (int i = 0; i < nodes; ++i) {
     auto key = rap::crypto::Ed25519Key::generate();
@@ -195,8 +254,15 @@ int main(int argc, char** argv) {
       return 1;
     }
     const std::string rid = e.j["request_id"].get<std::string>();
-    admin.call("POST", "/api/v1/clusters/" + cluster + "/join-requests/" + rid + "/approve", "",
-               auth);
+    const auto a0 = std::chrono::steady_clock::now();
+    auto a = admin.call(
+        "POST", "/api/v1/clusters/" + cluster + "/join-requests/" + rid + "/approve", "", auth);
+    approve_ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a0).count());
+    if (a.status != 200) {
+      std::cerr << "approve failed: HTTP " << a.status << " " << a.j.dump() << "\n";
+      return 1;
+    }
     const std::string ts = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
                                               std::chrono::system_clock::now().time_since_epoch())
                                               .count());
@@ -213,44 +279,48 @@ int main(int argc, char** argv) {
   const double enroll_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
 
-  // Heartbeat phase: one thread and one keep-alive mTLS connection per node.
-  std::mutex mu;
-  std::vector<double> lat_ms;
-  std::atomic<long> ok{0}, failed{0};
-  std::vector<std::thread> threads;
-  const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + std::chrono::seconds(duration);
-  for (int i = 0; i < nodes; ++i) {
-    threads.emplace_back([&, i] {
-      Client cl(host, port, sims[i].cert_pem, sims[i].key.private_pem());
-      std::vector<double> mine;
-      for (int n = 0; std::chrono::steady_clock::now() < deadline; ++n) {
-        const auto t0 = std::chrono::steady_clock::now();
-        auto r = cl.call("POST", "/api/v1/node/heartbeat", heartbeat_body(n).dump());
-        const auto dt = std::chrono::steady_clock::now() - t0;
-        if (r.status == 200) {
-          ++ok;
-          mine.push_back(std::chrono::duration<double, std::milli>(dt).count());
-        } else {
-          ++failed;
-        }
-      }
-      std::lock_guard g(mu);
-      lat_ms.insert(lat_ms.end(), mine.begin(), mine.end());
-    });
-  }
-  for (auto& th : threads) th.join();
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::sort(lat_ms.begin(), lat_ms.end());
-  auto pct = [&](double q) {
-    if (lat_ms.empty()) return 0.0;
-    return lat_ms[std::min(lat_ms.size() - 1, static_cast<std::size_t>(q * lat_ms.size()))];
+  std::sort(approve_ms.begin(), approve_ms.end());
+  auto apct = [&](double q) {
+    return approve_ms[std::min(approve_ms.size() - 1,
+                               static_cast<std::size_t>(q * approve_ms.size()))];
   };
   std::printf(
-      "nodes=%d enroll+approve+poll=%.2fs heartbeats=%ld failed=%ld duration=%.2fs "
-      "heartbeats_per_s=%.1f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
-      nodes, enroll_s, ok.load(), failed.load(), secs, static_cast<double>(ok.load()) / secs,
-      pct(0.50), pct(0.99), lat_ms.empty() ? 0.0 : lat_ms.back());
-  return failed.load() == 0 ? 0 : 1;
+      "nodes=%d enroll+approve+poll=%.2fs per_node_ms=%.2f approve_p50_ms=%.2f "
+      "approve_p99_ms=%.2f approve_max_ms=%.2f\n",
+      nodes, enroll_s, 1000.0 * enroll_s / nodes, apct(0.50), apct(0.99), approve_ms.back());
+  std::fflush(stdout);
+
+  // Baseline: the same number of plain HTTPS keep-alive connections, GET /healthz.
+  Stats base;
+  if (!no_baseline) {
+    base = run_load(
+        nodes, duration, [&](int) { return std::make_unique<Client>(host, port); },
+        [](Client& cl, int, int) { return cl.call("GET", "/healthz").status == 200; });
+    std::printf(
+        "baseline GET /healthz: connections=%d requests=%ld failed=%ld duration=%.2fs "
+        "requests_per_s=%.1f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+        nodes, base.ok, base.failed, base.secs, base.rate(), base.pct(0.50), base.pct(0.99),
+        base.lat_ms.empty() ? 0.0 : base.lat_ms.back());
+    std::fflush(stdout);
+  }
+
+  // Heartbeat phase: one thread and one keep-alive mTLS connection per node.
+  const Stats hb = run_load(
+      nodes, duration,
+      [&](int i) {
+        return std::make_unique<Client>(host, port, sims[static_cast<std::size_t>(i)].cert_pem,
+                                        sims[static_cast<std::size_t>(i)].key.private_pem());
+      },
+      [](Client& cl, int, int it) {
+        return cl.call("POST", "/api/v1/node/heartbeat", heartbeat_body(it).dump()).status == 200;
+      });
+  std::printf(
+      "nodes=%d heartbeats=%ld failed=%ld duration=%.2fs heartbeats_per_s=%.1f p50_ms=%.2f "
+      "p99_ms=%.2f max_ms=%.2f\n",
+      nodes, hb.ok, hb.failed, hb.secs, hb.rate(), hb.pct(0.50), hb.pct(0.99),
+      hb.lat_ms.empty() ? 0.0 : hb.lat_ms.back());
+  if (!no_baseline && base.rate() > 0 && base.pct(0.99) > 0)
+    std::printf("ratio to baseline: throughput=%.2f p50=%.2f p99=%.2f\n", hb.rate() / base.rate(),
+                hb.pct(0.50) / std::max(base.pct(0.50), 1e-9), hb.pct(0.99) / base.pct(0.99));
+  return hb.failed == 0 ? 0 : 1;
 }

@@ -118,12 +118,15 @@ json heartbeat_body(const std::string& version = "0.1.0") {
 class ClusterApiTest : public ControlApiTest {
  protected:
   // Starts rap-control on a fresh database, completes setup, steps the owner session up.
-  void start(const std::string& name) {
+  // By default every heartbeat is written (the history checks count them); the throttled
+  // production default is covered by NodeApiHeartbeatThrottle and the agent e2e test.
+  void start(const std::string& name,
+             const std::vector<std::string>& extra_args = {"--heartbeat-write-interval", "0"}) {
     auto db = pg_->create_database(name);
     ASSERT_TRUE(db.has_value()) << db.error().message;
     dbname_ = name;
     conninfo_ = *db;
-    auto c = ControlProcess::start(*db, name);
+    auto c = ControlProcess::start(*db, name, extra_args);
     ASSERT_TRUE(c.has_value()) << c.error().message;
     c_ = std::move(*c);
     owner_ = setup_owner(*c_, "owner@example.com", kOwnerPw);
@@ -669,6 +672,44 @@ TEST_F(ClusterApiTest, ConcurrentEnrollmentsRespectMaxUses) {
   auto t = owner("GET", "/api/v1/clusters/burst/join-tokens");
   EXPECT_EQ(t.j["join_tokens"][0]["uses"], 10);
   EXPECT_EQ(t.j["join_tokens"][0]["state"], "exhausted");
+}
+
+// The production default (--heartbeat-write-interval 10): a heartbeat whose durable part is
+// unchanged is answered without a write; a changed durable part is written at once; revocation
+// still takes effect on the next request.
+TEST_F(ClusterApiTest, NodeApiHeartbeatThrottle) {
+  start("cluster_hb_throttle", {});
+  ASSERT_FALSE(make_cluster("edge").empty());
+  auto [tid, token] = make_token("edge", 1);
+  TestNode n = TestNode::make(dir_->path(), "n1");
+  const std::string node_id = enroll_and_approve(n, "edge", token);
+  ASSERT_FALSE(node_id.empty());
+  const std::string node_path = "/api/v1/clusters/edge/nodes/" + node_id;
+  json body = heartbeat_body();
+  for (int i = 0; i < 3; ++i) {
+    body["load"]["open_sessions"] = i;  // load alone is not durable
+    auto hb = n.call(*c_, "POST", "/api/v1/node/heartbeat", body.dump());
+    ASSERT_EQ(hb.status, 200) << hb;
+    EXPECT_EQ(hb.j["desired_state_version"], 1);
+    EXPECT_TRUE(hb.j["server_time"].is_string());
+  }
+  auto hbs = owner("GET", node_path + "/heartbeats");
+  ASSERT_EQ(hbs.status, 200) << hbs;
+  EXPECT_EQ(hbs.j["heartbeats"].size(), 1u);
+  auto node = owner("GET", node_path);
+  EXPECT_EQ(node.j["node"]["health"], "online");
+  EXPECT_EQ(node.j["node"]["last_state"]["load"]["open_sessions"], 0);
+
+  body["workloads"][0]["state"] = "crash_loop";
+  ASSERT_EQ(n.call(*c_, "POST", "/api/v1/node/heartbeat", body.dump()).status, 200);
+  hbs = owner("GET", node_path + "/heartbeats");
+  ASSERT_EQ(hbs.j["heartbeats"].size(), 2u) << hbs;
+  EXPECT_EQ(hbs.j["heartbeats"][0]["state"]["workloads"][0]["state"], "crash_loop");
+
+  ASSERT_EQ(owner("POST", node_path + "/revoke").status, 200);
+  auto hb = n.call(*c_, "POST", "/api/v1/node/heartbeat", body.dump());
+  EXPECT_EQ(hb.status, 403) << hb;
+  EXPECT_EQ(hb.error_code(), "node_revoked");
 }
 
 }  // namespace

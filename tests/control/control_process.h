@@ -48,15 +48,22 @@ inline std::ostream& operator<<(std::ostream& o, const Reply& r) {
 
 class ControlProcess {
  public:
-  static rap::Result<std::unique_ptr<ControlProcess>> spawn(const std::string& conninfo,
-                                                            const std::string& name) {
+  static rap::Result<std::unique_ptr<ControlProcess>> spawn(
+      const std::string& conninfo, const std::string& name,
+      const std::vector<std::string>& extra_args = {}) {
     auto dir = TempDir::create("rap-control-test-" + name);
     if (!dir) return tl::unexpected(dir.error());
     auto p = std::unique_ptr<ControlProcess>(new ControlProcess(std::move(*dir)));
     const auto log = p->dir_.path() / "out.log";
-    auto sp = Subprocess::spawn({RAP_CONTROL_BIN, "--listen", "127.0.0.1:0", "--database-url",
-                                 conninfo, "--data-dir", (p->dir_.path() / "data").string()},
-                                spawn_options(log));
+    std::vector<std::string> args = {RAP_CONTROL_BIN,
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--database-url",
+                                     conninfo,
+                                     "--data-dir",
+                                     (p->dir_.path() / "data").string()};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    auto sp = Subprocess::spawn(args, spawn_options(log));
     if (!sp) return tl::unexpected(sp.error());
     p->proc_.emplace(std::move(*sp));
     return p;
@@ -76,9 +83,11 @@ class ControlProcess {
     return p;
   }
 
-  static rap::Result<std::unique_ptr<ControlProcess>> start(const std::string& conninfo,
-                                                            const std::string& name) {
-    auto p = spawn(conninfo, name);
+  // extra_args: appended to the rap-control command line.
+  static rap::Result<std::unique_ptr<ControlProcess>> start(
+      const std::string& conninfo, const std::string& name,
+      const std::vector<std::string>& extra_args = {}) {
+    auto p = spawn(conninfo, name, extra_args);
     if (!p) return p;
     if (auto r = (*p)->wait_ready(); !r) return tl::unexpected(r.error());
     return p;

@@ -1,6 +1,6 @@
 // rap-control: the control plane server (organizations, users, memberships, auth, audit).
 //   rap-control [--database-url URL] [--redis-url URL] [--listen 127.0.0.1:8443] [--data-dir DIR]
-//               [--tls-cert PEM --tls-key PEM] [--db-pool N]
+//               [--tls-cert PEM --tls-key PEM] [--db-pool N] [--heartbeat-write-interval S]
 // Without --database-url it runs its own PostgreSQL and Redis under <data-dir> (embedded.h).
 // On start: applies pending migrations, issues a one-time setup token if no platform owner
 // exists (printed once on stdout), then serves the HTTPS API (docs/API.md).
@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
   std::string data_dir = "/var/lib/rap-control";
   std::string tls_cert;
   std::string tls_key;
-  std::size_t pool_size = 4;
+  std::size_t pool_size = 8;
+  int heartbeat_write_interval = 10;
   app.add_option("--listen", listen, "HTTPS listen address host:port (port 0: ephemeral)")
       ->default_val(listen);
   app.add_option("--database-url", database_url,
@@ -54,6 +55,11 @@ int main(int argc, char** argv) {
   app.add_option("--db-pool", pool_size, "maximum database connections")
       ->default_val(pool_size)
       ->check(CLI::Range(1, 64));
+  app.add_option("--heartbeat-write-interval", heartbeat_write_interval,
+                 "seconds between PostgreSQL writes of an unchanged node heartbeat state (0: "
+                 "every heartbeat)")
+      ->default_val(heartbeat_write_interval)
+      ->check(CLI::Range(0, 20));
   CLI11_PARSE(app, argc, argv);
 
   rap::log::init("rap-control");
@@ -136,6 +142,7 @@ int main(int argc, char** argv) {
   ApiOptions api_opts;
   api_opts.master_key = std::move(*master_key);
   api_opts.live = live.get();
+  api_opts.heartbeat_write_interval = std::chrono::seconds(heartbeat_write_interval);
   // The master key file narrows <data-dir> to 0700; the embedded postgres must still reach it.
   if (embedded) embedded->keep_reachable();
   Api api(db, rng, api_opts);

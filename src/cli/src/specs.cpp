@@ -154,6 +154,25 @@ Result<json> roles_body(const std::vector<std::string>& items) {
   return out;
 }
 
+// --group ID / --parent ID, or "none" → the id, or null (one value).
+Result<json> id_or_none(const std::vector<std::string>& items) {
+  if (items.size() != 1 || items[0].empty()) return fail("usage", "give one ID or 'none'");
+  if (items[0] == "none") return json(nullptr);
+  return json(items[0]);
+}
+
+// --node CLUSTER/NODE_ID (repeatable) → [{"cluster": CLUSTER, "node": NODE_ID}].
+Result<json> pool_nodes_body(const std::vector<std::string>& items) {
+  json out = json::array();
+  for (const auto& item : items) {
+    const auto slash = item.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == item.size())
+      return fail("usage", "--node takes CLUSTER/NODE_ID");
+    out.push_back({{"cluster", item.substr(0, slash)}, {"node", item.substr(slash + 1)}});
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<CommandSpec> api_commands() {
@@ -166,6 +185,16 @@ std::vector<CommandSpec> api_commands() {
                .route = "/api/v1/users",
                .params = {body("--email", "email", "email address"), new_password()},
                .result = "user"});
+  {
+    Param enabled = body("--enabled", "enabled", "true to grant, false to revoke");
+    enabled.kind = Kind::kBool;
+    s.push_back({.words = {"users", "platform-admin"},
+                 .help = "grant or revoke the platform_admin role (platform owner, step-up)",
+                 .method = "POST",
+                 .route = "/api/v1/users/{email}/platform-admin",
+                 .params = {positional("EMAIL", "email", "email of the user"), enabled},
+                 .result = "user"});
+  }
 
   // ---- organizations ----
   s.push_back(
@@ -435,6 +464,75 @@ std::vector<CommandSpec> api_commands() {
                .result = "heartbeats",
                .columns = {{"AT", "at"}, {"STATE", "state"}}});
 
+  // ---- topology: node groups, authority (platform owner and platform admins) ----
+  s.push_back({.words = {"node-groups", "list"},
+               .help = "list the node groups of a cluster",
+               .method = "GET",
+               .route = "/api/v1/clusters/{cluster}/node-groups",
+               .params = {cluster},
+               .result = "node_groups",
+               .columns = {{"ID", "id"},
+                           {"NAME", "name"},
+                           {"PARENT", "parent_id"},
+                           {"CHILDREN", "children"},
+                           {"NODES", "nodes"}}});
+  s.push_back({.words = {"node-groups", "create"},
+               .help = "create a node group (optionally under a parent group)",
+               .method = "POST",
+               .route = "/api/v1/clusters/{cluster}/node-groups",
+               .params = {cluster, body("--name", "name", "group name (unique among siblings)"),
+                          opt_body("--parent", "parent", "parent group id")},
+               .result = "node_group"});
+  {
+    Param parent = list_body("--parent", "parent", "new parent group id, or 'none' (root)");
+    parent.convert = id_or_none;
+    parent.required = true;
+    s.push_back({.words = {"node-groups", "move"},
+                 .help = "move a node group under another parent (cycles are refused)",
+                 .method = "PUT",
+                 .route = "/api/v1/clusters/{cluster}/node-groups/{id}/parent",
+                 .params = {cluster, positional("ID", "id", "node group id"), parent},
+                 .result = "node_group"});
+  }
+  s.push_back({.words = {"node-groups", "delete"},
+               .help = "delete an empty node group (no child groups, no nodes)",
+               .method = "DELETE",
+               .route = "/api/v1/clusters/{cluster}/node-groups/{id}",
+               .params = {cluster, positional("ID", "id", "node group id")},
+               .result = "deleted"});
+  {
+    Param group = list_body("--group", "group", "node group id, or 'none'");
+    group.convert = id_or_none;
+    group.required = true;
+    s.push_back({.words = {"nodes", "set-group"},
+                 .help = "put a node into a node group (or none)",
+                 .method = "PUT",
+                 .route = "/api/v1/clusters/{cluster}/nodes/{node}/group",
+                 .params = {cluster, node, group}});
+  }
+  s.push_back({.words = {"clusters", "authority", "show"},
+               .help = "show the authority epoch and partition state of a cluster",
+               .method = "GET",
+               .route = "/api/v1/clusters/{cluster}/authority",
+               .params = {cluster},
+               .result = "authority"});
+  {
+    Param epoch = opt_body("--epoch", "authority_epoch", "new epoch (must increase)");
+    epoch.kind = Kind::kInt;
+    Param bump = opt_body("--bump-epoch", "bump_epoch", "true: increment the epoch");
+    bump.kind = Kind::kBool;
+    s.push_back(
+        {.words = {"clusters", "authority", "set"},
+         .help = "bump or set the authority epoch / partition state (needs step-up)",
+         .method = "PUT",
+         .route = "/api/v1/clusters/{cluster}/authority",
+         .params = {cluster, epoch, bump,
+                    choice_body("--partition-state", "partition_state",
+                                "normal, degraded, partitioned or recovering",
+                                {"normal", "degraded", "partitioned", "recovering"}, false)},
+         .result = "authority"});
+  }
+
   // ---- organization-scoped: groups, resources, policies ----
   const Param org = positional("ORG", "slug", "organization slug");
   const Param id = positional("ID", "id", "object id (from the list command)");
@@ -564,6 +662,38 @@ std::vector<CommandSpec> api_commands() {
                .route = "/api/v1/orgs/{slug}/policies/{id}",
                .params = {org, id},
                .result = "deleted"});
+
+  // ---- egress pools (created and backed by platform staff; members see name/description) ----
+  s.push_back({.words = {"egress-pools", "list"},
+               .help = "list the egress pools of an organization (nodes: platform staff only)",
+               .method = "GET",
+               .route = "/api/v1/orgs/{slug}/egress-pools",
+               .params = {org},
+               .result = "egress_pools",
+               .columns = {{"ID", "id"}, {"NAME", "name"}, {"DESCRIPTION", "description"}}});
+  s.push_back({.words = {"egress-pools", "create"},
+               .help = "create an egress pool for an organization (platform staff, step-up)",
+               .method = "POST",
+               .route = "/api/v1/orgs/{slug}/egress-pools",
+               .params = {org, body("--name", "name", "pool name, e.g. 'Office Berlin'"),
+                          opt_body("--description", "description", "what the exit is")},
+               .result = "egress_pool"});
+  {
+    Param nodes = list_body("--node", "nodes", "CLUSTER/NODE_ID (repeatable; replaces the set)");
+    nodes.convert = pool_nodes_body;
+    nodes.required = true;
+    s.push_back({.words = {"egress-pools", "set-nodes"},
+                 .help = "set the nodes backing an egress pool (platform staff, step-up)",
+                 .method = "PUT",
+                 .route = "/api/v1/orgs/{slug}/egress-pools/{id}/nodes",
+                 .params = {org, id, nodes},
+                 .render = object_view("egress_pool", {},
+                                       {{"nodes",
+                                         {{"CLUSTER", "cluster"},
+                                          {"NODE", "node_id"},
+                                          {"NAME", "node_name"},
+                                          {"STATUS", "status"}}}})});
+  }
 
   return s;
 }

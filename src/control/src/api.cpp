@@ -32,6 +32,7 @@ Api::Api(Db& db, Random& rng, ApiOptions opts)
   detail::register_tenancy_routes(*router_);
   detail::register_cluster_routes(*router_);
   detail::register_node_routes(*router_);
+  detail::register_topology_routes(*router_);
 }
 
 Api::~Api() = default;
@@ -101,7 +102,7 @@ detail::Step<Caller> authenticate(Db& db, const std::string& header) {
             "SELECT u.id, u.email, u.is_platform_owner, t.id, t.kind, COALESCE(t.scope, ''), "
             "COALESCE(t.elevated_until > now(), false), "
             "(t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute'), "
-            "COALESCE(o.slug, '') "
+            "COALESCE(o.slug, ''), u.is_platform_admin "
             "FROM api_tokens t JOIN users u ON u.id = t.user_id "
             "LEFT JOIN organizations o ON o.id = t.org_id "
             "WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL AND t.expires_at > now()",
@@ -117,6 +118,7 @@ detail::Step<Caller> authenticate(Db& db, const std::string& header) {
         caller.user_id = rows[0][0].as<std::string>();
         caller.email = rows[0][1].as<std::string>();
         caller.is_owner = rows[0][2].as<bool>();
+        caller.is_platform_admin = rows[0][9].as<bool>();
         caller.token_hash = hash;
         caller.token_id = rows[0][3].as<std::int64_t>();
         caller.token_kind = rows[0][4].as<std::string>();

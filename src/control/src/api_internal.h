@@ -97,6 +97,9 @@ struct Caller {
   std::string user_id;
   std::string email;
   bool is_owner = false;
+  // Platform admin (users.is_platform_admin): cluster, node and topology administration like the
+  // owner, but cannot manage other platform admins.
+  bool is_platform_admin = false;
   std::string token_hash;
   std::int64_t token_id = 0;
   std::string token_kind = "session";  // "session" (login) or "api" (automation token)
@@ -127,6 +130,10 @@ struct NodeCaller {
   std::string node_id;
   std::string cluster_id;
   std::int64_t serial = 0;
+  // Read by the same query that authenticated the request (no second round trip): the node's
+  // desired_state_version and the database's now() (RAP_TS format).
+  std::int64_t desired_state_version = 0;
+  std::string db_now;
 };
 
 // Per-request context handed to a handler.
@@ -200,5 +207,7 @@ void register_node_routes(Router& r);     // routes_node.cpp: enrollment and nod
 Step<NodeCaller> authenticate_node(Db& db, const HttpRequest& req);
 void register_account_routes(Router& r);  // /api/v1/me..., /api/v1/auth/step-up
 void register_tenancy_routes(Router& r);  // /api/v1/orgs/{slug}/{groups,resources,policies,...}
+// routes_topology.cpp: node groups, cluster authority, egress pools, platform admins.
+void register_topology_routes(Router& r);
 
 }  // namespace rap::control::detail

@@ -328,12 +328,92 @@ CREATE TABLE policy_resources (
 CREATE INDEX policy_resources_resource_idx ON policy_resources(resource_id);
 )SQL";
 
+// Topology and authority: node groups (a tree per cluster), egress pools (org-scoped logical
+// exits; which nodes back them is platform-only knowledge), per-cluster authority epoch and
+// partition state, and the platform_admin role.
+constexpr const char* kV5 = R"SQL(
+ALTER TABLE users ADD COLUMN is_platform_admin boolean NOT NULL DEFAULT false;
+
+CREATE TABLE node_groups (
+  id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  cluster_id  uuid NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,
+  parent_id   uuid,
+  name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (cluster_id, id),
+  CHECK (parent_id IS DISTINCT FROM id),
+  FOREIGN KEY (cluster_id, parent_id) REFERENCES node_groups(cluster_id, id)
+);
+-- Names are unique among siblings (roots: siblings under the cluster).
+CREATE UNIQUE INDEX node_groups_sibling_name_idx ON node_groups
+  (cluster_id, COALESCE(parent_id, '00000000-0000-0000-0000-000000000000'::uuid), name);
+CREATE INDEX node_groups_parent_idx ON node_groups(parent_id) WHERE parent_id IS NOT NULL;
+
+-- A group may not become its own ancestor.
+CREATE FUNCTION node_groups_no_cycle() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.parent_id IS NOT NULL AND EXISTS (
+      WITH RECURSIVE up(id, parent_id) AS (
+        SELECT g.id, g.parent_id FROM node_groups g WHERE g.id = NEW.parent_id
+        UNION
+        SELECT g.id, g.parent_id FROM node_groups g JOIN up ON g.id = up.parent_id)
+      SELECT 1 FROM up WHERE up.id = NEW.id) THEN
+    RAISE EXCEPTION 'node group cycle' USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER node_groups_no_cycle BEFORE INSERT OR UPDATE OF parent_id ON node_groups
+  FOR EACH ROW EXECUTE FUNCTION node_groups_no_cycle();
+
+ALTER TABLE nodes ADD CONSTRAINT nodes_cluster_id_id_key UNIQUE (cluster_id, id);
+ALTER TABLE nodes ADD COLUMN group_id uuid;
+ALTER TABLE nodes ADD CONSTRAINT nodes_group_fk
+  FOREIGN KEY (cluster_id, group_id) REFERENCES node_groups(cluster_id, id);
+CREATE INDEX nodes_group_idx ON nodes(group_id) WHERE group_id IS NOT NULL;
+
+CREATE TABLE egress_pools (
+  id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  org_id       uuid NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+  name         text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+  description  text NOT NULL DEFAULT '' CHECK (length(description) <= 500),
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (org_id, name)
+);
+
+CREATE TABLE egress_pool_nodes (
+  pool_id     uuid NOT NULL REFERENCES egress_pools(id) ON DELETE CASCADE,
+  cluster_id  uuid NOT NULL,
+  node_id     uuid NOT NULL,
+  PRIMARY KEY (pool_id, node_id),
+  FOREIGN KEY (cluster_id, node_id) REFERENCES nodes(cluster_id, id) ON DELETE CASCADE
+);
+CREATE INDEX egress_pool_nodes_node_idx ON egress_pool_nodes(node_id);
+
+CREATE TABLE cluster_authority (
+  cluster_id       uuid PRIMARY KEY REFERENCES clusters(id) ON DELETE CASCADE,
+  authority_epoch  bigint NOT NULL DEFAULT 1 CHECK (authority_epoch >= 1),
+  partition_state  text NOT NULL DEFAULT 'normal'
+                   CHECK (partition_state IN ('normal', 'degraded', 'partitioned', 'recovering')),
+  updated_at       timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO cluster_authority (cluster_id) SELECT id FROM clusters;
+
+CREATE FUNCTION clusters_create_authority() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO cluster_authority (cluster_id) VALUES (NEW.id);
+  RETURN NEW;
+END $$;
+CREATE TRIGGER clusters_create_authority AFTER INSERT ON clusters
+  FOR EACH ROW EXECUTE FUNCTION clusters_create_authority();
+)SQL";
+
 const std::vector<Migration> kMigrations = {
     {1, "initial: organizations, users, memberships, api_tokens, audit_events, setup_state", kV1},
     {2, "audit hash chain, actor node, cluster and outcome", kV2},
     {3, "clusters, CAs, join tokens/requests, nodes, certificates, roles, workloads, heartbeats",
      kV3},
     {4, "totp, api token scopes and step-up, groups, resources, policies", kV4},
+    {5, "node groups, egress pools, cluster authority, platform admins", kV5},
 };
 
 constexpr const char* kCreateLedger =

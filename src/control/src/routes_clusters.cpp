@@ -41,11 +41,11 @@ HttpResponse not_found() {
   return error_response(404, "not_found", "no such route");
 }
 
-// Wraps a handler: only the platform owner may call it; anyone else gets the same 404 as an
-// unknown route, and the attempt is audited as denied.
+// Wraps a handler: only the platform owner (or a platform admin) may call it; anyone else gets
+// the same 404 as an unknown route, and the attempt is audited as denied.
 Handler owner_only(const char* action, Handler h) {
   return [action, h = std::move(h)](Ctx& c) -> HttpResponse {
-    if (!c.caller->is_owner) {
+    if (!c.caller->is_owner && !c.caller->is_platform_admin) {
       const std::string path = c.req.target.substr(0, c.req.target.find('?'));
       audit_standalone(c.db, AuditEvent{.actor_user_id = c.caller->user_id,
                                         .action = action,

@@ -5,11 +5,23 @@
 // concurrent enrollments never exceed max_uses; a replay with the same public key returns the
 // existing request and consumes nothing. Denied enrollments are audited (outcome "denied").
 // Heartbeats are telemetry and are not audited.
+//
+// Hot path (a node heartbeats every few seconds over one keep-alive mTLS connection):
+//  * authenticate_node runs one single-statement lookup per request (no BEGIN/COMMIT), so
+//    revocation of the node or of its certificate, and certificate expiry, take effect on the
+//    very next request. The chain verification against the cluster CA (a pure function of the
+//    two PEMs) and the PEM parsing are cached per (certificate PEM, CA PEM) for up to 5 min.
+//  * post_heartbeat writes PostgreSQL only when the durable part of the state changed or
+//    ApiOptions::heartbeat_write_interval has passed since this instance last wrote for the
+//    node (see api.h); otherwise it answers from the authentication lookup alone. Writes use
+//    asynchronous commit: a crash may lose the last fraction of a second of telemetry.
 #include <spdlog/spdlog.h>
 
 #include <charconv>
 #include <chrono>
+#include <mutex>
 #include <set>
+#include <unordered_map>
 
 #include "api_internal.h"
 #include "cluster_ca.h"
@@ -40,6 +52,28 @@ const std::set<std::string> kCapabilities = {"can_accept_client_ingress",
 constexpr std::int64_t kProofWindowSeconds = 300;
 constexpr int kHeartbeatHistory = 100;
 constexpr std::int64_t kMaxWaitSeconds = 30;
+
+// Verified client certificates: certificate PEM -> its identity and the CA PEM it chained to.
+// Process-wide (the result depends only on the two PEMs); bounded, cleared when full.
+constexpr std::size_t kCertCacheMax = 16384;
+constexpr auto kCertCacheTtl = std::chrono::minutes(5);
+struct VerifiedCert {
+  crypto::NodeIdentity id;
+  std::string ca_pem;
+  std::chrono::steady_clock::time_point at;
+};
+std::mutex g_cert_mu;
+std::unordered_map<std::string, VerifiedCert> g_cert_cache;  // guarded by g_cert_mu
+
+// Last durable heartbeat write of this instance per node id: when, and the durable state then.
+// Keyed by node UUID (unique across databases); bounded, cleared when full.
+constexpr std::size_t kHeartbeatCacheMax = 200000;
+struct LastWrite {
+  std::chrono::steady_clock::time_point at;
+  std::string durable;
+};
+std::mutex g_hb_mu;
+std::unordered_map<std::string, LastWrite> g_hb_last;  // guarded by g_hb_mu
 
 // `s` for an error message if it is short printable ASCII, else "(invalid)": a cut multi-byte
 // character would make the JSON error body unserializable.
@@ -401,7 +435,25 @@ HttpResponse post_heartbeat(Ctx& ctx) {
              {"partition_state", partition->value_or("")}};
   if (has_caps) state["capabilities"] = *caps;
   const std::string node_id = ctx.node->node_id;
+
+  // Durable part: everything but the load figures (which change on every heartbeat).
+  json durable_j = state;
+  durable_j.erase("load");
+  std::string durable = durable_j.dump();
+  const auto now = std::chrono::steady_clock::now();
+  const auto interval = ctx.opts.heartbeat_write_interval;
+  if (interval.count() > 0) {
+    std::lock_guard g(g_hb_mu);
+    auto it = g_hb_last.find(node_id);
+    if (it != g_hb_last.end() && it->second.durable == durable && now - it->second.at < interval) {
+      // Authenticated just now by the same lookup (node active, certificate valid).
+      return json_response(200, json{{"desired_state_version", ctx.node->desired_state_version},
+                                     {"server_time", ctx.node->db_now}});
+    }
+  }
   auto r = ctx.db.with_transaction<json>([&](pqxx::work& w) -> Result<json> {
+    // Telemetry: asynchronous commit (no WAL flush wait), see the file comment.
+    w.exec("SET LOCAL synchronous_commit = off");
     auto v = w.exec_params(
         "UPDATE nodes SET last_heartbeat_at = now(), last_state = $2::jsonb, agent_version = $3, "
         "capabilities = CASE WHEN $4 THEN $5::jsonb ELSE capabilities END "
@@ -422,6 +474,11 @@ HttpResponse post_heartbeat(Ctx& ctx) {
                 {"server_time", v[0][1].as<std::string>()}};
   });
   if (!r) return to_response(r.error());
+  if (interval.count() > 0) {
+    std::lock_guard g(g_hb_mu);
+    if (g_hb_last.size() >= kHeartbeatCacheMax && !g_hb_last.contains(node_id)) g_hb_last.clear();
+    g_hb_last[node_id] = LastWrite{now, std::move(durable)};
+  }
   return json_response(200, *r);
 }
 
@@ -522,37 +579,67 @@ Step<NodeCaller> authenticate_node(Db& db, const HttpRequest& req) {
   if (req.client_cert_pem.empty())
     return tl::unexpected(error_response(401, "client_certificate_required",
                                          "a node client certificate is required"));
-  auto id = crypto::identity_from_pem(req.client_cert_pem);
   const auto untrusted = [] {
     return tl::unexpected(error_response(401, "invalid_client_certificate",
                                          "client certificate is not a valid node certificate"));
   };
-  if (!id || !valid_uuid(id->cluster_id) || !valid_uuid(id->node_id) || id->serial == 0 ||
+  const auto now = std::chrono::steady_clock::now();
+  std::optional<crypto::NodeIdentity> id;
+  std::string verified_ca;  // the CA PEM this exact certificate was verified against, if cached
+  {
+    std::lock_guard g(g_cert_mu);
+    if (auto it = g_cert_cache.find(req.client_cert_pem);
+        it != g_cert_cache.end() && now - it->second.at < kCertCacheTtl) {
+      id = it->second.id;
+      verified_ca = it->second.ca_pem;
+    }
+  }
+  if (!id) {
+    auto parsed = crypto::identity_from_pem(req.client_cert_pem);
+    if (!parsed) return untrusted();
+    id = std::move(*parsed);
+  }
+  if (!valid_uuid(id->cluster_id) || !valid_uuid(id->node_id) || id->serial == 0 ||
       id->serial > static_cast<std::uint64_t>(INT64_MAX))
     return untrusted();
   struct Row {
-    std::string ca_pem, node_id, cluster_id, node_status, public_key;
+    std::string ca_pem, node_id, cluster_id, node_status, public_key, db_now;
     bool cert_revoked = false;
+    bool cert_expired = false;
+    std::int64_t desired_state_version = 0;
   };
   auto r = db.with_connection<std::optional<Row>>(
       [&](pqxx::connection& c) -> Result<std::optional<Row>> {
-        pqxx::read_transaction t(c);
+        // One statement: no BEGIN/COMMIT round trips.
+        pqxx::nontransaction t(c);
         auto rows = t.exec_params(
             "SELECT ca.cert_pem, n.id, n.cluster_id, n.status, n.public_key, "
-            "cert.revoked_at IS NOT NULL FROM node_certificates cert "
+            "cert.revoked_at IS NOT NULL, cert.not_after <= now(), n.desired_state_version, "
+            RAP_TS("now()") " FROM node_certificates cert "
             "JOIN nodes n ON n.id = cert.node_id "
             "JOIN cluster_cas ca ON ca.cluster_id = n.cluster_id WHERE cert.serial = $1",
             static_cast<long long>(id->serial));
         if (rows.empty()) return std::optional<Row>();
-        return std::optional<Row>(Row{rows[0][0].as<std::string>(), rows[0][1].as<std::string>(),
-                                      rows[0][2].as<std::string>(), rows[0][3].as<std::string>(),
-                                      rows[0][4].as<std::string>(), rows[0][5].as<bool>()});
+        const auto& f = rows[0];
+        return std::optional<Row>(Row{f[0].as<std::string>(), f[1].as<std::string>(),
+                                      f[2].as<std::string>(), f[3].as<std::string>(),
+                                      f[4].as<std::string>(), f[8].as<std::string>(),
+                                      f[5].as<bool>(), f[6].as<bool>(), f[7].as<std::int64_t>()});
       });
   if (!r) return tl::unexpected(from_error(r.error()));
   if (!*r) return untrusted();
   const Row& row = **r;
-  // Chain first, so that a forged certificate learns nothing about the real one's state.
-  if (auto v = verify_node_certificate(row.ca_pem, req.client_cert_pem); !v) return untrusted();
+  // Chain first, so that a forged certificate learns nothing about the real one's state. A
+  // cached verification counts only for the same CA; the validity period, which the chain
+  // check also covers, is re-checked on every request from the certificate's recorded
+  // not_after (cert_expired below).
+  if (verified_ca.empty() || verified_ca != row.ca_pem) {
+    if (auto v = verify_node_certificate(row.ca_pem, req.client_cert_pem); !v) return untrusted();
+    std::lock_guard g(g_cert_mu);
+    if (g_cert_cache.size() >= kCertCacheMax) g_cert_cache.clear();
+    g_cert_cache[req.client_cert_pem] = VerifiedCert{*id, row.ca_pem, now};
+  }
+  if (row.cert_expired) return untrusted();
   if (row.node_id != id->node_id || row.cluster_id != id->cluster_id ||
       row.public_key != to_hex(id->public_key))
     return untrusted();
@@ -561,7 +648,8 @@ Step<NodeCaller> authenticate_node(Db& db, const HttpRequest& req) {
   if (row.cert_revoked)
     return tl::unexpected(
         error_response(403, "certificate_revoked", "this certificate has been revoked"));
-  return NodeCaller{row.node_id, row.cluster_id, static_cast<std::int64_t>(id->serial)};
+  return NodeCaller{row.node_id, row.cluster_id, static_cast<std::int64_t>(id->serial),
+                    row.desired_state_version, row.db_now};
 }
 
 void register_node_routes(Router& r) {

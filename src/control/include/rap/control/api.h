@@ -72,6 +72,13 @@ struct ApiOptions {
   std::string master_key;
   // Lifetime of issued node certificates.
   std::chrono::seconds node_cert_ttl{7 * 24 * 3600};
+  // Heartbeats write PostgreSQL (nodes.last_heartbeat_at/last_state and one node_heartbeats
+  // history row) when their durable part (version, capabilities, workloads, applied config
+  // versions, partition state: everything but `load`) changed, and otherwise at most once per
+  // this interval per node; the others are answered after the per-request authentication
+  // lookup alone. 0: write every heartbeat. Keep it well below the 30 s "online" window of the
+  // node health (at most 20 s is accepted by rap-control).
+  std::chrono::seconds heartbeat_write_interval{0};
 };
 
 // Reads the master key file (64 hex chars), or creates it (32 random bytes, mode 0600, parent
