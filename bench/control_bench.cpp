@@ -146,20 +146,25 @@ struct Stats {
   double rate() const { return secs > 0 ? static_cast<double>(ok) / secs : 0.0; }
 };
 
-// Runs `n` threads, each calling `fn(thread_index, iteration)` until `duration` is over. `fn`
-// returns true on success; successful calls are timed.
+// Runs `n` threads, each with its own keep-alive connection: one untimed warm-up call per thread
+// (TLS handshake, first request), then, once every thread is warm, `fn(client, thread_index,
+// iteration)` until `duration` is over. `fn` returns true on success; successful calls are timed.
 template <class MakeClient, class Call>
 Stats run_load(int n, int duration, MakeClient make_client, Call call) {
   std::mutex mu;
   Stats st;
   std::atomic<long> ok{0}, failed{0};
+  std::atomic<int> warm{0};
+  std::atomic<bool> go{false};
+  std::chrono::steady_clock::time_point deadline;
   std::vector<std::thread> threads;
   threads.reserve(static_cast<std::size_t>(n));
-  const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + std::chrono::seconds(duration);
   for (int i = 0; i < n; ++i) {
     threads.emplace_back([&, i] {
       std::unique_ptr<Client> cl = make_client(i);
+      (void)call(*cl, i, -1);
+      ++warm;
+      while (!go.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       std::vector<double> mine;
       for (int it = 0; std::chrono::steady_clock::now() < deadline; ++it) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -176,6 +181,10 @@ Stats run_load(int n, int duration, MakeClient make_client, Call call) {
       st.lat_ms.insert(st.lat_ms.end(), mine.begin(), mine.end());
     });
   }
+  while (warm.load() < n) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const auto start = std::chrono::steady_clock::now();
+  deadline = start + std::chrono::seconds(duration);
+  go.store(true);
   for (auto& th : threads) th.join();
   st.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   st.ok = ok.load();
@@ -312,7 +321,8 @@ int main(int argc, char** argv) {
                                         sims[static_cast<std::size_t>(i)].key.private_pem());
       },
       [](Client& cl, int, int it) {
-        return cl.call("POST", "/api/v1/node/heartbeat", heartbeat_body(it).dump()).status == 200;
+        return cl.call("POST", "/api/v1/node/heartbeat", heartbeat_body(it < 0 ? 0 : it).dump())
+                   .status == 200;
       });
   std::printf(
       "nodes=%d heartbeats=%ld failed=%ld duration=%.2fs heartbeats_per_s=%.1f p50_ms=%.2f "

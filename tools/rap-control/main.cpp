@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   std::string data_dir = "/var/lib/rap-control";
   std::string tls_cert;
   std::string tls_key;
-  std::size_t pool_size = 8;
+  std::size_t pool_size = 4;
   int heartbeat_write_interval = 10;
   app.add_option("--listen", listen, "HTTPS listen address host:port (port 0: ephemeral)")
       ->default_val(listen);
@@ -167,10 +167,8 @@ int main(int argc, char** argv) {
                      server.error().message);
     return 1;
   }
-  (*server)->start();
-  spdlog::info("rap-control listening on {} port={}", (*server)->local_address(),
-               (*server)->port());
-
+  // Installed before "listening" is logged: a supervisor (or test) that sends SIGTERM as soon as
+  // it sees that line must get a clean shutdown, not the default action (exit 143).
   int exit_code = 0;
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
@@ -179,6 +177,10 @@ int main(int argc, char** argv) {
     (*server)->stop();
     io.stop();
   });
+  (*server)->start();
+  spdlog::info("rap-control listening on {} port={}", (*server)->local_address(),
+               (*server)->port());
+
   // Supervision of the embedded children: if one dies, stop and exit non-zero.
   boost::asio::steady_timer supervise(io);
   std::function<void()> arm = [&] {
