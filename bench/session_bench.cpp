@@ -230,7 +230,8 @@ int main(int argc, char** argv) {
     if (a == "--bytes") bytes = std::stoull(argv[i + 1]);
     if (a == "--rounds") rounds = std::stoi(argv[i + 1]);
     if (a == "--sessions") sessions = std::stoi(argv[i + 1]);
-    if (a == "--latency-target-us") cfg.latency_target = std::chrono::microseconds(std::stoi(argv[i + 1]));
+    if (a == "--latency-target-us")
+      cfg.latency_target = std::chrono::microseconds(std::stoi(argv[i + 1]));
     if (a == "--max-window")
       cfg.max_stream_window = static_cast<std::uint32_t>(std::stoul(argv[i + 1]));
   }

@@ -164,10 +164,10 @@ asio::awaitable<void> Session::write_loop() {
     if (buf.empty()) buf.resize(kWriteBuffer);
     // With a latency-sensitive stream open, write in TLS-record-sized batches so a message for
     // it waits behind at most one small batch.
-    const std::size_t n = core_.produce(
-        std::span<std::uint8_t>(buf).first(core_.latency_sensitive() ? kGuardedWriteBuffer
-                                                                      : buf.size()),
-        clock_.now());
+    const std::size_t n =
+        core_.produce(std::span<std::uint8_t>(buf).first(
+                          core_.latency_sensitive() ? kGuardedWriteBuffer : buf.size()),
+                      clock_.now());
     if (n == 0) {
       if (core_.is_closed()) break;
       co_await wait_signal(write_signal_);
