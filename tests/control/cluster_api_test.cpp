@@ -17,6 +17,7 @@
 #include "rap/crypto/certs.h"
 #include "rap/crypto/keys.h"
 #include "rap/testing/gtest_support.h"
+#include "rap/testing/redis_fixture.h"
 #include "rap/testing/temp_dir.h"
 
 using json = nlohmann::json;
@@ -696,6 +697,15 @@ TEST_F(ClusterApiTest, NodeApiHeartbeatThrottle) {
   auto hbs = owner("GET", node_path + "/heartbeats");
   ASSERT_EQ(hbs.status, 200) << hbs;
   EXPECT_EQ(hbs.j["heartbeats"].size(), 1u);
+  // The two unchanged heartbeats were answered without the database (the authentication row
+  // cached by the first one, on the I/O thread), the first one wrote.
+  auto metrics = c_->call("GET", "/metrics");
+  EXPECT_NE(metrics.body.find("rap_control_node_heartbeats_total{path=\"memory\"} 2"),
+            std::string::npos)
+      << metrics.body;
+  EXPECT_NE(metrics.body.find("rap_control_node_heartbeats_total{path=\"db\"} 1"),
+            std::string::npos)
+      << metrics.body;
   auto node = owner("GET", node_path);
   EXPECT_EQ(node.j["node"]["health"], "online");
   EXPECT_EQ(node.j["node"]["last_state"]["load"]["open_sessions"], 0);
@@ -710,6 +720,73 @@ TEST_F(ClusterApiTest, NodeApiHeartbeatThrottle) {
   auto hb = n.call(*c_, "POST", "/api/v1/node/heartbeat", body.dump());
   EXPECT_EQ(hb.status, 403) << hb;
   EXPECT_EQ(hb.error_code(), "node_revoked");
+}
+
+// Two instances on one database and one Redis, with a long node cache TTL (60 s) so that only
+// the change notification can explain a prompt effect: a node heartbeating through B is seen as
+// present through A (Redis presence), gets new desired state and is refused after a revocation
+// made through A on its next request to B.
+TEST_F(ClusterApiTest, NodeCacheInvalidationAndPresenceAcrossInstances) {
+  auto redis = rap::testing::RedisFixture::start();
+  ASSERT_TRUE(redis.has_value()) << redis.error().message;
+  const std::string redis_url = "unix://" + (*redis)->socket_path();
+  start("cluster_hb_two", {"--redis-url", redis_url, "--node-auth-cache-ms", "60000"});
+  auto b = ControlProcess::start(conninfo_, "cluster_hb_two_b",
+                                 {"--redis-url", redis_url, "--node-auth-cache-ms", "60000"});
+  ASSERT_TRUE(b.has_value()) << b.error().message;
+  ASSERT_FALSE(make_cluster("edge").empty());
+  auto [tid, token] = make_token("edge", 1);
+  TestNode n = TestNode::make(dir_->path(), "n1");
+  const std::string node_id = enroll_and_approve(n, "edge", token);
+  ASSERT_FALSE(node_id.empty());
+  const std::string node_path = "/api/v1/clusters/edge/nodes/" + node_id;
+  json body = heartbeat_body();
+  for (int i = 0; i < 3; ++i) {
+    auto hb = n.call(**b, "POST", "/api/v1/node/heartbeat", body.dump());
+    ASSERT_EQ(hb.status, 200) << hb;
+    EXPECT_EQ(hb.j["desired_state_version"], 1);
+  }
+  // Presence (flushed once a second by B) is visible through A.
+  bool seen = false;
+  for (int i = 0; i < 40 && !seen; ++i) {
+    auto node = owner("GET", node_path);
+    seen = node.j["node"].contains("last_seen_at");
+    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(seen);
+  auto list = owner("GET", "/api/v1/clusters/edge/nodes");
+  ASSERT_EQ(list.status, 200) << list;
+  EXPECT_EQ(list.j["nodes"][0]["health"], "online");
+  EXPECT_TRUE(list.j["nodes"][0]["last_seen_at"].is_string()) << list;
+
+  // New desired state through A reaches the node's next heartbeat on B.
+  ASSERT_EQ(
+      owner("PUT", node_path + "/roles", json{{"roles", {{{"role", "relay-node"}}}}}.dump()).status,
+      200);
+  int version = 0;
+  for (int i = 0; i < 20 && version != 2; ++i) {
+    auto hb = n.call(**b, "POST", "/api/v1/node/heartbeat", body.dump());
+    ASSERT_EQ(hb.status, 200) << hb;
+    version = hb.j["desired_state_version"].get<int>();
+    if (version != 2) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(version, 2);
+
+  // Revocation through A: B refuses the node promptly (well before the 60 s cache TTL).
+  ASSERT_EQ(owner("POST", node_path + "/revoke").status, 200);
+  int status = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5)) {
+    status = n.call(**b, "POST", "/api/v1/node/heartbeat", body.dump()).status;
+    if (status == 403) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(status, 403);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  auto mb = (*b)->call("GET", "/metrics");
+  EXPECT_EQ(mb.body.find("rap_control_node_presence_writes_total{result=\"ok\"} 0"),
+            std::string::npos)
+      << mb.body;
 }
 
 }  // namespace

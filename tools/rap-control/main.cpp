@@ -1,6 +1,8 @@
 // rap-control: the control plane server (organizations, users, memberships, auth, audit).
 //   rap-control [--database-url URL] [--redis-url URL] [--listen 127.0.0.1:8443] [--data-dir DIR]
 //               [--tls-cert PEM --tls-key PEM] [--db-pool N] [--heartbeat-write-interval S]
+//               [--node-auth-cache-ms MS]
+//               [--web-dir DIR]
 // Without --database-url it runs its own PostgreSQL and Redis under <data-dir> (embedded.h).
 // On start: applies pending migrations, issues a one-time setup token if no platform owner
 // exists (printed once on stdout), then serves the HTTPS API (docs/API.md).
@@ -9,10 +11,12 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "rap/common/env.h"
 #include "rap/common/log.h"
@@ -60,10 +64,51 @@ int main(int argc, char** argv) {
                  "every heartbeat)")
       ->default_val(heartbeat_write_interval)
       ->check(CLI::Range(0, 20));
+  int node_auth_cache_ms = 2000;
+  app.add_option("--node-auth-cache-ms", node_auth_cache_ms,
+                 "milliseconds a node's mTLS authentication row is reused; changes through any "
+                 "instance drop it at once via change notifications (0: no cache)")
+      ->default_val(node_auth_cache_ms)
+      ->check(CLI::Range(0, 60000));
+  std::string web_dir;
+  app.add_option("--web-dir", web_dir,
+                 "built web console to serve (index.html + assets/); default: "
+                 "<prefix>/share/rap-control/web next to the binary, else the source tree's "
+                 "web/dist; none found: the API only");
   CLI11_PARSE(app, argc, argv);
 
   rap::log::init("rap-control");
   using namespace rap::control;
+
+  // The web console: --web-dir, else an installed copy beside the binary, else the source tree's
+  // build output (RAP_SOURCE_WEB_DIST, set by CMake for development builds).
+  {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!web_dir.empty()) {
+      if (!fs::is_regular_file(fs::path(web_dir) / "index.html", ec)) {
+        spdlog::critical("--web-dir {}: no index.html there", web_dir);
+        return 2;
+      }
+    } else {
+      std::vector<fs::path> candidates;
+      const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+      if (!ec) candidates.push_back(exe.parent_path().parent_path() / "share/rap-control/web");
+#ifdef RAP_SOURCE_WEB_DIST
+      candidates.emplace_back(RAP_SOURCE_WEB_DIST);
+#endif
+      for (const auto& c : candidates) {
+        if (fs::is_regular_file(c / "index.html", ec)) {
+          web_dir = c.string();
+          break;
+        }
+      }
+    }
+    if (web_dir.empty())
+      spdlog::warn("web console: not found (build it with `make web` or pass --web-dir); API only");
+    else
+      spdlog::info("web console: serving {}", web_dir);
+  }
 
   std::optional<RedisEndpoint> redis_ep;
   if (!redis_url.empty()) {
@@ -143,6 +188,8 @@ int main(int argc, char** argv) {
   api_opts.master_key = std::move(*master_key);
   api_opts.live = live.get();
   api_opts.heartbeat_write_interval = std::chrono::seconds(heartbeat_write_interval);
+  api_opts.node_auth_cache_ttl = std::chrono::milliseconds(node_auth_cache_ms);
+  api_opts.web_dir = web_dir;
   // The master key file narrows <data-dir> to 0700; the embedded postgres must still reach it.
   if (embedded) embedded->keep_reachable();
   Api api(db, rng, api_opts);

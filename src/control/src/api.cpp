@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "api_internal.h"
+#include "node_hot_state.h"
 #include "rap/control/auth.h"
 #include "rap/control/live_state.h"
 
@@ -26,16 +27,88 @@ std::string error_body(const std::string& code, const std::string& message) {
 }
 
 Api::Api(Db& db, Random& rng, ApiOptions opts)
-    : db_(db), rng_(rng), opts_(std::move(opts)), router_(std::make_unique<detail::Router>()) {
+    : db_(db),
+      rng_(rng),
+      opts_(std::move(opts)),
+      router_(std::make_unique<detail::Router>()),
+      hot_(std::make_unique<detail::NodeHotState>(opts_.node_auth_cache_ttl)) {
   detail::register_identity_routes(*router_);
   detail::register_account_routes(*router_);
   detail::register_tenancy_routes(*router_);
   detail::register_cluster_routes(*router_);
   detail::register_node_routes(*router_);
   detail::register_topology_routes(*router_);
+  if (opts_.live == nullptr) return;
+  // Node changes made through other instances drop this instance's cached node rows. A
+  // resync (Redis was away: notifications may be lost) drops them all.
+  detail::NodeHotState* hot = hot_.get();
+  auto sub = opts_.live->subscribe({}, [hot](const Change& c) {
+    const auto now = std::chrono::steady_clock::now();
+    if (c.resync) {
+      hot->invalidate_all(now);
+      return;
+    }
+    auto j = json::parse(c.message, nullptr, false);
+    if (j.is_object() && j.value("kind", "") == "node.changed" && j.contains("id") &&
+        j["id"].is_string())
+      hot->invalidate_node(j["id"].get<std::string>(), now);
+  });
+  if (sub) {
+    changes_ = std::move(*sub);
+  } else {
+    spdlog::warn("change notifications unavailable code={}: node cache entries expire by TTL",
+                 sub.error().code);
+  }
+  presence_flusher_ = std::thread([this] {
+    std::unique_lock lk(stop_mu_);
+    while (!stopping_) {
+      stop_cv_.wait_for(lk, opts_.presence_flush_interval, [this] { return stopping_; });
+      lk.unlock();
+      flush_presence();
+      lk.lock();
+    }
+  });
 }
 
-Api::~Api() = default;
+Api::~Api() {
+  stop();
+}
+
+void Api::stop() {
+  {
+    std::lock_guard g(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (presence_flusher_.joinable()) presence_flusher_.join();
+  if (changes_) changes_->stop();
+}
+
+void Api::flush_presence() {
+  auto seen = hot_->take_seen();
+  if (seen.empty() || opts_.live == nullptr) return;
+  std::uint64_t ok = 0;
+  std::uint64_t errors = 0;
+  for (const auto& [key, at_ms] : seen) {
+    const json value{{"last_seen_ms", at_ms}};
+    if (opts_.live->set_presence(key.first, key.second, value.dump(), opts_.presence_ttl))
+      ++ok;
+    else
+      ++errors;
+  }
+  hot_->count_presence(ok, errors);
+  if (errors > 0) spdlog::warn("node presence: {} of {} writes failed", errors, seen.size());
+}
+
+std::optional<HttpResponse> Api::try_handle_fast(const HttpRequest& req) {
+  try {
+    auto r = detail::fast_heartbeat(*hot_, opts_, req);
+    if (r) record("/api/v1/node/heartbeat", req.method, r->status);
+    return r;
+  } catch (...) {
+    return std::nullopt;  // the normal path answers (and logs) it
+  }
+}
 
 void Api::record(const std::string& route, const std::string& method, int status) {
   std::lock_guard g(metrics_mu_);
@@ -62,6 +135,24 @@ std::string Api::render_metrics() {
     << "# HELP rap_control_db_pool_max Maximum database connections.\n"
     << "# TYPE rap_control_db_pool_max gauge\n"
     << "rap_control_db_pool_max " << db_.pool().max_size() << "\n";
+  const auto hc = hot_->counters();
+  o << "# HELP rap_control_node_heartbeats_total Node heartbeats answered, by path (memory: no "
+       "database access; db: durable state written).\n"
+    << "# TYPE rap_control_node_heartbeats_total counter\n"
+    << "rap_control_node_heartbeats_total{path=\"memory\"} " << hc.heartbeats_memory << "\n"
+    << "rap_control_node_heartbeats_total{path=\"db\"} " << hc.heartbeats_db << "\n"
+    << "# HELP rap_control_node_auth_cache_total Node authentication row lookups by result.\n"
+    << "# TYPE rap_control_node_auth_cache_total counter\n"
+    << "rap_control_node_auth_cache_total{result=\"hit\"} " << hc.auth_hits << "\n"
+    << "rap_control_node_auth_cache_total{result=\"miss\"} " << hc.auth_misses << "\n"
+    << "# HELP rap_control_node_cache_invalidations_total Node cache invalidations (local "
+       "changes and node.changed notifications).\n"
+    << "# TYPE rap_control_node_cache_invalidations_total counter\n"
+    << "rap_control_node_cache_invalidations_total " << hc.invalidations << "\n"
+    << "# HELP rap_control_node_presence_writes_total Node presence writes to live state.\n"
+    << "# TYPE rap_control_node_presence_writes_total counter\n"
+    << "rap_control_node_presence_writes_total{result=\"ok\"} " << hc.presence_written << "\n"
+    << "rap_control_node_presence_writes_total{result=\"error\"} " << hc.presence_errors << "\n";
   if (opts_.live != nullptr) o << opts_.live->render_metrics();
   return o.str();
 }
@@ -184,6 +275,15 @@ HttpResponse Api::dispatch(const HttpRequest& req, std::string& route) {
     return r;
   }
 
+  // The web console: everything outside /api/ (and /healthz, /metrics) is a static file or an
+  // app route (routes_web.cpp). Without a console only "/" says so; other paths stay 404.
+  if (seg.empty() || seg[0] != "api") {
+    if (!opts_.web_dir.empty() || seg.empty()) {
+      route = "/ (console)";
+      return detail::serve_web(opts_.web_dir, req, path);
+    }
+  }
+
   auto m = router_->match(req.method, seg);
   if (!m) return error_response(404, "not_found", "no such route");
   route = m->pattern;
@@ -212,7 +312,7 @@ HttpResponse Api::dispatch(const HttpRequest& req, std::string& route) {
   }
   std::optional<detail::NodeCaller> node;
   if (m->auth == Auth::kNode) {
-    auto n = detail::authenticate_node(db_, req);
+    auto n = detail::authenticate_node(db_, *hot_, req);
     if (!n) return n.error();
     node = std::move(*n);
   }
@@ -234,6 +334,7 @@ HttpResponse Api::dispatch(const HttpRequest& req, std::string& route) {
     rng_.fill(out);
   };
   ctx.live = opts_.live;
+  ctx.hot = hot_.get();
   return (*m->handler)(ctx);
 }
 

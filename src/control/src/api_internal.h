@@ -29,6 +29,7 @@
 namespace rap::control::detail {
 
 using json = nlohmann::json;
+class NodeHotState;  // node_hot_state.h
 
 // Timestamps leave the database as RFC 3339 UTC strings.
 #define RAP_TS(col) "to_char((" col ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
@@ -151,6 +152,8 @@ struct Ctx {
   // Live state (Redis) or nullptr (ApiOptions::live). Its errors mean degraded mode: serve from
   // PostgreSQL, never fail a request only because Redis is away.
   LiveState* live = nullptr;
+  // The node hot path's in-memory caches (node_hot_state.h); owned by the Api.
+  NodeHotState* hot = nullptr;
 
   const std::string& param(const std::string& k) const { return params.at(k); }
 };
@@ -197,6 +200,15 @@ Result<bool> check_second_factor(pqxx::work& w, std::string_view master_key,
                                  const std::string& user_id,
                                  const std::optional<std::string>& code);
 
+// routes_web.cpp: the web console's static files for a GET outside /api/ (`path` without the
+// query): file, SPA fallback to index.html, or a JSON 404/405. Never reads outside `web_dir`.
+HttpResponse serve_web(const std::string& web_dir, const HttpRequest& req, const std::string& path);
+// Content-Security-Policy of the console: its own scripts, styles and API only.
+inline constexpr const char* kConsoleCsp =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'";
+
 // Route modules.
 void register_identity_routes(Router& r);
 void register_cluster_routes(Router& r);  // routes_clusters.cpp: platform-owner cluster admin
@@ -204,10 +216,21 @@ void register_node_routes(Router& r);     // routes_node.cpp: enrollment and nod
 
 // Auth::kNode: verifies req.client_cert_pem against its cluster's CA, checks that the certificate
 // is known and not revoked and that the node is active (routes_node.cpp).
-Step<NodeCaller> authenticate_node(Db& db, const HttpRequest& req);
+// The verified row is cached in `hot` (node_hot_state.h).
+Step<NodeCaller> authenticate_node(Db& db, NodeHotState& hot, const HttpRequest& req);
+// An unchanged heartbeat of a node whose authentication row is cached, answered without the
+// database (non-blocking: safe on the I/O thread); nullopt when it needs the database path.
+std::optional<HttpResponse> fast_heartbeat(NodeHotState& hot, const ApiOptions& opts,
+                                           const HttpRequest& req);
+// After a committed change of a node's status, certificates, roles or workloads: drops its
+// cached authentication row here and publishes "node.changed" to the other instances.
+void node_changed(Ctx& ctx, const std::string& cluster_id, const std::string& node_id);
 void register_account_routes(Router& r);  // /api/v1/me..., /api/v1/auth/step-up
 void register_tenancy_routes(Router& r);  // /api/v1/orgs/{slug}/{groups,resources,policies,...}
 // routes_topology.cpp: node groups, cluster authority, egress pools, platform admins.
 void register_topology_routes(Router& r);
+// routes_console.cpp: read-only summaries for the web console (platform overview, compact node
+// list, trust, node audit timeline; tenant-safe organization status).
+void register_console_routes(Router& r);
 
 }  // namespace rap::control::detail

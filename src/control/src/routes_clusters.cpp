@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <ctime>
 #include <set>
 
 #include "api_internal.h"
@@ -533,12 +534,47 @@ Result<json> find_node(pqxx::transaction_base& t, const ClusterRow& cl, const st
   return node_json(rows[0], cl.slug);
 }
 
+// Live presence (LiveState, written from heartbeats in batches of a second): adds
+// "last_seen_at" and counts a node seen within the presence TTL as online, whatever the
+// (throttled) durable last_heartbeat_at says. Without Redis, or when it is away, the durable
+// health stands (degraded mode).
+void merge_presence(Ctx& ctx, const std::string& cluster_id, std::vector<json*> nodes) {
+  if (ctx.live == nullptr || nodes.empty()) return;
+  std::map<std::string, std::string> live;
+  if (nodes.size() == 1) {
+    auto one = ctx.live->get_presence(cluster_id, (*nodes[0])["id"].get<std::string>());
+    if (!one) return;
+    if (*one) live[(*nodes[0])["id"].get<std::string>()] = **one;
+  } else {
+    auto all = ctx.live->list_presence(cluster_id);
+    if (!all) return;
+    live = std::move(*all);
+  }
+  for (json* n : nodes) {
+    auto it = live.find((*n)["id"].get<std::string>());
+    if (it == live.end()) continue;
+    auto v = json::parse(it->second, nullptr, false);
+    if (!v.is_object() || !v.contains("last_seen_ms") || !v["last_seen_ms"].is_number_integer())
+      continue;
+    const auto ms = v["last_seen_ms"].get<std::int64_t>();
+    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    (*n)["last_seen_at"] = std::string(buf);
+    if ((*n)["status"] == "active") (*n)["health"] = "online";
+  }
+}
+
 HttpResponse get_nodes(Ctx& ctx) {
   const std::string slug = ctx.param("cluster");
+  std::string cluster_id;
   auto r = ctx.db.with_connection<json>([&](pqxx::connection& c) -> Result<json> {
     pqxx::read_transaction t(c);
     auto cl = find_cluster(t, slug);
     if (!cl) return tl::unexpected(cl.error());
+    cluster_id = cl->id;
     auto rows =
         t.exec_params(std::string("SELECT ") + kNodeCols +
                           "FROM nodes n WHERE n.cluster_id = $1::uuid ORDER BY n.name, n.id",
@@ -548,6 +584,9 @@ HttpResponse get_nodes(Ctx& ctx) {
     return json{{"nodes", out}};
   });
   if (!r) return to_response(r.error());
+  std::vector<json*> nodes;
+  for (auto& n : (*r)["nodes"]) nodes.push_back(&n);
+  merge_presence(ctx, cluster_id, std::move(nodes));
   return json_response(200, *r);
 }
 
@@ -579,10 +618,12 @@ json workloads_of(pqxx::transaction_base& t, const std::string& node_id) {
 HttpResponse get_node(Ctx& ctx) {
   const std::string slug = ctx.param("cluster");
   const std::string id = ctx.param("node");
+  std::string cluster_id;
   auto r = ctx.db.with_connection<json>([&](pqxx::connection& c) -> Result<json> {
     pqxx::read_transaction t(c);
     auto cl = find_cluster(t, slug);
     if (!cl) return tl::unexpected(cl.error());
+    cluster_id = cl->id;
     auto n = find_node(t, *cl, id, false);
     if (!n) return tl::unexpected(n.error());
     json node = *n;
@@ -606,6 +647,7 @@ HttpResponse get_node(Ctx& ctx) {
     return json{{"node", node}};
   });
   if (!r) return to_response(r.error());
+  merge_presence(ctx, cluster_id, {&(*r)["node"]});
   return json_response(200, *r);
 }
 
@@ -621,9 +663,11 @@ HttpResponse post_node_revoke(Ctx& ctx) {
   if (*reason && (*reason)->size() > 500)
     return error_response(400, "invalid_reason", "reason must be at most 500 bytes");
   const std::string why = reason->value_or("revoked by platform owner");
+  std::string cluster_id;
   auto r = ctx.db.with_transaction<json>([&](pqxx::work& w) -> Result<json> {
     auto cl = find_cluster(w, slug);
     if (!cl) return tl::unexpected(cl.error());
+    cluster_id = cl->id;
     auto n = find_node(w, *cl, id, true);
     if (!n) return tl::unexpected(n.error());
     if ((*n)["status"] == "revoked")
@@ -648,6 +692,7 @@ HttpResponse post_node_revoke(Ctx& ctx) {
     return json{{"node", *after}, {"revoked_certificates", serials}};
   });
   if (!r) return to_response(r.error());
+  node_changed(ctx, cluster_id, id);
   return json_response(200, *r);
 }
 
@@ -677,9 +722,11 @@ HttpResponse put_node_roles(Ctx& ctx) {
       return error_response(400, "duplicate_role", "role '" + *role + "' is listed twice");
     roles.push_back(key);
   }
+  std::string cluster_id;
   auto r = ctx.db.with_transaction<json>([&](pqxx::work& w) -> Result<json> {
     auto cl = find_cluster(w, slug);
     if (!cl) return tl::unexpected(cl.error());
+    cluster_id = cl->id;
     auto n = find_node(w, *cl, id, true);
     if (!n) return tl::unexpected(n.error());
     if ((*n)["status"] == "revoked") return http_fail(409, "node_revoked", "node is revoked");
@@ -711,6 +758,7 @@ HttpResponse put_node_roles(Ctx& ctx) {
         {"node_id", id}, {"roles", out_roles}, {"desired_state_version", v[0][0].as<long long>()}};
   });
   if (!r) return to_response(r.error());
+  node_changed(ctx, cluster_id, id);
   return json_response(200, *r);
 }
 
@@ -759,9 +807,11 @@ HttpResponse put_node_workloads(Ctx& ctx) {
       return error_response(400, "duplicate_workload", "workload '" + *name + "' is listed twice");
     wls.push_back({*name, *kind, spec.dump()});
   }
+  std::string cluster_id;
   auto r = ctx.db.with_transaction<json>([&](pqxx::work& w) -> Result<json> {
     auto cl = find_cluster(w, slug);
     if (!cl) return tl::unexpected(cl.error());
+    cluster_id = cl->id;
     auto n = find_node(w, *cl, id, true);
     if (!n) return tl::unexpected(n.error());
     if ((*n)["status"] == "revoked") return http_fail(409, "node_revoked", "node is revoked");
@@ -795,6 +845,7 @@ HttpResponse put_node_workloads(Ctx& ctx) {
         {"node_id", id}, {"workloads", out}, {"desired_state_version", v[0][0].as<long long>()}};
   });
   if (!r) return to_response(r.error());
+  node_changed(ctx, cluster_id, id);
   return json_response(200, *r);
 }
 

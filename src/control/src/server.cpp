@@ -239,8 +239,11 @@ struct Server::Impl {
       }
       HttpResponse out;
       const std::string path = r.target.substr(0, r.target.find('?'));
+      std::optional<HttpResponse> fast;
       if (path == "/metrics") {
         out = api.handle(r);  // non-blocking: no database access
+      } else if (fast = api.try_handle_fast(r); fast) {
+        out = std::move(*fast);  // e.g. an unchanged heartbeat: answered from memory
       } else {
         try {
           auto shared_req = std::make_shared<const HttpRequest>(std::move(r));
@@ -248,18 +251,31 @@ struct Server::Impl {
           auto task = db.run([a, shared_req]() { return a->handle(*shared_req); });
           out = co_await std::move(task);
           // Long poll: re-run every 250 ms (no DB thread held while waiting) until the answer
-          // changes or the client's wait is over.
+          // changes or the client's wait is over. Re-runs are flagged so that the handler can
+          // answer "nothing new" from cached state; the first run's response is the one sent
+          // if nothing changes.
           const auto deadline =
               std::chrono::steady_clock::now() +
               std::min<std::chrono::milliseconds>(out.long_poll, std::chrono::seconds(30));
+          std::shared_ptr<const HttpRequest> rerun_req;
           while (out.long_poll.count() > 0 && std::chrono::steady_clock::now() < deadline &&
                  !*stopped) {
             asio::steady_timer timer(io, std::chrono::milliseconds(250));
             auto [tec] = co_await timer.async_wait(kTuple);
             if (tec) break;
-            auto again = db.run([a, shared_req]() { return a->handle(*shared_req); });
-            out = co_await std::move(again);
+            if (!rerun_req) {
+              auto copy = std::make_shared<HttpRequest>(*shared_req);
+              copy->long_poll_rerun = true;
+              rerun_req = std::move(copy);
+            }
+            auto again = db.run([a, rerun_req]() { return a->handle(*rerun_req); });
+            HttpResponse next = co_await std::move(again);
+            if (next.long_poll.count() == 0) {
+              out = std::move(next);
+              break;
+            }
           }
+          out.long_poll = std::chrono::milliseconds(0);
         } catch (const std::exception& e) {
           spdlog::error("request handler failed: {}", e.what());
           out.status = 500;
@@ -269,7 +285,11 @@ struct Server::Impl {
       http::response<http::string_body> res{static_cast<http::status>(out.status), req.version()};
       res.set(http::field::server, "rap-control");
       res.set(http::field::content_type, out.content_type);
-      res.set(http::field::cache_control, "no-store");
+      res.set(http::field::cache_control,
+              out.cache_control.empty() ? std::string("no-store") : out.cache_control);
+      res.set("X-Content-Type-Options", "nosniff");
+      res.set("X-Frame-Options", "DENY");
+      for (const auto& [name, value] : out.headers) res.set(name, value);
       if (!out.allow.empty()) res.set(http::field::allow, out.allow);
       if (out.retry_after_seconds > 0)
         res.set(http::field::retry_after, std::to_string(out.retry_after_seconds));

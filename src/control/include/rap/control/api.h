@@ -12,11 +12,13 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -28,8 +30,10 @@ namespace rap::control {
 
 namespace detail {
 class Router;
-}
-class LiveState;  // live_state.h
+class NodeHotState;
+}  // namespace detail
+class LiveState;     // live_state.h
+class Subscription;  // live_state.h
 
 struct HttpRequest {
   std::string method;         // "GET", "POST", ...
@@ -42,6 +46,9 @@ struct HttpRequest {
   std::string client_cert_pem;
   // X-RAP-* request headers, names lower-cased (e.g. "x-rap-proof"), at most 8.
   std::map<std::string, std::string> rap_headers;
+  // Set by the server when it re-runs a long-poll request (HttpResponse::long_poll): a handler
+  // may then answer "still nothing new" cheaply; the server keeps the first run's response.
+  bool long_poll_rerun = false;
 };
 
 struct HttpResponse {
@@ -56,6 +63,10 @@ struct HttpResponse {
   // a response without the hint arrives or this much time has passed since the first run, then
   // sends the last response. Direct callers of Api::handle may ignore it.
   std::chrono::milliseconds long_poll{0};
+  // "" = "no-store" (every API response); static console assets set a long-lived value.
+  std::string cache_control;
+  // Further response headers (e.g. the console's Content-Security-Policy).
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 struct ApiOptions {
@@ -79,6 +90,19 @@ struct ApiOptions {
   // lookup alone. 0: write every heartbeat. Keep it well below the 30 s "online" window of the
   // node health (at most 20 s is accepted by rap-control).
   std::chrono::seconds heartbeat_write_interval{0};
+  // How long a node's mTLS authentication row (status, certificate revocation and expiry,
+  // desired_state_version) is reused without re-reading PostgreSQL. Changes made through any
+  // rap-control instance drop it at once (this instance) or on the "node.changed" notification
+  // (others, through `live`); the TTL bounds the delay when a notification is lost. 0: read
+  // PostgreSQL on every node request.
+  std::chrono::milliseconds node_auth_cache_ttl{2000};
+  // Node presence (LiveState::set_presence, TTL presence_ttl) is written in one batch per
+  // presence_flush_interval for every node seen since the last batch. Needs `live`.
+  std::chrono::milliseconds presence_flush_interval{1000};
+  std::chrono::milliseconds presence_ttl{30000};
+  // Directory of the built web console (index.html + assets/) served for non-API GET paths;
+  // empty: the API only (routes_web.cpp).
+  std::string web_dir;
 };
 
 // Reads the master key file (64 hex chars), or creates it (32 random bytes, mode 0600, parent
@@ -95,6 +119,15 @@ class Api {
 
   // Routes and executes one request. Blocking; never throws.
   HttpResponse handle(const HttpRequest& req);
+
+  // The part of the API that needs no blocking call (no database, no Redis): an unchanged
+  // heartbeat of a node whose authentication is cached. Returns nullopt when the request must
+  // go to handle() on the Db pool. Non-blocking; never throws.
+  std::optional<HttpResponse> try_handle_fast(const HttpRequest& req);
+
+  // Stops the background tasks (presence flusher, change subscription); idempotent, also run
+  // by the destructor. handle() keeps working afterwards (without presence updates).
+  void stop();
 
   // Prometheus text exposition: request counts by route/method/status, DB pool gauges.
   // Non-blocking (safe on the I/O thread).
@@ -113,6 +146,13 @@ class Api {
   std::mutex metrics_mu_;
   std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests_;
   std::unique_ptr<detail::Router> router_;
+  std::unique_ptr<detail::NodeHotState> hot_;
+  std::unique_ptr<Subscription> changes_;  // "node.changed" -> hot_ invalidation
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;  // guarded by stop_mu_
+  std::thread presence_flusher_;
+  void flush_presence();
 };
 
 // First-run bootstrap. When no platform owner exists and setup is not completed: generates a new

@@ -1,0 +1,121 @@
+#include "node_hot_state.h"
+
+namespace rap::control::detail {
+
+namespace {
+constexpr auto kCertTtl = std::chrono::minutes(5);
+}
+
+std::optional<NodeHotState::VerifiedCert> NodeHotState::find_cert(const std::string& pem,
+                                                                  Steady::time_point now) {
+  std::lock_guard g(mu_);
+  auto it = certs_.find(pem);
+  if (it == certs_.end() || now - it->second.at >= kCertTtl) return std::nullopt;
+  return it->second.v;
+}
+
+void NodeHotState::store_cert(const std::string& pem, VerifiedCert v, Steady::time_point now) {
+  std::lock_guard g(mu_);
+  if (certs_.size() >= kMaxEntries && !certs_.contains(pem)) certs_.clear();
+  certs_[pem] = CertEntry{std::move(v), now};
+}
+
+std::optional<NodeAuthRow> NodeHotState::find_auth(std::int64_t serial, Steady::time_point now) {
+  std::lock_guard g(mu_);
+  auto it = auth_.find(serial);
+  if (it == auth_.end() || now - it->second.at >= auth_ttl_) {
+    ++counters_.auth_misses;
+    return std::nullopt;
+  }
+  ++counters_.auth_hits;
+  return it->second.row;
+}
+
+void NodeHotState::store_auth(std::int64_t serial, NodeAuthRow row, Steady::time_point read_at) {
+  if (auth_ttl_.count() <= 0) return;
+  std::lock_guard g(mu_);
+  if (read_at <= all_changed_at_) return;
+  if (auto c = changed_at_.find(row.node_id); c != changed_at_.end() && read_at <= c->second)
+    return;
+  if (auth_.size() >= kMaxEntries && !auth_.contains(serial)) auth_.clear();
+  auth_[serial] = AuthEntry{std::move(row), read_at};
+}
+
+void NodeHotState::invalidate_node(const std::string& node_id, Steady::time_point now) {
+  std::lock_guard g(mu_);
+  ++counters_.invalidations;
+  for (auto it = auth_.begin(); it != auth_.end();) {
+    if (it->second.row.node_id == node_id)
+      it = auth_.erase(it);
+    else
+      ++it;
+  }
+  // Remembered for one auth_ttl so that a read racing with the change is not stored; older
+  // marks are dropped (a read started before them would be older than auth_ttl anyway).
+  if (changed_at_.size() >= 4096) {
+    for (auto it = changed_at_.begin(); it != changed_at_.end();) {
+      if (now - it->second > auth_ttl_)
+        it = changed_at_.erase(it);
+      else
+        ++it;
+    }
+    if (changed_at_.size() >= kMaxEntries) {
+      changed_at_.clear();
+      all_changed_at_ = now;
+    }
+  }
+  changed_at_[node_id] = now;
+}
+
+void NodeHotState::invalidate_all(Steady::time_point now) {
+  std::lock_guard g(mu_);
+  ++counters_.invalidations;
+  auth_.clear();
+  changed_at_.clear();
+  all_changed_at_ = now;
+}
+
+bool NodeHotState::write_is_fresh(const std::string& node_id, const std::string& durable,
+                                  std::chrono::seconds interval, Steady::time_point now) {
+  if (interval.count() <= 0) return false;
+  std::lock_guard g(mu_);
+  auto it = writes_.find(node_id);
+  return it != writes_.end() && it->second.durable == durable && now - it->second.at < interval;
+}
+
+void NodeHotState::record_write(const std::string& node_id, std::string durable,
+                                Steady::time_point now) {
+  std::lock_guard g(mu_);
+  if (writes_.size() >= kMaxEntries && !writes_.contains(node_id)) writes_.clear();
+  writes_[node_id] = LastWrite{now, std::move(durable)};
+}
+
+void NodeHotState::note_seen(const std::string& cluster_id, const std::string& node_id,
+                             std::int64_t unix_ms) {
+  std::lock_guard g(mu_);
+  if (seen_.size() >= kMaxEntries) return;  // the flusher is behind; next heartbeat retries
+  seen_[{cluster_id, node_id}] = unix_ms;
+}
+
+std::map<std::pair<std::string, std::string>, std::int64_t> NodeHotState::take_seen() {
+  std::lock_guard g(mu_);
+  return std::exchange(seen_, {});
+}
+
+NodeHotCounters NodeHotState::counters() {
+  std::lock_guard g(mu_);
+  return counters_;
+}
+
+void NodeHotState::count_heartbeat(bool from_memory) {
+  std::lock_guard g(mu_);
+  ++(from_memory ? counters_.heartbeats_memory : counters_.heartbeats_db);
+}
+
+void NodeHotState::count_presence(std::uint64_t written, std::uint64_t errors) {
+  std::lock_guard g(mu_);
+  counters_.presence_written += written;
+  counters_.presence_errors += errors;
+}
+
+}  // namespace rap::control::detail
