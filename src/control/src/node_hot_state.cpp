@@ -1,5 +1,7 @@
 #include "node_hot_state.h"
 
+#include <functional>
+
 namespace rap::control::detail {
 
 namespace {
@@ -80,7 +82,13 @@ bool NodeHotState::write_is_fresh(const std::string& node_id, const std::string&
   if (interval.count() <= 0) return false;
   std::lock_guard g(mu_);
   auto it = writes_.find(node_id);
-  return it != writes_.end() && it->second.durable == durable && now - it->second.at < interval;
+  if (it == writes_.end() || it->second.durable != durable) return false;
+  // Spread: each node's effective interval is between 1/2 and 1 times `interval` (a fixed
+  // fraction per node), so nodes that started together do not write together forever after.
+  const auto frac = static_cast<double>(std::hash<std::string>{}(node_id) % 1024) / 2048.0;
+  const auto effective = std::chrono::duration_cast<Steady::duration>(
+      std::chrono::duration<double>(static_cast<double>(interval.count()) * (0.5 + frac)));
+  return now - it->second.at < effective;
 }
 
 void NodeHotState::record_write(const std::string& node_id, std::string durable,

@@ -72,7 +72,8 @@ class NodeHotState {
 
   // --- heartbeat write throttle ---
   // True if `durable` equals the last written durable state of the node and that write is
-  // younger than `interval`.
+  // younger than the node's share of `interval`: a fixed fraction between 1/2 and 1 per node
+  // (so that nodes started together spread their writes).
   bool write_is_fresh(const std::string& node_id, const std::string& durable,
                       std::chrono::seconds interval, Steady::time_point now);
   void record_write(const std::string& node_id, std::string durable, Steady::time_point now);
