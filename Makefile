@@ -33,7 +33,7 @@ lint: build
 
 fuzz: bootstrap
 	@cmake --preset fuzz >/dev/null
-	@cmake --build --preset fuzz -j $(JOBS) --target fuzz_frame_decoder fuzz_session
+	@cmake --build --preset fuzz -j $(JOBS) --target fuzz_frame_decoder fuzz_session fuzz_config_artifact
 	@scripts/fuzz.sh build/fuzz $(FUZZ_SECONDS)
 
 fuzz-long: FUZZ_SECONDS=1800
