@@ -401,6 +401,24 @@ TEST_F(Apply, RevocationListRevokesSigningKeysAndNodes) {
   EXPECT_TRUE(s.revocations().node_ids.empty());
 }
 
+// Regression: a revocation list (or trust bundle) delivered as an increment updated the stored
+// payload but not the revocations in force.
+TEST_F(Apply, RevocationListIncrementTakesEffect) {
+  ConfigState s = state();
+  Revocations v1;
+  v1.node_ids.insert("n7");
+  ASSERT_EQ(
+      apply_code(s, {full(ArtifactType::revocation_list, 1, v1.to_payload(), Scope::cluster())}),
+      "ok");
+  Revocations v2 = v1;
+  v2.node_ids.insert("n8");
+  auto inc = signer_.sign_increment(ArtifactType::revocation_list, Scope::cluster(), 1,
+                                    v1.to_payload(), v2.to_payload(), 1, kNow - 1h, kNow + 24h);
+  ASSERT_TRUE(inc.has_value()) << inc.error().message;
+  ASSERT_EQ(apply_code(s, {wire(*inc)}), "ok");
+  EXPECT_EQ(s.revocations().node_ids.count("n8"), 1u);
+}
+
 TEST_F(Apply, AuthorityEpochNeverGoesBack) {
   ConfigState s = state();
   ASSERT_EQ(apply_code(s, {full(ArtifactType::peer_directory, 1, peers_payload(2),

@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "control_process.h"
+#include "rap/config/state.h"
+#include "rap/config/trust.h"
 #include "rap/crypto/certs.h"
 #include "rap/crypto/keys.h"
 #include "rap/testing/gtest_support.h"
@@ -790,3 +792,184 @@ TEST_F(ClusterApiTest, NodeCacheInvalidationAndPresenceAcrossInstances) {
 }
 
 }  // namespace
+
+namespace {
+
+// Applies a GET /api/v1/node/config answer the way the agent does (rap_config::ConfigState).
+struct NodeConfigView {
+  std::optional<rap::config::ConfigState> state;
+  std::string raw;  // every artifact byte the node received, for isolation checks
+
+  rap::Result<rap::config::ApplyReport> apply(const Reply& r, const std::string& cluster_id,
+                                              const std::string& node_id) {
+    if (r.status != 200) return rap::fail("http", r.body);
+    if (!state) {
+      auto anchors = rap::config::TrustStore::from_trust_bundle(r.j["trust_bundle"]);
+      if (!anchors) return tl::unexpected(anchors.error());
+      state.emplace(cluster_id, rap::config::NodeScope{node_id, {}, {}}, std::move(*anchors));
+    }
+    std::vector<std::string> batch;
+    for (const auto& a : r.j["artifacts"]) {
+      batch.push_back(a.get<std::string>());
+      raw += batch.back();
+    }
+    return state->apply(batch, std::chrono::system_clock::now(), 0);
+  }
+
+  std::uint64_t version(rap::config::ArtifactType t, const rap::config::Scope& s) const {
+    const auto* e = state ? state->find(t, s) : nullptr;
+    return e == nullptr ? 0 : e->version;
+  }
+
+  std::string have() const {
+    std::string out;
+    for (const auto& [key, v] : state->applied_versions()) {
+      const std::string type = key.substr(0, key.find('@'));
+      if (!out.empty()) out += ",";
+      out += type + ":" + std::to_string(v.version);
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+// Signed configuration end to end: the compiler publishes per-node artifacts that a node's
+// ConfigState verifies and applies; a role change reaches the node through the heartbeat's
+// config_generation and arrives as an increment; revocation reaches every node through the
+// revocation list; a key rotation is followed; a node serving organization A never receives
+// anything of organization B; rejections are audited.
+TEST_F(ClusterApiTest, SignedConfigCompileVerifyApplyIncrementsRotationIsolation) {
+  using rap::config::ArtifactType;
+  using rap::config::Scope;
+  start("cluster_config", {});
+  const std::string cluster_id = make_cluster("edge");
+  ASSERT_FALSE(cluster_id.empty());
+  for (const char* slug : {"org-a", "org-b"})
+    ASSERT_EQ(owner("POST", "/api/v1/orgs", json{{"slug", slug}, {"name", slug}}.dump()).status,
+              201);
+  auto [tid, token] = make_token("edge", 3);
+  TestNode n1 = TestNode::make(dir_->path(), "n1");
+  TestNode n2 = TestNode::make(dir_->path(), "n2");
+  TestNode n3 = TestNode::make(dir_->path(), "n3");
+  const std::string id1 = enroll_and_approve(n1, "edge", token);
+  const std::string id2 = enroll_and_approve(n2, "edge", token);
+  const std::string id3 = enroll_and_approve(n3, "edge", token);
+  ASSERT_FALSE(id1.empty() || id2.empty() || id3.empty());
+  const std::string nodes = "/api/v1/clusters/edge/nodes/";
+  ASSERT_EQ(owner("PUT", nodes + id1 + "/roles",
+                  json{{"roles", {{{"role", "relay-node"}, {"org", "org-a"}}}}}.dump())
+                .status,
+            200);
+  ASSERT_EQ(owner("PUT", nodes + id2 + "/roles",
+                  json{{"roles", {{{"role", "rdp-worker"}, {"org", "org-b"}}}}}.dump())
+                .status,
+            200);
+  auto org_b = owner("GET", "/api/v1/orgs/org-b");
+  ASSERT_EQ(org_b.status, 200) << org_b;
+  const std::string org_b_id = org_b.j["org"]["id"].get<std::string>();
+
+  // First fetch: everything verifies and applies.
+  NodeConfigView v1;
+  auto f1 = n1.call(*c_, "GET", "/api/v1/node/config");
+  ASSERT_EQ(f1.status, 200) << f1;
+  EXPECT_EQ(f1.j["artifacts"].size(), 5u);
+  auto a1 = v1.apply(f1, cluster_id, id1);
+  ASSERT_TRUE(a1.has_value()) << a1.error().code << ": " << a1.error().message;
+  EXPECT_EQ(v1.version(ArtifactType::cluster_snapshot, Scope::node(id1)), 1u);
+  const auto* sab = v1.state->payload(ArtifactType::service_assignment_bundle, Scope::node(id1));
+  ASSERT_NE(sab, nullptr);
+  EXPECT_EQ((*sab)["roles"][0]["role"], "relay-node");
+  const auto* peers = v1.state->payload(ArtifactType::peer_directory, Scope::node(id1));
+  ASSERT_NE(peers, nullptr);
+  ASSERT_EQ((*peers)["peers"].size(), 1u);  // n2 holds a role; n3 none
+  EXPECT_EQ((*peers)["peers"][0]["id"], id2);
+  // Isolation: node 1 serves org A only; nothing of org B reaches it (slug, id), although its
+  // peer directory names node 2, which serves org B.
+  EXPECT_EQ(v1.raw.find("org-b"), std::string::npos);
+  EXPECT_EQ(v1.raw.find(org_b_id), std::string::npos);
+  // Same answer again: the same artifacts (immutable, nothing re-signed).
+  auto again = n1.call(*c_, "GET", "/api/v1/node/config");
+  EXPECT_EQ(again.j["artifacts"], f1.j["artifacts"]);
+  // Nothing new for a node that has everything.
+  auto none = n1.call(*c_, "GET", "/api/v1/node/config?have=" + v1.have());
+  ASSERT_EQ(none.status, 200) << none;
+  EXPECT_EQ(none.j["artifacts"].size(), 0u) << none;
+
+  // A role change bumps the generation the heartbeat reports; the node gets an increment.
+  auto hb = n1.call(*c_, "POST", "/api/v1/node/heartbeat", heartbeat_body().dump());
+  ASSERT_EQ(hb.status, 200) << hb;
+  const auto gen = hb.j["config_generation"].get<std::int64_t>();
+  ASSERT_EQ(owner("PUT", nodes + id1 + "/workloads",
+                  json{{"workloads",
+                        {{{"name", "relay"},
+                          {"kind", "native"},
+                          {"spec", {{"program", "relay"}, {"env", {{"TOKEN", "s3cret"}}}}}}}}}
+                      .dump())
+                .status,
+            200);
+  std::int64_t gen2 = gen;
+  for (int i = 0; i < 40 && gen2 == gen; ++i) {
+    hb = n1.call(*c_, "POST", "/api/v1/node/heartbeat", heartbeat_body().dump());
+    gen2 = hb.j.value("config_generation", gen);
+    if (gen2 == gen) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_GT(gen2, gen);
+  auto f2 = n1.call(*c_, "GET", "/api/v1/node/config?have=" + v1.have());
+  ASSERT_EQ(f2.status, 200) << f2;
+  EXPECT_EQ(f2.j["increments"], 1) << f2;
+  auto a2 = v1.apply(f2, cluster_id, id1);
+  ASSERT_TRUE(a2.has_value()) << a2.error().code << ": " << a2.error().message;
+  EXPECT_EQ(v1.version(ArtifactType::service_assignment_bundle, Scope::node(id1)), 2u);
+  sab = v1.state->payload(ArtifactType::service_assignment_bundle, Scope::node(id1));
+  EXPECT_EQ((*sab)["workloads"][0]["id"], "relay");
+  EXPECT_EQ(v1.raw.find("s3cret"), std::string::npos);  // specs never travel in artifacts
+
+  // Revocation of node 3 reaches node 1 through the revocation list.
+  ASSERT_EQ(owner("POST", nodes + id3 + "/revoke").status, 200);
+  auto f3 = n1.call(*c_, "GET", "/api/v1/node/config?have=" + v1.have());
+  auto a3 = v1.apply(f3, cluster_id, id1);
+  ASSERT_TRUE(a3.has_value()) << a3.error().code << ": " << a3.error().message;
+  EXPECT_EQ(v1.state->revocations().node_ids.count(id3), 1u);
+  EXPECT_EQ(n3.call(*c_, "GET", "/api/v1/node/config").status, 403);
+
+  // Key rotation: the new key arrives in a trust bundle signed by the old one; everything is
+  // re-signed by the new key and still applies.
+  auto rot = owner("POST", "/api/v1/clusters/edge/config/rotate-key");
+  ASSERT_EQ(rot.status, 200) << rot;
+  const std::string new_key = rot.j["key_id"].get<std::string>();
+  auto f4 = n1.call(*c_, "GET", "/api/v1/node/config?have=" + v1.have());
+  auto a4 = v1.apply(f4, cluster_id, id1);
+  ASSERT_TRUE(a4.has_value()) << a4.error().code << ": " << a4.error().message;
+  const auto* snap = v1.state->find(ArtifactType::cluster_snapshot, Scope::node(id1));
+  ASSERT_NE(snap, nullptr);
+  auto cfg = owner("GET", "/api/v1/clusters/edge/config");
+  ASSERT_EQ(cfg.status, 200) << cfg;
+  ASSERT_EQ(cfg.j["signing_keys"].size(), 2u) << cfg;
+  EXPECT_EQ(cfg.j["signing_keys"][1]["key_id"], new_key);
+  EXPECT_EQ(cfg.j["signing_keys"][0]["status"], "retired");
+  EXPECT_EQ(cfg.j.dump().find("key_sealed"), std::string::npos);
+
+  // A tampered artifact is refused by the node, which reports it: audited.
+  auto f5 = n2.call(*c_, "GET", "/api/v1/node/config");
+  ASSERT_EQ(f5.status, 200) << f5;
+  std::string bad = f5.j["artifacts"][0].get<std::string>();
+  bad[bad.find("\"version\":") + 10] = '9';
+  NodeConfigView v2;
+  Reply tampered = f5;
+  tampered.j["artifacts"] = json::array({bad});
+  auto rejected = v2.apply(tampered, cluster_id, id2);
+  ASSERT_FALSE(rejected.has_value());
+  auto rep = n2.call(*c_, "POST", "/api/v1/node/config/rejections",
+                     json{{"code", rejected.error().code}, {"message", "test"}}.dump());
+  EXPECT_EQ(rep.status, 204) << rep;
+  EXPECT_EQ(n2.call(*c_, "POST", "/api/v1/node/config/rejections", "{\"code\":5}").status, 400);
+  auto audit = owner("GET", "/api/v1/audit?limit=50");
+  ASSERT_EQ(audit.status, 200) << audit;
+  EXPECT_NE(audit.body.find("node.config_rejected"), std::string::npos) << audit;
+
+  // Compile all: every active node (2 after the revocation).
+  auto all = owner("POST", "/api/v1/clusters/edge/config/compile");
+  ASSERT_EQ(all.status, 200) << all;
+  EXPECT_EQ(all.j["nodes"], 2);
+}

@@ -141,6 +141,17 @@ Result<void> ConfigState::commit(VerifiedArtifact v, ApplyReport& report) {
       auto result = apply_increment_payload(*it->second.payload, a.payload);
       if (!result) return tl::unexpected(result.error());
       e.content_hash = a.payload.at("result_hash").get<std::string>();
+      // Trust and revocations follow their payload whether it came whole or as an increment.
+      if (v.target_type == ArtifactType::trust_bundle) {
+        auto store = TrustStore::from_trust_bundle(*result);
+        if (!store) return tl::unexpected(store.error());
+        trust_ = trust_.succeed(std::move(*store));
+      } else if (v.target_type == ArtifactType::revocation_list) {
+        auto r = Revocations::from_payload(*result);
+        if (!r) return tl::unexpected(r.error());
+        for (const auto& k : revocations_.key_ids) r->key_ids.insert(k);  // sticky
+        revocations_ = std::move(*r);
+      }
       e.payload = std::make_shared<const Json>(std::move(*result));
       break;
     }

@@ -135,6 +135,9 @@ struct NodeCaller {
   // desired_state_version and the database's now() (RAP_TS format).
   std::int64_t desired_state_version = 0;
   std::string db_now;
+  // The cluster's config generation (bumped on every change of a config input): a node
+  // fetches GET /api/v1/node/config when it differs from its last fetch.
+  std::int64_t config_generation = 0;
 };
 
 // Per-request context handed to a handler.

@@ -407,6 +407,73 @@ CREATE TRIGGER clusters_create_authority AFTER INSERT ON clusters
   FOR EACH ROW EXECUTE FUNCTION clusters_create_authority();
 )SQL";
 
+// Signed scoped configuration (config_compiler.h): per-cluster config-signing keys (private
+// halves sealed with the master key), the published artifacts (immutable; versions per
+// (cluster, state key) only grow) and a per-cluster config generation that triggers bump on
+// every change of a config input, so nodes learn from their heartbeat that there is news.
+constexpr const char* kV6 = R"SQL(
+ALTER TABLE cluster_authority ADD COLUMN config_generation bigint NOT NULL DEFAULT 1;
+
+CREATE TABLE config_signing_keys (
+  cluster_id     uuid NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,
+  key_id         text NOT NULL CHECK (key_id ~ '^[0-9a-f]{16}$'),
+  public_key     text NOT NULL CHECK (public_key ~ '^[0-9a-f]{64}$'),
+  key_sealed     text NOT NULL,
+  master_key_id  text NOT NULL,
+  status         text NOT NULL CHECK (status IN ('active', 'retired', 'revoked')),
+  not_before     timestamptz NOT NULL,
+  not_after      timestamptz NOT NULL,
+  created_at     timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (cluster_id, key_id)
+);
+CREATE UNIQUE INDEX config_signing_keys_one_active ON config_signing_keys(cluster_id)
+  WHERE status = 'active';
+
+CREATE TABLE config_artifacts (
+  cluster_id     uuid NOT NULL REFERENCES clusters(id) ON DELETE CASCADE,
+  state_key      text NOT NULL,
+  version        bigint NOT NULL CHECK (version >= 1),
+  artifact_type  text NOT NULL,
+  artifact_id    text NOT NULL,
+  signer_key_id  text NOT NULL,
+  epoch          bigint NOT NULL,
+  content_hash   text NOT NULL,
+  expires_at     timestamptz NOT NULL,
+  payload        text NOT NULL,
+  wire           text NOT NULL,
+  created_at     timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (cluster_id, state_key, version)
+);
+
+CREATE FUNCTION rap_bump_config_generation(cid uuid) RETURNS void LANGUAGE sql AS $$
+  UPDATE cluster_authority SET config_generation = config_generation + 1 WHERE cluster_id = cid;
+$$;
+CREATE FUNCTION rap_config_input_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+  cid uuid;
+BEGIN
+  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+  IF TG_TABLE_NAME IN ('nodes', 'config_signing_keys') THEN
+    cid := r.cluster_id;
+  ELSE
+    SELECT cluster_id INTO cid FROM nodes WHERE id = r.node_id;
+  END IF;
+  IF cid IS NOT NULL THEN PERFORM rap_bump_config_generation(cid); END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER nodes_config AFTER INSERT OR DELETE OR UPDATE OF status ON nodes
+  FOR EACH ROW EXECUTE FUNCTION rap_config_input_changed();
+CREATE TRIGGER node_certificates_config AFTER UPDATE OF revoked_at ON node_certificates
+  FOR EACH ROW EXECUTE FUNCTION rap_config_input_changed();
+CREATE TRIGGER node_role_assignments_config AFTER INSERT OR DELETE OR UPDATE
+  ON node_role_assignments FOR EACH ROW EXECUTE FUNCTION rap_config_input_changed();
+CREATE TRIGGER node_workloads_config AFTER INSERT OR DELETE OR UPDATE ON node_workloads
+  FOR EACH ROW EXECUTE FUNCTION rap_config_input_changed();
+CREATE TRIGGER config_signing_keys_config AFTER INSERT OR DELETE OR UPDATE
+  ON config_signing_keys FOR EACH ROW EXECUTE FUNCTION rap_config_input_changed();
+)SQL";
+
 const std::vector<Migration> kMigrations = {
     {1, "initial: organizations, users, memberships, api_tokens, audit_events, setup_state", kV1},
     {2, "audit hash chain, actor node, cluster and outcome", kV2},
@@ -414,6 +481,7 @@ const std::vector<Migration> kMigrations = {
      kV3},
     {4, "totp, api token scopes and step-up, groups, resources, policies", kV4},
     {5, "node groups, egress pools, cluster authority, platform admins", kV5},
+    {6, "signed configuration: config-signing keys, artifacts, config generation", kV6},
 };
 
 constexpr const char* kCreateLedger =

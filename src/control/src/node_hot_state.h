@@ -37,6 +37,7 @@ struct NodeAuthRow {
   bool cert_revoked = false;
   std::int64_t cert_not_after = 0;  // unix seconds
   std::int64_t desired_state_version = 0;
+  std::int64_t config_generation = 0;  // cluster_authority.config_generation
 };
 
 struct NodeHotCounters {

@@ -13,6 +13,7 @@
 
 #include "api_internal.h"
 #include "cluster_ca.h"
+#include "config_compiler.h"
 #include "rap/control/auth.h"
 
 namespace rap::control::detail {
@@ -880,6 +881,113 @@ HttpResponse get_node_heartbeats(Ctx& ctx) {
 
 }  // namespace
 
+// ---------------- signed configuration (config_compiler.h) ----------------
+
+// GET .../config: the cluster's config-signing keys (public halves), generation, epoch and the
+// latest version of every published component.
+HttpResponse get_cluster_config(Ctx& ctx) {
+  const std::string slug = ctx.param("cluster");
+  auto r = ctx.db.with_connection<json>([&](pqxx::connection& c) -> Result<json> {
+    pqxx::read_transaction t(c);
+    auto cl = find_cluster(t, slug);
+    if (!cl) return tl::unexpected(cl.error());
+    json keys = json::array();
+    for (const auto& k : t.exec_params(
+             "SELECT key_id, public_key, status, " RAP_TS("not_before") ", " RAP_TS(
+                 "not_after") " FROM config_signing_keys WHERE cluster_id = $1::uuid ORDER BY "
+                              "created_at",
+             cl->id))
+      keys.push_back({{"key_id", k[0].as<std::string>()},
+                      {"public_key", k[1].as<std::string>()},
+                      {"status", k[2].as<std::string>()},
+                      {"not_before", k[3].as<std::string>()},
+                      {"not_after", k[4].as<std::string>()}});
+    auto au = t.exec_params(
+        "SELECT authority_epoch, config_generation FROM cluster_authority WHERE cluster_id = "
+        "$1::uuid",
+        cl->id);
+    auto counts = t.exec_params(
+        "SELECT artifact_type, count(DISTINCT state_key), max(version), count(*), "
+        "sum(length(wire)) FROM config_artifacts WHERE cluster_id = $1::uuid "
+        "GROUP BY artifact_type ORDER BY artifact_type",
+        cl->id);
+    json types = json::array();
+    for (const auto& row : counts)
+      types.push_back({{"type", row[0].as<std::string>()},
+                       {"scopes", row[1].as<long long>()},
+                       {"max_version", row[2].as<long long>()},
+                       {"artifacts", row[3].as<long long>()},
+                       {"bytes", row[4].as<long long>()}});
+    return json{{"signing_keys", keys},
+                {"authority_epoch", au.empty() ? 0 : au[0][0].as<long long>()},
+                {"config_generation", au.empty() ? 0 : au[0][1].as<long long>()},
+                {"artifacts", types}};
+  });
+  if (!r) return to_response(r.error());
+  return json_response(200, *r);
+}
+
+HttpResponse config_error(const Error& e) {
+  if (e.code == "unseal_failed" || e.code == "no_master_key")
+    return error_response(503, "master_key_unavailable", "the config-signing key is unavailable");
+  return to_response(e);
+}
+
+// POST .../config/compile: compiles and publishes every active node's artifacts now.
+HttpResponse post_cluster_config_compile(Ctx& ctx) {
+  const std::string slug = ctx.param("cluster");
+  FnRandom rng(ctx.random_bytes);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = ctx.db.with_transaction<json>([&](pqxx::work& w) -> Result<json> {
+    auto cl = find_cluster(w, slug);
+    if (!cl) return tl::unexpected(cl.error());
+    auto stats = compile_cluster_config(w, ctx.opts.master_key, cl->id, rng);
+    if (!stats) return tl::unexpected(stats.error());
+    audit(w, AuditEvent{.actor_user_id = ctx.caller->user_id,
+                        .cluster_id = cl->id,
+                        .action = "cluster.config_compiled",
+                        .target = "cluster:" + slug,
+                        .details = json{{"nodes", stats->nodes}, {"published", stats->published}}});
+    return json{{"nodes", stats->nodes}, {"published", stats->published}, {"bytes", stats->bytes}};
+  });
+  if (!r) return config_error(r.error());
+  (*r)["duration_ms"] =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  return json_response(200, *r);
+}
+
+// POST .../config/rotate-key {"overlap_seconds"?}: new config-signing key (step-up). The old key
+// stays trusted (retired) for the overlap, default 7 days.
+HttpResponse post_cluster_config_rotate(Ctx& ctx) {
+  if (auto denied = require_step_up(ctx)) return *denied;  // trust change
+  const std::string slug = ctx.param("cluster");
+  auto body = parse_optional_object(ctx.req.body);
+  if (!body) return body.error();
+  if (auto bad = reject_unknown_fields(*body, {"overlap_seconds"})) return *bad;
+  auto overlap = opt_int(*body, "overlap_seconds");
+  if (!overlap) return overlap.error();
+  const std::int64_t secs = overlap->value_or(7 * 86400);
+  if (secs < 60 || secs > 90 * 86400)
+    return error_response(400, "invalid_request", "overlap_seconds must be 60..7776000");
+  FnRandom rng(ctx.random_bytes);
+  auto r = ctx.db.with_transaction<json>([&](pqxx::work& w) -> Result<json> {
+    auto cl = find_cluster(w, slug);
+    if (!cl) return tl::unexpected(cl.error());
+    auto id =
+        rotate_config_signing_key(w, ctx.opts.master_key, cl->id, rng, std::chrono::seconds(secs));
+    if (!id) return tl::unexpected(id.error());
+    audit(w, AuditEvent{.actor_user_id = ctx.caller->user_id,
+                        .cluster_id = cl->id,
+                        .action = "cluster.config_key_rotated",
+                        .target = "cluster:" + slug,
+                        .details = json{{"key_id", *id}, {"overlap_seconds", secs}}});
+    return json{{"key_id", *id}};
+  });
+  if (!r) return config_error(r.error());
+  return json_response(200, *r);
+}
+
 void register_cluster_routes(Router& r) {
   const std::string c = "/api/v1/clusters/{cluster}";
   r.add("POST", "/api/v1/clusters", Auth::kUser, owner_only("cluster.create", post_clusters));
@@ -907,6 +1015,11 @@ void register_cluster_routes(Router& r) {
         owner_only("node.workloads_set", put_node_workloads));
   r.add("GET", c + "/nodes/{node}/heartbeats", Auth::kUser,
         owner_only("node.heartbeats_read", get_node_heartbeats));
+  r.add("GET", c + "/config", Auth::kUser, owner_only("cluster.config_read", get_cluster_config));
+  r.add("POST", c + "/config/compile", Auth::kUser,
+        owner_only("cluster.config_compiled", post_cluster_config_compile));
+  r.add("POST", c + "/config/rotate-key", Auth::kUser,
+        owner_only("cluster.config_key_rotated", post_cluster_config_rotate));
 }
 
 }  // namespace rap::control::detail

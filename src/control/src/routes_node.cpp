@@ -30,6 +30,7 @@
 
 #include "api_internal.h"
 #include "cluster_ca.h"
+#include "config_compiler.h"
 #include "node_hot_state.h"
 #include "rap/control/auth.h"
 #include "rap/control/live_state.h"
@@ -447,8 +448,11 @@ std::int64_t unix_ms_now() {
       .count();
 }
 
-json heartbeat_answer(std::int64_t desired_state_version, const std::string& server_time) {
-  return json{{"desired_state_version", desired_state_version}, {"server_time", server_time}};
+json heartbeat_answer(std::int64_t desired_state_version, const std::string& server_time,
+                      std::int64_t config_generation) {
+  return json{{"desired_state_version", desired_state_version},
+              {"server_time", server_time},
+              {"config_generation", config_generation}};
 }
 
 HttpResponse post_heartbeat(Ctx& ctx) {
@@ -461,7 +465,8 @@ HttpResponse post_heartbeat(Ctx& ctx) {
   if (ctx.hot->write_is_fresh(node_id, hb->durable, interval, now)) {
     // Authenticated just now (node active, certificate valid): nothing durable to write.
     ctx.hot->count_heartbeat(true);
-    return json_response(200, heartbeat_answer(ctx.node->desired_state_version, ctx.node->db_now));
+    return json_response(200, heartbeat_answer(ctx.node->desired_state_version, ctx.node->db_now,
+                                               ctx.node->config_generation));
   }
   auto r = ctx.db.with_transaction<json>([&](pqxx::work& w) -> Result<json> {
     // Telemetry: asynchronous commit (no WAL flush wait), see the file comment.
@@ -481,12 +486,95 @@ HttpResponse post_heartbeat(Ctx& ctx) {
         "DELETE FROM node_heartbeats WHERE node_id = $1::uuid AND id < (SELECT min(k.id) FROM "
         "(SELECT id FROM node_heartbeats WHERE node_id = $1::uuid ORDER BY id DESC LIMIT $2) k)",
         node_id, kHeartbeatHistory);
-    return heartbeat_answer(v[0][0].as<long long>(), v[0][1].as<std::string>());
+    return heartbeat_answer(v[0][0].as<long long>(), v[0][1].as<std::string>(),
+                            ctx.node->config_generation);
   });
   if (!r) return to_response(r.error());
   ctx.hot->count_heartbeat(false);
   if (interval.count() > 0) ctx.hot->record_write(node_id, std::move(hb->durable), now);
   return json_response(200, *r);
+}
+
+// GET /api/v1/node/config[?have=type:version,...]: the node's signed configuration
+// (config_compiler.h), compiled and published on demand.
+HttpResponse get_node_config(Ctx& ctx) {
+  std::map<std::string, std::uint64_t> have;
+  for (const auto& [k, v] : ctx.query) {
+    if (k != "have") return error_response(400, "invalid_request", "unknown query parameter");
+    std::size_t pos = 0;
+    while (pos < v.size()) {
+      auto end = v.find(',', pos);
+      if (end == std::string::npos) end = v.size();
+      const std::string item = v.substr(pos, end - pos);
+      pos = end + 1;
+      const auto colon = item.find(':');
+      std::int64_t n = 0;
+      if (have.size() >= 16 || colon == std::string::npos || colon == 0 || colon > 63 ||
+          !parse_int64(item.substr(colon + 1), n) || n < 0)
+        return error_response(400, "invalid_request", "have must be at most 16 type:version pairs");
+      have[item.substr(0, colon)] = static_cast<std::uint64_t>(n);
+    }
+  }
+  if (ctx.opts.master_key.size() != kMasterKeyBytes)
+    return error_response(503, "master_key_unavailable", "the master key is not configured");
+  FnRandom rng(ctx.random_bytes);
+  const NodeCaller node = *ctx.node;
+  auto r = ctx.db.with_transaction<json>([&](pqxx::work& w) -> Result<json> {
+    auto c = compile_node_config(w, ctx.opts.master_key, node.cluster_id, node.node_id, have, rng);
+    if (!c) {
+      if (c.error().code == "node_not_found")
+        return http_fail(403, "node_revoked", "this node has been revoked");
+      if (c.error().code == "unseal_failed" || c.error().code == "no_master_key")
+        return http_fail(503, "master_key_unavailable", "the config-signing key is unavailable");
+      return tl::unexpected(c.error());
+    }
+    json artifacts = json::array();
+    for (auto& a : c->artifacts) artifacts.push_back(std::move(a));
+    return json{{"config_generation", c->generation},
+                {"trust_bundle", c->trust_bundle},
+                {"artifacts", std::move(artifacts)},
+                {"increments", c->increments}};
+  });
+  if (!r) return to_response(r.error());
+  return json_response(200, *r);
+}
+
+// POST /api/v1/node/config/rejections {"code","message","artifact_id"}: a node reports an
+// artifact it refused; audited as node.config_rejected.
+HttpResponse post_node_config_rejection(Ctx& ctx) {
+  auto body = parse_object(ctx.req.body);
+  if (!body) return body.error();
+  if (auto bad = reject_unknown_fields(*body, {"code", "message", "artifact_id"})) return *bad;
+  auto code = req_string(*body, "code");
+  if (!code) return code.error();
+  auto message = opt_string(*body, "message");
+  if (!message) return message.error();
+  auto artifact = opt_string(*body, "artifact_id");
+  if (!artifact) return artifact.error();
+  if (code->empty() || code->size() > 64 || !printable(*code) ||
+      (*message && ((*message)->size() > 300 || !printable(**message))) ||
+      (*artifact && ((*artifact)->size() > 64 || !printable(**artifact))))
+    return error_response(400, "invalid_request",
+                          "code 1..64, message at most 300 and artifact_id at most 64 printable "
+                          "bytes");
+  const NodeCaller node = *ctx.node;
+  auto r = ctx.db.with_transaction<json>([&](pqxx::work& w) -> Result<json> {
+    audit(w, AuditEvent{.actor_node_id = node.node_id,
+                        .cluster_id = node.cluster_id,
+                        .action = "node.config_rejected",
+                        .target = "node:" + node.node_id,
+                        .outcome = "denied",
+                        .details = json{{"code", *code},
+                                        {"message", message->value_or("")},
+                                        {"artifact_id", artifact->value_or("")}}});
+    return json::object();
+  });
+  if (!r) return to_response(r.error());
+  spdlog::warn("node {} rejected config artifact {} code={}", node.node_id,
+               echo(artifact->value_or("-")), echo(*code));
+  HttpResponse res;
+  res.status = 204;
+  return res;
 }
 
 HttpResponse get_desired_state(Ctx& ctx) {
@@ -643,8 +731,12 @@ Step<NodeCaller> check_node_row(const NodeAuthRow& row, const crypto::NodeIdenti
   if (row.cert_revoked)
     return tl::unexpected(
         error_response(403, "certificate_revoked", "this certificate has been revoked"));
-  return NodeCaller{row.node_id, row.cluster_id, static_cast<std::int64_t>(id.serial),
-                    row.desired_state_version, std::move(db_now)};
+  return NodeCaller{row.node_id,
+                    row.cluster_id,
+                    static_cast<std::int64_t>(id.serial),
+                    row.desired_state_version,
+                    std::move(db_now),
+                    row.config_generation};
 }
 
 }  // namespace
@@ -670,16 +762,17 @@ Step<NodeCaller> authenticate_node(Db& db, NodeHotState& hot, const HttpRequest&
         auto rows = t.exec_params(
             "SELECT ca.cert_pem, n.id, n.cluster_id, n.status, n.public_key, "
             "cert.revoked_at IS NOT NULL, extract(epoch FROM cert.not_after)::bigint, "
-            "n.desired_state_version, " RAP_TS("now()") " FROM node_certificates cert "
-            "JOIN nodes n ON n.id = cert.node_id "
-            "JOIN cluster_cas ca ON ca.cluster_id = n.cluster_id WHERE cert.serial = $1",
+            "n.desired_state_version, " RAP_TS("now()") ", au.config_generation "
+            "FROM node_certificates cert JOIN nodes n ON n.id = cert.node_id "
+            "JOIN cluster_cas ca ON ca.cluster_id = n.cluster_id "
+            "JOIN cluster_authority au ON au.cluster_id = n.cluster_id WHERE cert.serial = $1",
             static_cast<long long>(serial));
         if (rows.empty()) return std::optional<Fresh>();
         const auto& f = rows[0];
         return std::optional<Fresh>(Fresh{
             NodeAuthRow{f[0].as<std::string>(), f[1].as<std::string>(), f[2].as<std::string>(),
                         f[3].as<std::string>(), f[4].as<std::string>(), f[5].as<bool>(),
-                        f[6].as<std::int64_t>(), f[7].as<std::int64_t>()},
+                        f[6].as<std::int64_t>(), f[7].as<std::int64_t>(), f[9].as<std::int64_t>()},
             f[8].as<std::string>()});
       });
   if (!r) return tl::unexpected(from_error(r.error()));
@@ -717,7 +810,8 @@ std::optional<HttpResponse> fast_heartbeat(NodeHotState& hot, const ApiOptions& 
     return std::nullopt;  // durable state to write: the database path
   hot.note_seen(node->cluster_id, node->node_id, unix_ms_now());
   hot.count_heartbeat(true);
-  return json_response(200, heartbeat_answer(node->desired_state_version, node->db_now));
+  return json_response(
+      200, heartbeat_answer(node->desired_state_version, node->db_now, node->config_generation));
 }
 
 void node_changed(Ctx& ctx, const std::string& cluster_id, const std::string& node_id) {
@@ -734,6 +828,8 @@ void register_node_routes(Router& r) {
   r.add("POST", "/api/v1/node/heartbeat", Auth::kNode, post_heartbeat);
   r.add("GET", "/api/v1/node/desired-state", Auth::kNode, get_desired_state);
   r.add("POST", "/api/v1/node/renew", Auth::kNode, post_renew);
+  r.add("GET", "/api/v1/node/config", Auth::kNode, get_node_config);
+  r.add("POST", "/api/v1/node/config/rejections", Auth::kNode, post_node_config_rejection);
 }
 
 }  // namespace rap::control::detail
