@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "rap/config/artifact.h"
 #include "rap/crypto/keys.h"
 
 namespace {
@@ -195,6 +196,95 @@ Stats run_load(int n, int duration, MakeClient make_client, Call call) {
 
 }  // namespace
 
+// The config compiler phase (--config).
+bool bench_config(Client& admin, const std::vector<std::pair<std::string, std::string>>& auth,
+                  const std::string& cluster, const std::string& host, const std::string& port,
+                  const std::vector<SimNode>& sims) {
+  auto list = admin.call("GET", "/api/v1/clusters/" + cluster + "/nodes", "", auth);
+  if (list.status != 200) return false;
+  std::vector<std::string> ids;
+  for (const auto& n : list.j["nodes"])
+    if (n["status"] == "active") ids.push_back(n["id"].get<std::string>());
+  const std::size_t relays = std::max<std::size_t>(1, ids.size() / 100);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const char* role = i < relays ? "relay-node" : "rdp-worker";
+    auto r = admin.call("PUT", "/api/v1/clusters/" + cluster + "/nodes/" + ids[i] + "/roles",
+                        json{{"roles", {{{"role", role}}}}}.dump(), auth);
+    if (r.status != 200) {
+      std::cerr << "roles failed: HTTP " << r.status << " " << r.j.dump() << "\n";
+      return false;
+    }
+  }
+  auto compile = [&](const char* what) -> json {
+    auto r = admin.call("POST", "/api/v1/clusters/" + cluster + "/config/compile", "", auth);
+    if (r.status != 200) {
+      std::cerr << "compile failed: HTTP " << r.status << " " << r.j.dump() << "\n";
+      return json();
+    }
+    std::printf("config compile (%s): nodes=%d published=%d bytes=%llu server_ms=%lld\n", what,
+                r.j["nodes"].get<int>(), r.j["published"].get<int>(),
+                static_cast<unsigned long long>(r.j["bytes"].get<std::uint64_t>()),
+                static_cast<long long>(r.j["duration_ms"].get<std::int64_t>()));
+    std::fflush(stdout);
+    return r.j;
+  };
+  const json full = compile("all nodes, first");
+  if (full.is_null()) return false;
+  if (compile("unchanged").is_null()) return false;
+
+  // Baseline in this process: Ed25519-sign as many messages of the same average size.
+  const int published = std::max(1, full["published"].get<int>());
+  const std::size_t avg = std::max<std::size_t>(
+      1, full["bytes"].get<std::uint64_t>() / static_cast<std::uint64_t>(published));
+  auto key = rap::crypto::Ed25519Key::generate();
+  if (!key) return false;
+  std::vector<std::uint8_t> msg(avg, 0x5a);
+  const auto b0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < published; ++i) {
+    msg[0] = static_cast<std::uint8_t>(i);
+    (void)key->sign(msg);
+  }
+  const double base_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - b0).count();
+  std::printf(
+      "baseline: %d raw Ed25519 signatures of %zu bytes in %.1f ms; compile/baseline=%.1fx\n",
+      published, avg, base_ms,
+      static_cast<double>(full["duration_ms"].get<std::int64_t>()) / std::max(base_ms, 1e-3));
+
+  // A relay's view of a one-node change: full peer directory vs the increment it receives.
+  Client relay(host, port, sims[0].cert_pem, sims[0].key.private_pem());
+  auto first = relay.call("GET", "/api/v1/node/config");
+  if (first.status != 200) return false;
+  std::string have;
+  std::size_t full_bytes = 0;
+  for (const auto& a : first.j["artifacts"]) {
+    auto art = rap::config::decode_artifact(a.get<std::string>());
+    if (!art) return false;
+    full_bytes += a.get<std::string>().size();
+    have += std::string(have.empty() ? "" : ",") +
+            std::string(rap::config::to_string(art->header.type)) + ":" +
+            std::to_string(art->header.version);
+  }
+  const std::string changed = ids.back();
+  if (admin
+          .call("PUT", "/api/v1/clusters/" + cluster + "/nodes/" + changed + "/roles",
+                json{{"roles", {{{"role", "rdp-worker"}}, {{"role", "vpn-exit"}}}}}.dump(), auth)
+          .status != 200)
+    return false;
+  compile("one node changed");
+  auto next = relay.call("GET", "/api/v1/node/config?have=" + have);
+  if (next.status != 200) return false;
+  std::size_t inc_bytes = 0;
+  for (const auto& a : next.j["artifacts"]) inc_bytes += a.get<std::string>().size();
+  std::printf(
+      "relay node (peers=%zu): full config %zu bytes, after a one-node change %zu bytes in %d "
+      "increment(s) + snapshot = %.2f%% of full\n",
+      ids.size() - 1, full_bytes, inc_bytes, next.j["increments"].get<int>(),
+      100.0 * static_cast<double>(inc_bytes) /
+          static_cast<double>(std::max<std::size_t>(1, full_bytes)));
+  return true;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"control_bench: simulated nodes heartbeating over mTLS"};
   std::string server = "127.0.0.1:8443";
@@ -202,6 +292,7 @@ int main(int argc, char** argv) {
   int nodes = 50;
   int duration = 10;
   bool no_baseline = false;
+  bool config_phase = false;
   app.add_option("--server", server, "rap-control host:port")->default_val(server);
   app.add_option("--email", email, "platform owner email")->required();
   app.add_option("--password", password, "platform owner password")->required();
@@ -209,6 +300,10 @@ int main(int argc, char** argv) {
   app.add_option("--nodes", nodes, "simulated nodes")->check(CLI::Range(1, 10000));
   app.add_option("--duration", duration, "seconds of heartbeating")->check(CLI::Range(1, 3600));
   app.add_flag("--no-baseline", no_baseline, "skip the GET /healthz baseline phase");
+  app.add_flag("--config", config_phase,
+               "also benchmark the config compiler: roles for every node (1% relays), compile "
+               "and sign all node artifacts, recompile unchanged, a one-node change, and the "
+               "increment a relay receives for it");
   CLI11_PARSE(app, argc, argv);
   const auto colon = server.rfind(':');
   if (colon == std::string::npos) {
@@ -332,5 +427,6 @@ int main(int argc, char** argv) {
   if (!no_baseline && base.rate() > 0 && base.pct(0.99) > 0)
     std::printf("ratio to baseline: throughput=%.2f p50=%.2f p99=%.2f\n", hb.rate() / base.rate(),
                 hb.pct(0.50) / std::max(base.pct(0.50), 1e-9), hb.pct(0.99) / base.pct(0.99));
+  if (config_phase && !bench_config(admin, auth, cluster, host, port, sims)) return 1;
   return hb.failed == 0 ? 0 : 1;
 }
