@@ -711,6 +711,25 @@ TEST_F(RapctlTest, EnrollmentNodesAndTotp) {
     auto hb = rapctl({"nodes", "heartbeats", "edge", node_id});
     ASSERT_EQ(hb.code, 0) << hb;
     EXPECT_EQ(hb.out, "AT  STATE\n") << hb;
+    // Signed configuration: compile (creates the signing key), list keys and artifacts, rotate.
+    auto comp = rapctl({"config", "compile", "edge", "--json"});
+    ASSERT_EQ(comp.code, 0) << comp;
+    EXPECT_TRUE(contains(comp.out, "\"nodes\": 1")) << comp;
+    auto keys = rapctl({"config", "keys", "edge"});
+    ASSERT_EQ(keys.code, 0) << keys;
+    EXPECT_TRUE(contains(keys.out, "KEY ID")) << keys;
+    EXPECT_TRUE(contains(keys.out, "active")) << keys;
+    auto arts = rapctl({"config", "artifacts", "edge"});
+    ASSERT_EQ(arts.code, 0) << arts;
+    EXPECT_TRUE(contains(arts.out, "peer_directory")) << arts;
+    auto rot = rapctl({"config", "rotate-key", "edge", "--overlap", "3600"});
+    ASSERT_EQ(rot.code, 0) << rot;
+    EXPECT_TRUE(contains(rot.out, "key_id:")) << rot;
+    auto badrot = rapctl({"config", "rotate-key", "edge", "--overlap", "5"});
+    EXPECT_EQ(badrot.code, 1) << badrot;
+    EXPECT_TRUE(contains(badrot.err, "(invalid_request)")) << badrot;
+    auto keys2 = rapctl({"config", "keys", "edge"});
+    EXPECT_TRUE(contains(keys2.out, "retired")) << keys2;
     auto rv = rapctl({"nodes", "revoke", "edge", node_id, "--reason", "decommissioned"});
     ASSERT_EQ(rv.code, 0) << rv;
     EXPECT_TRUE(contains(rv.out, "node.status:")) << rv;

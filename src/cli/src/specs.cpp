@@ -464,6 +464,41 @@ std::vector<CommandSpec> api_commands() {
                .result = "heartbeats",
                .columns = {{"AT", "at"}, {"STATE", "state"}}});
 
+  // ---- signed configuration (platform owner and platform admins) ----
+  s.push_back({.words = {"config", "keys"},
+               .help = "config-signing keys of a cluster (public halves)",
+               .method = "GET",
+               .route = "/api/v1/clusters/{cluster}/config",
+               .params = {cluster},
+               .result = "signing_keys",
+               .columns = {{"KEY ID", "key_id"},
+                           {"STATUS", "status"},
+                           {"NOT AFTER", "not_after"},
+                           {"PUBLIC KEY", "public_key"}}});
+  s.push_back({.words = {"config", "artifacts"},
+               .help = "published config artifacts of a cluster, by type",
+               .method = "GET",
+               .route = "/api/v1/clusters/{cluster}/config",
+               .params = {cluster},
+               .result = "artifacts",
+               .columns = {{"TYPE", "type"},
+                           {"SCOPES", "scopes"},
+                           {"MAX VERSION", "max_version"},
+                           {"ARTIFACTS", "artifacts"},
+                           {"BYTES", "bytes"}}});
+  s.push_back({.words = {"config", "compile"},
+               .help = "compile, sign and publish every active node's config now",
+               .method = "POST",
+               .route = "/api/v1/clusters/{cluster}/config/compile",
+               .params = {cluster}});
+  s.push_back(
+      {.words = {"config", "rotate-key"},
+       .help = "rotate the cluster's config-signing key (needs step-up)",
+       .method = "POST",
+       .route = "/api/v1/clusters/{cluster}/config/rotate-key",
+       .params = {cluster, int_body("--overlap", "overlap_seconds",
+                                    "seconds the old key stays trusted (default 7 days)", "")}});
+
   // ---- topology: node groups, authority (platform owner and platform admins) ----
   s.push_back({.words = {"node-groups", "list"},
                .help = "list the node groups of a cluster",
