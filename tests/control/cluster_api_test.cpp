@@ -973,3 +973,49 @@ TEST_F(ClusterApiTest, SignedConfigCompileVerifyApplyIncrementsRotationIsolation
   ASSERT_EQ(all.status, 200) << all;
   EXPECT_EQ(all.j["nodes"], 2);
 }
+
+// Concurrent publishing while nodes fetch: every answer a node gets applies on top of what it
+// applied before (versions never collide or go back), whatever the interleaving with
+// compilations and changes made by the owner at the same time.
+TEST_F(ClusterApiTest, SignedConfigConcurrentPublishWhileFetching) {
+  start("cluster_config_conc", {});
+  const std::string cluster_id = make_cluster("edge");
+  ASSERT_FALSE(cluster_id.empty());
+  auto [tid, token] = make_token("edge", 3);
+  std::vector<TestNode> ns;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ns.push_back(TestNode::make(dir_->path(), "c" + std::to_string(i)));
+    ids.push_back(enroll_and_approve(ns.back(), "edge", token));
+    ASSERT_FALSE(ids.back().empty());
+  }
+  std::atomic<int> failures{0};
+  std::vector<std::string> errors(3);
+  std::vector<std::thread> fetchers;
+  for (int i = 0; i < 3; ++i) {
+    fetchers.emplace_back([&, i] {
+      NodeConfigView v;
+      for (int round = 0; round < 8; ++round) {
+        const std::string q = v.state ? "?have=" + v.have() : "";
+        auto r = ns[static_cast<std::size_t>(i)].call(*c_, "GET", "/api/v1/node/config" + q);
+        auto a = v.apply(r, cluster_id, ids[static_cast<std::size_t>(i)]);
+        if (!a) {
+          ++failures;
+          errors[static_cast<std::size_t>(i)] = a.error().code + ": " + a.error().message;
+          return;
+        }
+      }
+    });
+  }
+  const char* roles[] = {"relay-node", "entry-node", "rdp-worker"};
+  for (int round = 0; round < 6; ++round) {
+    const std::string& id = ids[static_cast<std::size_t>(round % 3)];
+    EXPECT_EQ(owner("PUT", "/api/v1/clusters/edge/nodes/" + id + "/roles",
+                    json{{"roles", {{{"role", roles[round % 3]}}}}}.dump())
+                  .status,
+              200);
+    EXPECT_EQ(owner("POST", "/api/v1/clusters/edge/config/compile").status, 200);
+  }
+  for (auto& t : fetchers) t.join();
+  EXPECT_EQ(failures.load(), 0) << errors[0] << " | " << errors[1] << " | " << errors[2];
+}
