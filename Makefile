@@ -3,14 +3,19 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 20
 
-.PHONY: all bootstrap build release test test-unit lint fuzz fuzz-long bench demo demo-stop format clean
+.PHONY: all bootstrap web build release test test-unit lint fuzz fuzz-long bench demo demo-stop format clean
 
 all: build
 
 bootstrap:
 	@scripts/bootstrap.sh
 
-build: bootstrap
+# The web console (web/ -> web/dist, served by rap-control): npm ci + tsc + vite, skipped when up
+# to date.
+web: bootstrap
+	@scripts/web.sh
+
+build: bootstrap web
 	@cmake --preset debug >/dev/null
 	@cmake --build --preset debug -j $(JOBS)
 
@@ -44,7 +49,7 @@ bench: bootstrap
 	@cmake --build --preset release -j $(JOBS) --target rap-fabric bench_codec bench_session
 	@scripts/bench.sh build/release
 
-demo: bootstrap
+demo: bootstrap web
 	@cmake --preset release >/dev/null
 	@cmake --build --preset release -j $(JOBS) --target rap-fabric
 	@scripts/demo.sh build/release

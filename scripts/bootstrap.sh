@@ -13,7 +13,14 @@ PACKAGES=(
   # real peers and services used by tests and the demo
   postgresql redis-server iproute2 nftables iperf3 socat curl stunnel4 openssh-client openssh-server
   procps psmisc python3
+  # web console: headless browser for its end-to-end test (driven by playwright-core from npm)
+  chromium
 )
+# The console is built with node + npm (web/). Use the machine's node when it has one (any
+# version >= 18); otherwise Debian's.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -57,7 +57,9 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 cport=$((base + 80))
 echo "demo: starting rap-control (embedded PostgreSQL + Redis in $root/control)"
-"$control" --listen 127.0.0.1:$cport --data-dir "$root/control" >"$root/logs/control.log" 2>&1 &
+web_args=()
+[ -f "$PWD/web/dist/index.html" ] && web_args=(--web-dir "$PWD/web/dist")  # make web builds it
+"$control" --listen 127.0.0.1:$cport --data-dir "$root/control" "${web_args[@]}" >"$root/logs/control.log" 2>&1 &
 echo $! >"$root/pids/control"
 token=""
 for _ in $(seq 1 300); do
@@ -125,6 +127,43 @@ for _ in $(seq 1 100); do
 done
 echo "demo: 3 node agents enrolled (join token + approval) and heartbeating:"
 "$rapctl" nodes list main
+# Signed configuration: each agent fetches its artifacts, verifies them (signature, signer,
+# cluster, scope, versions) and applies them; wait until all three run on a verified snapshot.
+for n in entry relay exit; do
+  for _ in $(seq 1 100); do
+    v=$("$agent" status --json --config "$root/agents/$n.json" |
+      python3 -c 'import json,sys; m=json.load(sys.stdin)["memberships"][0]; print(m.get("config",{}).get("applied_versions",{}).get("cluster_snapshot",0))')
+    [ "${v:-0}" -ge 1 ] && break
+    sleep 0.2
+  done
+done
+echo "demo: the relay agent runs on a verified config snapshot (applied versions, signer):"
+"$agent" status --config "$root/agents/relay.json"
+
+# --- web console: a node group tree for the topology map, an organization admin, and TOTP for
+# the platform owner (sign-in and step-up then need a code: scripts/totp.py prints it) ---
+japi() {  # method path [json] -> response body (owner's elevated session)
+  curl -sk -X "$1" "$api$2" -H "authorization: Bearer $bearer" -H 'content-type: application/json' \
+    ${3:+-d "$3"}
+}
+field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+japi POST /auth/step-up '{"password":"demo-owner-password"}' >/dev/null
+eu=$(japi POST /clusters/main/node-groups '{"name":"eu","parent":null}' | field 'd["node_group"]["id"]')
+ber=$(japi POST /clusters/main/node-groups "{\"name\":\"berlin\",\"parent\":\"$eu\"}" | field 'd["node_group"]["id"]')
+fra=$(japi POST /clusters/main/node-groups "{\"name\":\"frankfurt\",\"parent\":\"$eu\"}" | field 'd["node_group"]["id"]')
+japi GET /clusters/main/nodes | field '"\n".join(n["id"] + " " + n["name"] for n in d["nodes"])' |
+  while read -r id name; do
+    g=$ber
+    [ "$name" = exit ] && g=$fra
+    japi PUT "/clusters/main/nodes/$id/group" "{\"group\":\"$g\"}" >/dev/null
+  done
+japi POST /users '{"email":"admin@acme.demo","password":"demo-admin-password"}' >/dev/null
+japi POST /orgs/acme/members '{"email":"admin@acme.demo","role":"org_admin"}' >/dev/null
+japi POST /orgs/acme/resources '{"name":"build-server","protocol":"rdp","address":"10.20.0.5:3389"}' >/dev/null
+totp_secret=$(japi POST /me/totp/enroll '{}' | field 'd["secret_base32"]')
+japi POST /me/totp/confirm "{\"code\":\"$(scripts/totp.py "$totp_secret")\"}" >/dev/null
+echo "$totp_secret" >"$root/owner-totp-secret"
+chmod 600 "$root/owner-totp-secret"
 
 echo "demo: creating the demo cluster CA and node identities in $root"
 "$bin" pki init --dir "$root/ca" --cluster demo >/dev/null
@@ -162,7 +201,14 @@ echo "demo: traffic from a client node through real fabric sessions:"
 "$bin" push --creds "$root/nodes/client" --peer 127.0.0.1:$((base + 1)) --bytes 500000000
 "$bin" ping --creds "$root/nodes/client" --peer 127.0.0.1:$((base + 1)) --count 500 --bulk
 
+console_note="Web console (platform owner console and organization admin panel):"
+[ ${#web_args[@]} -eq 0 ] && console_note="Web console: not built (run make web, then make demo again)"
 cat <<EOT
+
+$console_note
+  URL:            https://127.0.0.1:$cport/   (self-signed certificate: accept it in the browser)
+  Platform owner: owner@demo.local / demo-owner-password + TOTP code: scripts/totp.py $totp_secret
+  Org admin:      admin@acme.demo / demo-admin-password (organization 'acme'; no platform pages)
 
 The demo fabric is running (logs: $root/logs, stop with: make demo-stop).
   Session/stream counters (Prometheus):  curl -s http://127.0.0.1:$((base + 61))/metrics | grep rap_fabric
@@ -188,6 +234,9 @@ The demo fabric is running (logs: $root/logs, stop with: make demo-stop).
     $rapctl audit verify
   Node agents (entry, relay, exit; enrolled through rap-control):
     $agent status --config $root/agents/relay.json
+  Signed configuration (config-signing keys, published artifacts):
+    $rapctl config keys main
+    $rapctl config artifacts main
 Not in the demo yet (open issues): the fabric nodes above still use a demo CA instead of the
-agents' certificates; signed config, routing, console.
+agents' certificates; routing over the agents' fabric.
 EOT

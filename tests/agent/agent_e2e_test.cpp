@@ -1,7 +1,8 @@
 // End to end: real PostgreSQL, the real rap-control binary, the real rap-node-agent binary and a
 // real workload process. Enrollment with a join token + approval, kill -9 during enrollment and
 // while running, heartbeats, role-authorized workloads, crash loop, control plane outage
-// (degraded -> isolated -> recovery -> healthy), revocation, tampered state, key permissions.
+// (degraded -> isolated -> recovery -> healthy), revocation, tampered state, key permissions,
+// signed configuration fetched, applied, persisted, reloaded after a restart and reported.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -185,6 +186,42 @@ TEST_F(AgentE2e, EnrollRunWorkloadsSurviveKillsOutagesAndRevocation) {
                  std::chrono::seconds(15)))
       << api("GET", node_path);
 
+  // 1b. Signed configuration: fetched after enrollment, verified, applied, persisted (status
+  //     reads it from the signed config_state.json) and reported in heartbeats.
+  json config_status;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto s = agent_status();
+        if (!s.contains("memberships") || s["memberships"].empty()) return false;
+        config_status = s["memberships"][0].value("config", json::object());
+        return config_status.contains("applied_versions") &&
+               config_status["applied_versions"].value("cluster_snapshot", 0) > 0 &&
+               !config_status.value("signer_key_ids", json::array()).empty();
+      },
+      std::chrono::seconds(30)))
+      << config_status << agent.output();
+  EXPECT_GT(config_status["applied_versions"].value("trust_bundle", 0), 0) << config_status;
+  EXPECT_TRUE(config_status.value("generation", json()).is_number_integer()) << config_status;
+  EXPECT_TRUE(std::filesystem::exists(state_dir / "clusters" / "main" / "config_state.json"));
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto hb = api("GET", node_path + "/heartbeats?limit=1");
+        if (!hb.contains("heartbeats") || hb["heartbeats"].empty()) return false;
+        const auto& v = hb["heartbeats"][0]["state"]["applied_config_versions"];
+        return v.is_object() && v.value("cluster_snapshot", 0) > 0;
+      },
+      std::chrono::seconds(30)))
+      << api("GET", node_path + "/heartbeats?limit=1");
+  EXPECT_NE(agent.output().find("applied configuration generation"), std::string::npos)
+      << agent.output();
+  EXPECT_EQ(agent.output().find("configuration refused"), std::string::npos) << agent.output();
+  {
+    auto text = rap::testing::run_command(
+        {RAP_NODE_AGENT_BIN, "status", "--config", config_.string()}, run_options(10));
+    EXPECT_NE(text.output.find("config: generation"), std::string::npos) << text.output;
+    EXPECT_NE(text.output.find("cluster_snapshot v"), std::string::npos) << text.output;
+  }
+
   // 2. A workload runs only under an assigned role; one whose role is not assigned never starts.
   auto web = [&](const std::string& name, int port, const std::string& role, int exit_after) {
     json args = json::array({"--port", std::to_string(port), "--name", name});
@@ -217,13 +254,16 @@ TEST_F(AgentE2e, EnrollRunWorkloadsSurviveKillsOutagesAndRevocation) {
   ASSERT_TRUE(
       agent.wait_for_output("left by a previous agent", std::chrono::seconds(15)).has_value())
       << agent.output();
+  ASSERT_TRUE(
+      agent.wait_for_output("loaded persisted configuration", std::chrono::seconds(15)).has_value())
+      << agent.output();
   ASSERT_TRUE(eventually([&] { return tcp_read(web_port) == "hello from web\n"; },
                          std::chrono::seconds(15)))
       << agent.output();
   EXPECT_EQ(api("GET", "/api/v1/clusters/main/nodes")["nodes"].size(), 1u);
 
   // 4. Control plane down: degraded, then isolated; the workload keeps serving. Back: healthy.
-  ASSERT_EQ(control_->proc().terminate(std::chrono::seconds(10)), 0);
+  ASSERT_EQ(control_->proc().terminate(std::chrono::seconds(10)), 0) << control_->proc().output();
   ASSERT_TRUE(eventually([&] { return membership_field("partition_state") == "isolated"; },
                          std::chrono::seconds(20)))
       << agent_status();
@@ -339,6 +379,40 @@ TEST_F(AgentE2e, OneHostTwoClustersWithIsolatedIdentities) {
         std::chrono::seconds(20)))
         << agent.output();
   }
+  const auto east_config = dir_->path() / "agent" / "clusters" / "east" / "config_state.json";
+  ASSERT_TRUE(
+      eventually([&] { return std::filesystem::exists(east_config); }, std::chrono::seconds(20)))
+      << agent.output();
+  EXPECT_EQ(agent.terminate(std::chrono::seconds(15)), 0) << agent.output();
+
+  // A tampered config_state.json is refused (not fatal): the agent fetches afresh and rewrites it.
+  std::string text;
+  {
+    std::ifstream f(east_config);
+    text.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  const auto pos = text.find("\\\"version\\\":");
+  ASSERT_NE(pos, std::string::npos) << text.substr(0, 200);
+  text.insert(pos + 12, "9");  // \"version\":91
+  write_file(east_config, text);
+  agent = start_agent();
+  ASSERT_TRUE(agent.wait_for_output("refusing persisted configuration", std::chrono::seconds(20))
+                  .has_value())
+      << agent.output();
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto s = agent_status();
+        if (!s.contains("memberships")) return false;
+        for (const auto& m : s["memberships"]) {
+          if (m.value("cluster", "") != "east") continue;
+          const auto c = m.value("config", json::object());
+          return c.value("applied_versions", json::object()).value("cluster_snapshot", 0) > 0;
+        }
+        return false;
+      },
+      std::chrono::seconds(20)))
+      << agent_status() << agent.output();
+  EXPECT_TRUE(agent.running());
   EXPECT_EQ(agent.terminate(std::chrono::seconds(15)), 0) << agent.output();
 }
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
@@ -63,6 +64,12 @@ class ControlProcess {
                                      "--data-dir",
                                      (p->dir_.path() / "data").string()};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
+    // API tests run without the web console (a built web/dist would otherwise be found and
+    // serve every non-API path), unless a test asks for one.
+    if (std::find(extra_args.begin(), extra_args.end(), "--web-dir") == extra_args.end()) {
+      args.emplace_back("--web-dir");
+      args.emplace_back("none");
+    }
     auto sp = Subprocess::spawn(args, spawn_options(log));
     if (!sp) return tl::unexpected(sp.error());
     p->proc_.emplace(std::move(*sp));

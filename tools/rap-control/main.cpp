@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
   app.add_option("--web-dir", web_dir,
                  "built web console to serve (index.html + assets/); default: "
                  "<prefix>/share/rap-control/web next to the binary, else the source tree's "
-                 "web/dist; none found: the API only");
+                 "web/dist; none found, or `none`: the API only");
   CLI11_PARSE(app, argc, argv);
 
   rap::log::init("rap-control");
@@ -85,7 +85,9 @@ int main(int argc, char** argv) {
   {
     namespace fs = std::filesystem;
     std::error_code ec;
-    if (!web_dir.empty()) {
+    if (web_dir == "none") {
+      web_dir.clear();  // explicitly without console
+    } else if (!web_dir.empty()) {
       if (!fs::is_regular_file(fs::path(web_dir) / "index.html", ec)) {
         spdlog::critical("--web-dir {}: no index.html there", web_dir);
         return 2;

@@ -1,6 +1,9 @@
 // rap-node-agent: the native daemon on every host (see src/agent/include/rap/agent/agent.h).
 //   rap-node-agent run --config /etc/rap/node-agent.json
 //   rap-node-agent status --config /etc/rap/node-agent.json [--json]
+// `status` shows per membership enrollment, contact, and the signed configuration: applied
+// version per artifact type, active signer key id(s), authority epoch, generation and time of the
+// last fetch, last rejection.
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <iostream>
@@ -39,6 +42,40 @@ Example:
                     "join_token_file": "/etc/rap/join-token"}]}
 )";
 
+// One line about a membership's signed configuration (ConfigSync::status_json()).
+void print_config(const nlohmann::json& c, const char* indent) {
+  if (!c.is_object()) return;
+  std::cout << indent << "config:";
+  if (c.contains("error")) {
+    std::cout << " ERROR: " << c.value("error", std::string()) << "\n";
+    return;
+  }
+  const auto& gen = c.contains("generation") ? c["generation"] : nlohmann::json();
+  if (gen.is_number_integer()) {
+    std::cout << " generation " << gen.get<std::int64_t>() << " (fetched unix "
+              << c.value("last_fetch", std::int64_t{0}) << ")";
+  } else {
+    std::cout << " none applied yet";
+  }
+  if (c.contains("authority_epoch")) std::cout << "  epoch " << c["authority_epoch"].dump();
+  if (c.contains("signer_key_ids") && !c["signer_key_ids"].empty()) {
+    std::cout << "  signer";
+    for (const auto& k : c["signer_key_ids"]) std::cout << " " << k.get<std::string>();
+  }
+  if (c.contains("applied_versions") && c["applied_versions"].is_object()) {
+    for (auto it = c["applied_versions"].begin(); it != c["applied_versions"].end(); ++it) {
+      std::cout << "\n" << indent << "  " << it.key() << " v" << it.value().dump();
+    }
+  }
+  if (c.contains("last_rejection") && c["last_rejection"].is_object()) {
+    const auto& r = c["last_rejection"];
+    std::cout << "\n"
+              << indent << "  last rejection unix " << r.value("at", std::int64_t{0}) << ": "
+              << r.value("code", std::string()) << " (" << r.value("message", std::string()) << ")";
+  }
+  std::cout << "\n";
+}
+
 void print_status(const nlohmann::json& s) {
   std::cout << "state dir: " << s.value("state_dir", std::string()) << "\n";
   for (const auto& m : s["memberships"]) {
@@ -54,6 +91,7 @@ void print_status(const nlohmann::json& s) {
       std::cout << "  desired v" << m["desired_version"].get<std::int64_t>();
     if (m.contains("error")) std::cout << "  ERROR: " << m["error"].get<std::string>();
     std::cout << "\n";
+    if (!s.contains("live") && m.contains("config")) print_config(m["config"], "  ");
   }
   if (s.contains("live")) {
     const auto& live = s["live"];
@@ -65,6 +103,7 @@ void print_status(const nlohmann::json& s) {
       const auto err = m.value("last_error", std::string());
       if (!err.empty()) std::cout << " (last error: " << err << ")";
       std::cout << "\n";
+      if (m.contains("config")) print_config(m["config"], "    ");
     }
     for (const auto& w : live["workloads"]) {
       std::cout << "  workload " << w.value("name", std::string()) << ": "

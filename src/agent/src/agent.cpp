@@ -9,6 +9,7 @@
 #include <set>
 #include <thread>
 
+#include "rap/agent/config_sync.h"
 #include "rap/agent/control_client.h"
 #include "rap/agent/host.h"
 #include "rap/agent/partition.h"
@@ -45,6 +46,9 @@ bool valid_name(const std::string& s) {
   }
   return true;
 }
+
+// The agent refreshes its signed configuration at least this often, whatever heartbeats say.
+constexpr std::chrono::minutes kConfigRefresh{5};
 
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
@@ -206,8 +210,13 @@ class Agent::Runner {
   void wake() { cv_.notify_all(); }
   void join() {
     cv_.notify_all();
+    {
+      std::lock_guard g(config_mu_);
+      config_cv_.notify_all();
+    }
     if (main_.joinable()) main_.join();
     if (poller_.joinable()) poller_.join();
+    if (config_thread_.joinable()) config_thread_.join();
   }
 
   // Workloads authorized by this membership's last valid desired state (empty once revoked).
@@ -275,6 +284,7 @@ class Agent::Runner {
     j["partition_state"] = to_string(contact_state());
     j["last_error"] = contact_error().empty() ? state_.last_error : contact_error();
     j["public_key_sha256"] = key_ ? crypto::sha256_hex(key_->public_key()) : "";
+    if (config_) j["config"] = config_->status_json();
     return j;
   }
 
@@ -479,11 +489,13 @@ class Agent::Runner {
       std::lock_guard g(mu_);
       workloads = workload_report_.is_array() ? workload_report_ : json::array();
     }
-    const json body{{"version", kAgentVersion},
-                    {"capabilities", detect_capabilities(cfg_.profile)},
-                    {"load", sampler_.sample(0)},
-                    {"workloads", workloads},
-                    {"partition_state", to_string(contact_state())}};
+    json body{{"version", kAgentVersion},
+              {"capabilities", detect_capabilities(cfg_.profile)},
+              {"load", sampler_.sample(0)},
+              {"workloads", workloads},
+              {"partition_state", to_string(contact_state())}};
+    const auto cs = config_sync();
+    if (cs) body["applied_config_versions"] = cs->applied_versions();
     const auto id = identity();
     auto r = client_->request("POST", "/api/v1/node/heartbeat", body, {}, &id,
                               std::chrono::seconds(10), stop_);
@@ -510,6 +522,111 @@ class Agent::Runner {
     }
     contact_success(synced);
     if (!synced) cv_.notify_all();  // the poller fetches the newer desired state
+    if (cs && r->body.is_object()) {
+      const auto g = r->body.find("config_generation");
+      if (g != r->body.end() && g->is_number_integer())
+        note_config_generation(cs, g->get<std::int64_t>());
+    }
+  }
+
+  // ---- signed configuration (ConfigSync) ----
+
+  // ConfigSync's two calls over this membership's mTLS client.
+  class ConfigCalls : public ConfigTransport {
+   public:
+    explicit ConfigCalls(const Runner& r) : r_(r) {}
+    Result<HttpReply> fetch(const std::string& have) override {
+      const auto id = r_.identity();
+      std::string target = "/api/v1/node/config";
+      if (!have.empty()) target += "?have=" + have;  // [a-z_0-9:,] only
+      return r_.client_->request("GET", target, std::nullopt, {}, &id, std::chrono::seconds(30),
+                                 r_.stop_);
+    }
+    Result<HttpReply> report_rejection(const json& body) override {
+      const auto id = r_.identity();
+      return r_.client_->request("POST", "/api/v1/node/config/rejections", body, {}, &id,
+                                 std::chrono::seconds(15), r_.stop_);
+    }
+
+   private:
+    const Runner& r_;
+  };
+
+  std::shared_ptr<ConfigSync> config_sync() const {
+    std::lock_guard g(mu_);
+    return config_;
+  }
+
+  // Creates the membership's ConfigSync once enrolled (cluster and node id from the certificate).
+  bool start_config() {
+    std::string cert;
+    std::string node_id;
+    {
+      std::lock_guard g(mu_);
+      cert = state_.cert_pem;
+      node_id = state_.node_id;
+    }
+    auto id = crypto::identity_from_pem(cert);
+    if (!id || id->cluster_id.empty() || node_id.empty()) {
+      spdlog::error("cluster {}: no cluster id in the node certificate; signed configuration off",
+                    mc_.cluster);
+      return false;
+    }
+    auto cs = std::make_shared<ConfigSync>(env_, store_.dir(), mc_.cluster, id->cluster_id, node_id,
+                                           *key_);
+    cs->load();
+    {
+      std::lock_guard g(mu_);
+      config_ = std::move(cs);
+    }
+    config_thread_ = std::thread([this] { config_loop(); });
+    return true;
+  }
+
+  // A heartbeat announced `generation`: fetch when it differs from the last successful fetch
+  // (once per announced generation; failures are retried by config_loop's own timer).
+  void note_config_generation(const std::shared_ptr<ConfigSync>& cs, std::int64_t generation) {
+    if (cs->generation() == generation) return;
+    std::lock_guard g(config_mu_);
+    if (config_hint_ == generation) return;
+    config_hint_ = generation;
+    config_wanted_ = true;
+    config_cv_.notify_all();
+  }
+
+  // Fetches at start, when a heartbeat announces another generation, and every kConfigRefresh.
+  // Runs apart from the heartbeat so a slow fetch never delays it. While the control plane is
+  // unreachable the last applied configuration stays in force.
+  void config_loop() {
+    const auto cs = config_sync();
+    bool unsupported_logged = false;
+    while (!stopping()) {
+      {
+        std::lock_guard g(mu_);
+        if (state_.enroll_status == "revoked") return;
+      }
+      Duration wait = kConfigRefresh;
+      ConfigCalls calls(*this);
+      auto r = cs->sync(calls, std::chrono::system_clock::now());
+      if (!r && !stopping()) {
+        if (r.error().code == "not_supported") {
+          if (!unsupported_logged) {
+            spdlog::info("cluster {}: {}; will ask again", mc_.cluster, r.error().message);
+            unsupported_logged = true;
+          }
+          wait = std::chrono::seconds(60);
+        } else if (r.error().code == "fetch_failed") {
+          spdlog::warn("cluster {}: {} (the last applied configuration stays in force)",
+                       mc_.cluster, r.error().message);
+          wait = std::chrono::seconds(10);
+        }
+        // A rejection (already logged and reported) waits for a new generation or the refresh.
+      }
+      std::unique_lock l(config_mu_);
+      if (r && config_hint_ == cs->generation()) config_wanted_ = false;  // fetched already
+      config_cv_.wait_for(l, wait, [this] { return stopping() || config_wanted_; });
+      config_wanted_ = false;
+    }
   }
 
   void maybe_renew() {
@@ -596,6 +713,7 @@ class Agent::Runner {
   void main_loop() {
     if (!enroll()) return;
     poller_ = std::thread([this] { poll_desired(); });
+    start_config();
     while (!stopping()) {
       {
         std::lock_guard g(mu_);
@@ -627,6 +745,12 @@ class Agent::Runner {
   std::condition_variable cv_;
   std::thread main_;
   std::thread poller_;
+  std::shared_ptr<ConfigSync> config_;  // guarded by mu_; set once enrolled
+  std::thread config_thread_;
+  std::mutex config_mu_;
+  std::condition_variable config_cv_;
+  bool config_wanted_ = false;     // guarded by config_mu_
+  std::int64_t config_hint_ = -1;  // guarded by config_mu_: last generation a heartbeat announced
 };
 
 // ---------------- Agent ----------------
@@ -742,6 +866,7 @@ Result<json> Agent::read_status(const AgentConfig& cfg, Env& env) {
           j.erase("cert_pem");
           j.erase("ca_pem");
           entry.update(j);
+          entry["config"] = ConfigSync::read_status(env, store.dir(), *key);
         } else {
           entry["enroll_status"] = "new";
         }

@@ -698,6 +698,7 @@ HttpResponse post_node_revoke(Ctx& ctx) {
 }
 
 HttpResponse put_node_roles(Ctx& ctx) {
+  if (auto denied = require_step_up(ctx)) return *denied;  // role assignment: high-risk
   const std::string slug = ctx.param("cluster");
   const std::string id = ctx.param("node");
   auto body = parse_object(ctx.req.body);

@@ -11,12 +11,15 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
+#include <cmath>
 #include <ctime>
 #include <map>
 #include <memory>
 #include <set>
 
 #include "api_internal.h"
+#include "rap/control/live_state.h"
 
 namespace rap::control::detail {
 
@@ -80,7 +83,7 @@ std::pair<json, json> pem_validity(const std::string& pem) {
 
 // The compact node row of the console (one query for every node, or those of one cluster).
 constexpr const char* kCompactNodes =
-    "SELECT n.id, c.slug AS cluster, n.name, n.status, n.ownership, o.slug AS org, n.group_id, "
+    "SELECT n.id, c.id AS cluster_id, c.slug AS cluster, n.name, n.status, n.ownership, o.slug AS org, n.group_id, "
     "n.agent_version, " RAP_TS("n.last_heartbeat_at") " AS last_heartbeat_at, "
     "EXTRACT(EPOCH FROM now() - n.last_heartbeat_at)::bigint AS heartbeat_age, "
     "CASE WHEN n.last_heartbeat_at IS NULL THEN 'offline' "
@@ -105,10 +108,49 @@ constexpr const char* kCompactNodes =
     "FROM nodes n JOIN clusters c ON c.id = n.cluster_id "
     "LEFT JOIN organizations o ON o.id = n.org_id ";
 
-json compact_node(const pqxx::row& r) {
+// Node presence from live state (Redis): cluster id -> node id -> last seen (unix ms). Written
+// about once a second for every heartbeat, while PostgreSQL gets an unchanged heartbeat only
+// every --heartbeat-write-interval; the console uses whichever is newer. Live-state errors only
+// mean coarser ages (degraded mode).
+using Presence = std::map<std::string, std::map<std::string, std::int64_t>>;
+
+Presence load_presence(LiveState* live, const pqxx::result& rows) {
+  Presence out;
+  if (live == nullptr) return out;
+  std::set<std::string> clusters;
+  for (const auto& r : rows) clusters.insert(r["cluster_id"].as<std::string>());
+  for (const auto& cid : clusters) {
+    auto list = live->list_presence(cid);
+    if (!list) continue;
+    auto& m = out[cid];
+    for (const auto& [node, value] : *list) {
+      auto j = json::parse(value, nullptr, false);
+      if (j.is_object() && j.contains("last_seen_ms") && j["last_seen_ms"].is_number_integer())
+        m[node] = j["last_seen_ms"].get<std::int64_t>();
+    }
+  }
+  return out;
+}
+
+std::string rfc3339_ms(std::int64_t unix_ms) {
+  const auto t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Health from a heartbeat age (the thresholds of the clusters API).
+const char* health_for_age(long long age_s) {
+  if (age_s < 30) return "online";
+  return age_s < 120 ? "stale" : "offline";
+}
+
+json compact_node(const pqxx::row& r, const Presence& presence) {
   json roles = parse_jsonb(r["roles"]);
   json load = parse_jsonb(r["load"]);
-  return json{
+  json out{
       {"id", r["id"].as<std::string>()},
       {"cluster", r["cluster"].as<std::string>()},
       {"name", r["name"].as<std::string>()},
@@ -130,18 +172,49 @@ json compact_node(const pqxx::row& r) {
        {{"desired", r["wl_desired"].as<long long>()},
         {"running", r["wl_running"].as<long long>()}}},
       {"certificate_not_after", opt_text(r["cert_not_after"])}};
+  // A fresher heartbeat from live state (active nodes only).
+  const auto pc = presence.find(r["cluster_id"].as<std::string>());
+  if (pc != presence.end() && r["status"].as<std::string>() == "active") {
+    const auto pn = pc->second.find(r["id"].as<std::string>());
+    if (pn != pc->second.end()) {
+      const long long now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
+      const long long age = std::max<long long>(0, (now_ms - pn->second) / 1000);
+      const json& db_age = out["heartbeat_age_seconds"];
+      if (db_age.is_null() || age < db_age.get<long long>()) {
+        out["heartbeat_age_seconds"] = age;
+        out["last_heartbeat_at"] = rfc3339_ms(pn->second);
+        out["health"] = health_for_age(age);
+      }
+    }
+  }
+  return out;
 }
 
 HttpResponse get_console_nodes(Ctx& ctx) {
   std::string cluster;
+  std::string node;
   for (const auto& [k, v] : ctx.query) {
-    if (k != "cluster") return error_response(400, "invalid_request", "unknown query parameter");
-    cluster = v;
+    if (k == "cluster") {
+      cluster = v;
+    } else if (k == "node") {
+      node = v;
+    } else {
+      return error_response(400, "invalid_request", "unknown query parameter");
+    }
   }
+  if (!node.empty() && !valid_uuid(node))
+    return error_response(404, "node_not_found", "node not found");
   auto r = ctx.db.with_connection<json>([&](pqxx::connection& c) -> Result<json> {
     pqxx::read_transaction t(c);
     pqxx::result rows;
-    if (cluster.empty()) {
+    if (!node.empty()) {
+      // One node (the console's node page polls its live health this way).
+      rows = t.exec_params(std::string(kCompactNodes) + "WHERE n.id = $1::uuid", node);
+      if (rows.empty() || (!cluster.empty() && rows[0]["cluster"].as<std::string>() != cluster))
+        return http_fail(404, "node_not_found", "node not found");
+    } else if (cluster.empty()) {
       rows = t.exec(std::string(kCompactNodes) + "ORDER BY c.slug, n.name, n.id");
     } else {
       if (t.exec_params("SELECT 1 FROM clusters WHERE slug = $1", cluster).empty())
@@ -149,8 +222,9 @@ HttpResponse get_console_nodes(Ctx& ctx) {
       rows = t.exec_params(std::string(kCompactNodes) + "WHERE c.slug = $1 ORDER BY n.name, n.id",
                            cluster);
     }
+    const Presence presence = load_presence(ctx.live, rows);
     json out = json::array();
-    for (const auto& row : rows) out.push_back(compact_node(row));
+    for (const auto& row : rows) out.push_back(compact_node(row, presence));
     auto now = t.exec(std::string("SELECT ") + RAP_TS("now()"));
     return json{{"nodes", std::move(out)}, {"server_time", now[0][0].as<std::string>()}};
   });
@@ -174,6 +248,7 @@ HttpResponse get_console_overview(Ctx& ctx) {
         "FROM clusters c LEFT JOIN cluster_authority a ON a.cluster_id = c.id "
         "LEFT JOIN cluster_cas ca ON ca.cluster_id = c.id ORDER BY c.slug");
     auto nrows = t.exec(std::string(kCompactNodes) + "ORDER BY c.slug, n.name, n.id");
+    const Presence presence = load_presence(ctx.live, nrows);
     auto now = t.exec(std::string("SELECT ") + RAP_TS("now()") + ", " +
                       RAP_TS("now() + interval '180 days'"));
     const std::string server_time = now[0][0].as<std::string>();
@@ -189,6 +264,9 @@ HttpResponse get_console_overview(Ctx& ctx) {
       int active = 0;
     };
     std::map<std::string, Agg> per;
+    long long max_age = -1;  // over active nodes that ever sent a heartbeat
+    double cpu_sum = 0;      // cpu_permille of online nodes reporting load
+    long long cpu_n = 0;
     json risky = json::array();
     std::size_t risky_total = 0;
     auto add_risk = [&](const std::string& severity, const std::string& kind,
@@ -233,7 +311,7 @@ HttpResponse get_console_overview(Ctx& ctx) {
       per.emplace(slug, std::move(a));
     }
     for (const auto& row : nrows) {
-      json n = compact_node(row);
+      json n = compact_node(row, presence);
       auto it = per.find(n["cluster"].get<std::string>());
       if (it == per.end()) continue;
       Agg& a = it->second;
@@ -248,6 +326,13 @@ HttpResponse get_console_overview(Ctx& ctx) {
       }
       a.active++;
       totals["active"] = totals["active"].get<long long>() + 1;
+      if (n["heartbeat_age_seconds"].is_number())
+        max_age = std::max(max_age, n["heartbeat_age_seconds"].get<long long>());
+      if (health == "online" && n["load"].is_object() && n["load"].contains("cpu_permille") &&
+          n["load"]["cpu_permille"].is_number()) {
+        cpu_sum += n["load"]["cpu_permille"].get<double>();
+        ++cpu_n;
+      }
       a.health[health]++;
       totals[health] = totals[health].get<long long>() + 1;
       const json ref{{"id", n["id"]}, {"name", n["name"]}};
@@ -278,6 +363,9 @@ HttpResponse get_console_overview(Ctx& ctx) {
         add_risk("warn", "node_partition", cl, ref,
                  "agent reports " + n["partition_state"].get<std::string>());
     }
+    totals["max_heartbeat_age_seconds"] = max_age < 0 ? json(nullptr) : json(max_age);
+    totals["avg_cpu_permille"] =
+        cpu_n == 0 ? json(nullptr) : json(std::lround(cpu_sum / static_cast<double>(cpu_n)));
     json clusters = json::array();
     for (auto& [slug, a] : per) {
       json health{{"online", a.health["online"]},
@@ -316,11 +404,12 @@ HttpResponse get_console_overview(Ctx& ctx) {
 
 HttpResponse get_console_trust(Ctx& ctx) {
   if (!ctx.query.empty()) return error_response(400, "invalid_request", "no query parameters");
-  auto r = ctx.db
-               .with_connection<json>(
-                   [&](pqxx::connection& c) -> Result<json> {
-                     pqxx::read_transaction t(c);
-                     auto crows = t.exec(
+  auto
+      r = ctx.db
+              .with_connection<json>(
+                  [&](pqxx::connection& c) -> Result<json> {
+                    pqxx::read_transaction t(c);
+                    auto crows = t.exec(
         "SELECT c.id, c.slug, c.name, ca.cert_pem, ca.key_id, " RAP_TS("ca.created_at") ", "
         "(SELECT count(*) FROM node_certificates nc JOIN nodes n ON n.id = nc.node_id "
         " WHERE n.cluster_id = c.id AND nc.revoked_at IS NULL AND nc.not_after > now()), "
@@ -335,42 +424,58 @@ HttpResponse get_console_trust(Ctx& ctx) {
         "(SELECT count(*) FROM join_tokens k WHERE k.cluster_id = c.id AND k.revoked_at IS NULL "
         " AND k.expires_at > now() AND k.uses < k.max_uses) "
         "FROM clusters c LEFT JOIN cluster_cas ca ON ca.cluster_id = c.id ORDER BY c.slug");
-                     json clusters = json::array();
-                     for (const auto& row : crows) {
-                       auto [nb, na] =
-                           pem_validity(row[3].is_null() ? "" : row[3].as<std::string>());
-                       clusters.push_back({{"slug", row[1].as<std::string>()},
-                                           {"name", row[2].as<std::string>()},
-                                           {"ca",
-                                            {{"not_before", nb},
-                                             {"not_after", na},
-                                             {"sealed_with", opt_text(row[4])},
-                                             {"created_at", opt_text(row[5])}}},
-                                           {"certificates",
-                                            {{"valid", row[6].as<long long>()},
-                                             {"expiring_24h", row[7].as<long long>()},
-                                             {"expired", row[8].as<long long>()},
-                                             {"revoked", row[9].as<long long>()}}},
-                                           {"revoked_nodes", row[10].as<long long>()},
-                                           {"active_join_tokens", row[11].as<long long>()}});
-                     }
-                     auto rrows = t.exec(
+                    json clusters = json::array();
+                    for (const auto& row : crows) {
+                      auto [nb, na] =
+                          pem_validity(row[3].is_null() ? "" : row[3].as<std::string>());
+                      clusters.push_back({{"slug", row[1].as<std::string>()},
+                                          {"name", row[2].as<std::string>()},
+                                          {"ca",
+                                           {{"not_before", nb},
+                                            {"not_after", na},
+                                            {"sealed_with", opt_text(row[4])},
+                                            {"created_at", opt_text(row[5])}}},
+                                          {"certificates",
+                                           {{"valid", row[6].as<long long>()},
+                                            {"expiring_24h", row[7].as<long long>()},
+                                            {"expired", row[8].as<long long>()},
+                                            {"revoked", row[9].as<long long>()}}},
+                                          {"revoked_nodes", row[10].as<long long>()},
+                                          {"active_join_tokens", row[11].as<long long>()}});
+                    }
+                    auto rrows = t.exec(
         "SELECT nc.serial::text, c.slug, n.id, n.name, " RAP_TS("nc.revoked_at") ", "
         "nc.revoke_reason, " RAP_TS("nc.not_after") " FROM node_certificates nc "
         "JOIN nodes n ON n.id = nc.node_id JOIN clusters c ON c.id = n.cluster_id "
         "WHERE nc.revoked_at IS NOT NULL ORDER BY nc.revoked_at DESC, nc.serial DESC LIMIT 100");
-                     json revocations = json::array();
-                     for (const auto& row : rrows)
-                       revocations.push_back({{"serial", row[0].as<std::string>()},
-                                              {"cluster", row[1].as<std::string>()},
-                                              {"node",
-                                               {{"id", row[2].as<std::string>()},
-                                                {"name", row[3].as<std::string>()}}},
-                                              {"revoked_at", row[4].as<std::string>()},
-                                              {"reason", opt_text(row[5])},
-                                              {"not_after", row[6].as<std::string>()}});
-                     return json{{"clusters", clusters}, {"revocations", revocations}};
-                   });
+                    json revocations = json::array();
+                    for (const auto& row : rrows)
+                      revocations.push_back(
+                          {{"serial", row[0].as<std::string>()},
+                           {"cluster", row[1].as<std::string>()},
+                           {"node",
+                            {{"id", row[2].as<std::string>()}, {"name", row[3].as<std::string>()}}},
+                           {"revoked_at", row[4].as<std::string>()},
+                           {"reason", opt_text(row[5])},
+                           {"not_after", row[6].as<std::string>()}});
+                    // Config-signing keys (public halves only; docs/API.md "Signed
+                    // configuration").
+                    json signing = json::array();
+                    for (const auto& row : t.exec("SELECT c.slug, k.key_id, k.status, " RAP_TS(
+                             "k.not_before") ", " RAP_TS("k.not_after") " FROM config_signing_keys "
+                                                                        "k JOIN clusters c "
+                                                                        "ON c.id = k.cluster_id "
+                                                                        "ORDER BY c.slug, "
+                                                                        "k.created_at"))
+                      signing.push_back({{"cluster", row[0].as<std::string>()},
+                                         {"key_id", row[1].as<std::string>()},
+                                         {"status", row[2].as<std::string>()},
+                                         {"not_before", row[3].as<std::string>()},
+                                         {"not_after", row[4].as<std::string>()}});
+                    return json{{"clusters", clusters},
+                                {"revocations", revocations},
+                                {"config_signing_keys", signing}};
+                  });
   if (!r) return to_response(r.error());
   return json_response(200, *r);
 }
@@ -396,9 +501,9 @@ HttpResponse get_console_node_audit(Ctx& ctx) {
     // that created it).
     auto rows = t.exec_params(
         "SELECT e.id, " RAP_TS("e.at") ", u.email, e.action, e.target, e.outcome, "
-        "e.details::text, (e.actor_node_id IS NOT NULL) FROM audit_events e "
+        "e.details::text, (e.actor_node_id <> '') FROM audit_events e "
         "LEFT JOIN users u ON u.id = e.actor_user_id "
-        "WHERE e.cluster_id = $2::uuid AND (e.actor_node_id = $1::uuid OR e.target = $3 OR "
+        "WHERE e.cluster_id = $2::uuid AND (e.actor_node_id = $1 OR e.target = $3 OR "
         "e.target IN (SELECT 'join_request:' || j.id::text FROM join_requests j "
         "WHERE j.node_id = $1::uuid)) ORDER BY e.id DESC LIMIT $4",
         id, n[0][1].as<std::string>(), "node:" + id, limit);

@@ -37,7 +37,21 @@ namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
-Result<std::string> make_server_certificate(const crypto::Ed25519Key& key) {
+// A fresh ECDSA P-256 key for the self-signed server certificate: browsers (the web console)
+// do not accept Ed25519 server certificates in TLS, every other client accepts P-256.
+Result<std::pair<std::shared_ptr<EVP_PKEY>, std::string>> make_server_key() {
+  std::shared_ptr<EVP_PKEY> pkey(EVP_EC_gen("P-256"), &EVP_PKEY_free);
+  if (!pkey) return fail("crypto_error", "EC key generation failed");
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
+  if (!bio ||
+      PEM_write_bio_PrivateKey(bio.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
+    return fail("crypto_error", "cannot encode the server key");
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  return std::make_pair(pkey, std::string(data, static_cast<std::size_t>(len)));
+}
+
+Result<std::string> make_server_certificate(EVP_PKEY* key) {
   std::unique_ptr<X509, decltype(&X509_free)> x(X509_new(), &X509_free);
   if (!x) return fail("crypto_error", "X509_new failed");
   X509_set_version(x.get(), 2);
@@ -49,7 +63,7 @@ Result<std::string> make_server_certificate(const crypto::Ed25519Key& key) {
   ASN1_INTEGER_set_uint64(X509_get_serialNumber(x.get()), serial >> 1);
   X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
   X509_gmtime_adj(X509_getm_notAfter(x.get()), 365L * 24 * 3600);
-  X509_set_pubkey(x.get(), key.native());
+  X509_set_pubkey(x.get(), key);
   X509_NAME* name = X509_get_subject_name(x.get());
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
                              reinterpret_cast<const unsigned char*>("rap-control"), -1, -1, 0);
@@ -69,7 +83,7 @@ Result<std::string> make_server_certificate(const crypto::Ed25519Key& key) {
       !add(NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1,IP:::1")) {
     return fail("crypto_error", "cannot add certificate extensions");
   }
-  if (X509_sign(x.get(), key.native(), nullptr) <= 0) {
+  if (X509_sign(x.get(), key, EVP_sha256()) <= 0) {
     return fail("crypto_error", "certificate self-signature failed");
   }
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
@@ -131,11 +145,11 @@ Result<TlsMaterial> ensure_self_signed_cert(const std::string& data_dir) {
   const std::string key_path = dir + "/server.key";
   if (env.exists(cert_path) && env.exists(key_path)) return load_tls_files(cert_path, key_path);
   if (auto r = env.make_dirs(dir, 0700); !r) return tl::unexpected(r.error());
-  auto key = crypto::Ed25519Key::generate();
+  auto key = make_server_key();
   if (!key) return tl::unexpected(key.error());
-  auto cert = make_server_certificate(*key);
+  auto cert = make_server_certificate(key->first.get());
   if (!cert) return tl::unexpected(cert.error());
-  TlsMaterial m{*cert, key->private_pem()};
+  TlsMaterial m{*cert, key->second};
   if (auto r = env.write_file_atomic(key_path, m.key_pem, 0600); !r)
     return tl::unexpected(r.error());
   if (auto r = env.write_file_atomic(cert_path, m.cert_pem, 0644); !r)

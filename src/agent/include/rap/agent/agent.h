@@ -1,6 +1,7 @@
 // The node agent: enrolls this host into one or more clusters (one isolated identity each),
 // heartbeats over mutual TLS, follows desired state (roles + workloads) by long-poll, runs the
 // workloads an explicit role assignment authorizes under the Supervisor, renews its certificate,
+// fetches, verifies, applies and persists its signed configuration (ConfigSync, config_sync.h),
 // and keeps working from its last valid state while the control plane is unreachable.
 //
 // Configuration (JSON; `rap-node-agent --help` prints this list):

@@ -21,7 +21,7 @@ struct TlsMaterial {
   std::string key_pem;  // secret
 };
 
-// Loads data_dir/tls/server.{crt,key}, or generates a self-signed Ed25519 certificate
+// Loads data_dir/tls/server.{crt,key}, or generates a self-signed ECDSA P-256 certificate
 // (CN=rap-control, SAN localhost/127.0.0.1/::1, 1 year) there on first start (key mode 0600).
 Result<TlsMaterial> ensure_self_signed_cert(const std::string& data_dir);
 // Reads a certificate chain and key given on the command line.
