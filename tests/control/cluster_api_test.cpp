@@ -873,7 +873,7 @@ TEST_F(ClusterApiTest, SignedConfigCompileVerifyApplyIncrementsRotationIsolation
   NodeConfigView v1;
   auto f1 = n1.call(*c_, "GET", "/api/v1/node/config");
   ASSERT_EQ(f1.status, 200) << f1;
-  EXPECT_EQ(f1.j["artifacts"].size(), 5u);
+  EXPECT_EQ(f1.j["artifacts"].size(), 6u);
   auto a1 = v1.apply(f1, cluster_id, id1);
   ASSERT_TRUE(a1.has_value()) << a1.error().code << ": " << a1.error().message;
   EXPECT_EQ(v1.version(ArtifactType::cluster_snapshot, Scope::node(id1)), 1u);
@@ -1018,4 +1018,56 @@ TEST_F(ClusterApiTest, SignedConfigConcurrentPublishWhileFetching) {
   }
   for (auto& t : fetchers) t.join();
   EXPECT_EQ(failures.load(), 0) << errors[0] << " | " << errors[1] << " | " << errors[2];
+}
+
+// The config-storage role: a storage node advertises its endpoint in heartbeats, every node's
+// storage_directory lists it (the generation moves), and only a storage node gets the bundle of
+// every node's current artifacts, which verify for their nodes.
+TEST_F(ClusterApiTest, ConfigStorageDirectoryAndBundle) {
+  using rap::config::ArtifactType;
+  using rap::config::Scope;
+  start("cluster_config_storage", {});
+  const std::string cluster_id = make_cluster("edge");
+  ASSERT_FALSE(cluster_id.empty());
+  auto [tid, token] = make_token("edge", 2);
+  TestNode s = TestNode::make(dir_->path(), "s");
+  TestNode n = TestNode::make(dir_->path(), "n");
+  const std::string sid = enroll_and_approve(s, "edge", token);
+  const std::string nid = enroll_and_approve(n, "edge", token);
+  ASSERT_FALSE(sid.empty() || nid.empty());
+  EXPECT_EQ(s.call(*c_, "GET", "/api/v1/node/storage/bundle").error_code(), "not_a_storage_node");
+  ASSERT_EQ(owner("PUT", "/api/v1/clusters/edge/nodes/" + sid + "/roles",
+                  json{{"roles", {{{"role", "config-storage"}}}}}.dump())
+                .status,
+            200);
+  json hb = heartbeat_body();
+  hb["endpoints"] = {{"config_storage", 5}};
+  EXPECT_EQ(s.call(*c_, "POST", "/api/v1/node/heartbeat", hb.dump()).status, 400);
+  hb["endpoints"] = {{"config_storage", "10.0.0.5:7443"}};
+  auto h = s.call(*c_, "POST", "/api/v1/node/heartbeat", hb.dump());
+  ASSERT_EQ(h.status, 200) << h;
+
+  NodeConfigView v;
+  auto f = n.call(*c_, "GET", "/api/v1/node/config");
+  auto a = v.apply(f, cluster_id, nid);
+  ASSERT_TRUE(a.has_value()) << a.error().code << ": " << a.error().message;
+  const auto* dir = v.state->payload(ArtifactType::storage_directory, Scope::cluster());
+  ASSERT_NE(dir, nullptr);
+  ASSERT_EQ((*dir)["storages"].size(), 1u) << *dir;
+  EXPECT_EQ((*dir)["storages"][0]["id"], sid);
+  EXPECT_EQ((*dir)["storages"][0]["endpoint"], "10.0.0.5:7443");
+
+  auto b = s.call(*c_, "GET", "/api/v1/node/storage/bundle");
+  ASSERT_EQ(b.status, 200) << b;
+  ASSERT_TRUE(b.j["nodes"].contains(nid)) << b;
+  // What the storage node would serve verifies for the node (same bytes as from the control
+  // plane: nothing to re-apply).
+  NodeConfigView fresh;
+  Reply served = f;
+  served.j["artifacts"] = b.j["nodes"][nid];
+  auto again = fresh.apply(served, cluster_id, nid);
+  ASSERT_TRUE(again.has_value()) << again.error().code << ": " << again.error().message;
+  EXPECT_EQ(fresh.version(ArtifactType::cluster_snapshot, Scope::node(nid)),
+            v.version(ArtifactType::cluster_snapshot, Scope::node(nid)));
+  EXPECT_EQ(n.call(*c_, "GET", "/api/v1/node/storage/bundle").error_code(), "not_a_storage_node");
 }

@@ -175,6 +175,20 @@ class Compiler {
     auto r = publish(ArtifactType::revocation_list, Scope::cluster(), rev);
     if (!r) return tl::unexpected(r.error());
     revocation_ = *r;
+    // Storage directory: active config-storage nodes that advertise an endpoint.
+    json storages = json::array();
+    for (const auto& row : w_.exec_params(
+             "SELECT DISTINCT n.id, n.last_state->'endpoints'->>'config_storage' FROM nodes n "
+             "JOIN node_role_assignments a ON a.node_id = n.id AND a.role = 'config-storage' "
+             "WHERE n.cluster_id = $1::uuid AND n.status = 'active' "
+             "AND n.last_state->'endpoints'->>'config_storage' IS NOT NULL",
+             cluster_id_))
+      storages.push_back(
+          {{"id", row[0].as<std::string>()}, {"endpoint", row[1].as<std::string>()}});
+    auto sd =
+        publish(ArtifactType::storage_directory, Scope::cluster(), json{{"storages", storages}});
+    if (!sd) return tl::unexpected(sd.error());
+    storage_ = *sd;
     return {};
   }
 
@@ -229,6 +243,7 @@ class Compiler {
     const std::vector<Part> parts = {
         {ArtifactType::trust_bundle, Scope::cluster(), &trust_},
         {ArtifactType::revocation_list, Scope::cluster(), &revocation_},
+        {ArtifactType::storage_directory, Scope::cluster(), &storage_},
         {ArtifactType::service_assignment_bundle, scope, &*sab},
         {ArtifactType::peer_directory, scope, &*pd}};
     std::vector<config::ComponentRef> refs;
@@ -392,6 +407,7 @@ class Compiler {
       const Scope s = Scope::node(*only_node);
       filter = "AND state_key IN ('" + config::state_key(ArtifactType::trust_bundle, Scope()) +
                "', '" + config::state_key(ArtifactType::revocation_list, Scope()) + "', '" +
+               config::state_key(ArtifactType::storage_directory, Scope()) + "', '" +
                config::state_key(ArtifactType::service_assignment_bundle, s) + "', '" +
                config::state_key(ArtifactType::peer_directory, s) + "', '" +
                config::state_key(ArtifactType::cluster_snapshot, s) + "') ";
@@ -423,7 +439,7 @@ class Compiler {
   std::vector<std::string> revoked_keys_;
   std::map<std::string, NodeRow> nodes_;
   std::map<std::string, Stored> latest_;
-  Stored trust_, revocation_;
+  Stored trust_, revocation_, storage_;
   int published_ = 0;
 };
 
@@ -455,6 +471,24 @@ Result<ClusterCompileStats> compile_cluster_config(pqxx::work& w, std::string_vi
   }
   stats.published = c->published();
   return stats;
+}
+
+Result<StorageBundle> compile_storage_bundle(pqxx::work& w, std::string_view master_key,
+                                             const std::string& cluster_id, Random& rng) {
+  auto c = Compiler::open(w, master_key, cluster_id, rng, std::nullopt);
+  if (!c) return tl::unexpected(c.error());
+  if (auto r = c->publish_cluster_components(); !r) return tl::unexpected(r.error());
+  StorageBundle out;
+  out.generation = c->generation();
+  std::vector<std::string> ids;
+  for (const auto& [id, n] : c->nodes()) ids.push_back(id);
+  for (const auto& id : ids) {
+    auto n = c->node(id, {});
+    if (!n) return tl::unexpected(n.error());
+    for (const auto& a : n->artifacts) out.bytes += a.size();
+    out.nodes[id] = std::move(n->artifacts);
+  }
+  return out;
 }
 
 Result<std::string> rotate_config_signing_key(pqxx::work& w, std::string_view master_key,

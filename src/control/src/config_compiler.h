@@ -7,6 +7,8 @@
 //   service_assignment_bundle  @node     the node's own role assignments and workloads (names,
 //                                        kinds, versions and a SHA-256 of each spec: no spec
 //                                        contents, so no secrets)
+//   storage_directory          @cluster  config-storage nodes and their endpoints (nodes fetch
+//                                        from them when the control plane is unreachable)
 //   peer_directory             @node     active mesh peers (id, public key, addresses, mesh
 //                                        roles) for a node with a mesh role; empty otherwise
 //   cluster_snapshot           @node     the versions and hashes of all of the above
@@ -61,6 +63,16 @@ struct ClusterCompileStats {
 // affects many nodes, and for the benchmark).
 Result<ClusterCompileStats> compile_cluster_config(pqxx::work& w, std::string_view master_key,
                                                    const std::string& cluster_id, Random& rng);
+
+// What a config-storage node caches (GET /api/v1/node/storage/bundle): the current full
+// artifacts of every active node of the cluster, compiled and published first.
+struct StorageBundle {
+  std::int64_t generation = 0;
+  std::map<std::string, std::vector<std::string>> nodes;  // node id -> wire artifacts
+  std::uint64_t bytes = 0;
+};
+Result<StorageBundle> compile_storage_bundle(pqxx::work& w, std::string_view master_key,
+                                             const std::string& cluster_id, Random& rng);
 
 // Rotates the cluster's config-signing key: a new active key; the previous one becomes retired
 // and stays trusted for `overlap` (artifacts signed by it keep verifying until re-signed).

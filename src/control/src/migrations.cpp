@@ -474,6 +474,14 @@ CREATE TRIGGER config_signing_keys_config AFTER INSERT OR DELETE OR UPDATE
   ON config_signing_keys FOR EACH ROW EXECUTE FUNCTION rap_config_input_changed();
 )SQL";
 
+// A node's advertised endpoints (heartbeat "endpoints", e.g. a config-storage endpoint) feed the
+// storage_directory artifact: a change bumps the config generation.
+constexpr const char* kV7 = R"SQL(
+CREATE TRIGGER nodes_endpoints_config AFTER UPDATE OF last_state ON nodes
+  FOR EACH ROW WHEN (OLD.last_state->'endpoints' IS DISTINCT FROM NEW.last_state->'endpoints')
+  EXECUTE FUNCTION rap_config_input_changed();
+)SQL";
+
 const std::vector<Migration> kMigrations = {
     {1, "initial: organizations, users, memberships, api_tokens, audit_events, setup_state", kV1},
     {2, "audit hash chain, actor node, cluster and outcome", kV2},
@@ -482,6 +490,7 @@ const std::vector<Migration> kMigrations = {
     {4, "totp, api token scopes and step-up, groups, resources, policies", kV4},
     {5, "node groups, egress pools, cluster authority, platform admins", kV5},
     {6, "signed configuration: config-signing keys, artifacts, config generation", kV6},
+    {7, "config generation follows advertised node endpoints", kV7},
 };
 
 constexpr const char* kCreateLedger =

@@ -375,8 +375,9 @@ struct Heartbeat {
 Step<Heartbeat> parse_heartbeat(const std::string& text) {
   auto body = parse_object(text);
   if (!body) return tl::unexpected(body.error());
-  if (auto bad = reject_unknown_fields(*body, {"version", "capabilities", "load", "workloads",
-                                               "applied_config_versions", "partition_state"}))
+  if (auto bad =
+          reject_unknown_fields(*body, {"version", "capabilities", "load", "workloads",
+                                        "applied_config_versions", "partition_state", "endpoints"}))
     return tl::unexpected(*bad);
   auto version = req_string(*body, "version");
   if (!version) return tl::unexpected(version.error());
@@ -428,6 +429,22 @@ Step<Heartbeat> parse_heartbeat(const std::string& text) {
     return tl::unexpected(
         error_response(400, "invalid_request", "partition_state must be at most 32 bytes"));
 
+  // endpoints {"config_storage": "host:port", ...}: services this node offers to other nodes.
+  json endpoints = json::object();
+  if (auto it = body->find("endpoints"); it != body->end() && !it->is_null()) {
+    if (!it->is_object() || it->size() > 8)
+      return tl::unexpected(error_response(400, "invalid_request",
+                                           "field 'endpoints' must be an object (at most 8)"));
+    for (auto e = it->begin(); e != it->end(); ++e) {
+      if (!e.value().is_string() || e.key().empty() || e.key().size() > 63 ||
+          e.value().get<std::string>().empty() || e.value().get<std::string>().size() > 255 ||
+          !printable(e.value().get<std::string>()))
+        return tl::unexpected(error_response(
+            400, "invalid_request", "endpoints must map names to strings of 1 to 255 bytes"));
+    }
+    endpoints = *it;
+  }
+
   Heartbeat hb;
   hb.version = *version;
   hb.state = json{{"version", *version},
@@ -435,6 +452,7 @@ Step<Heartbeat> parse_heartbeat(const std::string& text) {
                   {"applied_config_versions", applied},
                   {"partition_state", partition->value_or("")}};
   if (has_caps) hb.state["capabilities"] = *caps;
+  if (!endpoints.empty()) hb.state["endpoints"] = endpoints;
   hb.durable = hb.state.dump();  // everything but the load figures, which change every time
   hb.state["load"] = *load;
   hb.caps = std::move(*caps);
@@ -534,6 +552,35 @@ HttpResponse get_node_config(Ctx& ctx) {
                 {"trust_bundle", c->trust_bundle},
                 {"artifacts", std::move(artifacts)},
                 {"increments", c->increments}};
+  });
+  if (!r) return to_response(r.error());
+  return json_response(200, *r);
+}
+
+// GET /api/v1/node/storage/bundle: for a node holding the config-storage role, the current full
+// artifacts of every active node of its cluster (it caches and serves them; it cannot change
+// them: nodes verify every artifact whatever its source).
+HttpResponse get_storage_bundle(Ctx& ctx) {
+  if (!ctx.query.empty()) return error_response(400, "invalid_request", "no query parameters");
+  if (ctx.opts.master_key.size() != kMasterKeyBytes)
+    return error_response(503, "master_key_unavailable", "the master key is not configured");
+  FnRandom rng(ctx.random_bytes);
+  const NodeCaller node = *ctx.node;
+  auto r = ctx.db.with_transaction<json>([&](pqxx::work& w) -> Result<json> {
+    if (w.exec_params("SELECT 1 FROM node_role_assignments WHERE node_id = $1::uuid AND role = "
+                      "'config-storage'",
+                      node.node_id)
+            .empty())
+      return http_fail(403, "not_a_storage_node", "this node has no config-storage role");
+    auto b = compile_storage_bundle(w, ctx.opts.master_key, node.cluster_id, rng);
+    if (!b) {
+      if (b.error().code == "unseal_failed" || b.error().code == "no_master_key")
+        return http_fail(503, "master_key_unavailable", "the config-signing key is unavailable");
+      return tl::unexpected(b.error());
+    }
+    json nodes = json::object();
+    for (auto& [id, wires] : b->nodes) nodes[id] = std::move(wires);
+    return json{{"config_generation", b->generation}, {"nodes", std::move(nodes)}};
   });
   if (!r) return to_response(r.error());
   return json_response(200, *r);
@@ -830,6 +877,7 @@ void register_node_routes(Router& r) {
   r.add("POST", "/api/v1/node/renew", Auth::kNode, post_renew);
   r.add("GET", "/api/v1/node/config", Auth::kNode, get_node_config);
   r.add("POST", "/api/v1/node/config/rejections", Auth::kNode, post_node_config_rejection);
+  r.add("GET", "/api/v1/node/storage/bundle", Auth::kNode, get_storage_bundle);
 }
 
 }  // namespace rap::control::detail
