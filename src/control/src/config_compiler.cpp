@@ -203,7 +203,9 @@ class Compiler {
     std::set<std::string> my_roles;
     for (const auto& [role, org] : me.roles) {
       my_roles.insert(role);
-      json e{{"id", org.empty() ? role : role + "@" + org}, {"role", role}};
+      std::string key = role;
+      if (!org.empty()) key.append("@").append(org);
+      json e{{"id", std::move(key)}, {"role", role}};
       if (!org.empty()) e["org"] = org;
       roles.push_back(std::move(e));
     }
@@ -247,6 +249,7 @@ class Compiler {
         {ArtifactType::service_assignment_bundle, scope, &*sab},
         {ArtifactType::peer_directory, scope, &*pd}};
     std::vector<config::ComponentRef> refs;
+    refs.reserve(parts.size());
     for (const auto& p : parts) refs.push_back({p.type, p.scope, p.s->version, p.s->hash});
     auto snap = publish(ArtifactType::cluster_snapshot, scope, config::make_snapshot_payload(refs));
     if (!snap) return tl::unexpected(snap.error());
