@@ -2,7 +2,9 @@
 // real workload process. Enrollment with a join token + approval, kill -9 during enrollment and
 // while running, heartbeats, role-authorized workloads, crash loop, control plane outage
 // (degraded -> isolated -> recovery -> healthy), revocation, tampered state, key permissions,
-// signed configuration fetched, applied, persisted, reloaded after a restart and reported.
+// signed configuration fetched, applied, persisted, reloaded after a restart and reported;
+// the config-storage role (a node restarted while the control plane is down gets its new config
+// from a storage node; a client certificate outside the cluster is refused).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -417,3 +419,169 @@ TEST_F(AgentE2e, OneHostTwoClustersWithIsolatedIdentities) {
 }
 
 }  // namespace
+
+// The config-storage role: storage node S serves the cluster's signed config from memory; node N,
+// restarted while the control plane is down, falls back to S and applies a version it never got
+// from the control plane. A client certificate outside the cluster is refused by S.
+TEST_F(AgentE2e, ConfigStorageNodeServesConfigWhileControlPlaneIsDown) {
+  RAP_ASSIGN_OR_FAIL(auto d, TempDir::create("agent-e2e-storage"));
+  dir_ = std::make_unique<TempDir>(std::move(d));
+  RAP_ASSIGN_OR_FAIL(db_, pg_->create_database("agent_e2e_storage"));
+  control_port_ = free_port();
+  start_control();
+  token_ = setup_owner(*control_, "owner@x.io", kOwnerPw);
+  api("POST", "/api/v1/auth/step-up", json{{"password", kOwnerPw}});
+  api("POST", "/api/v1/clusters", json{{"slug", "main"}, {"name", "Main"}});
+  const auto jt =
+      api("POST", "/api/v1/clusters/main/join-tokens", json{{"ttl_seconds", 600}, {"max_uses", 2}});
+  ASSERT_TRUE(jt.contains("token")) << jt;
+  write_file(dir_->path() / "join-token", jt["token"].get<std::string>());
+  auto make_config = [&](const std::string& name, bool storage) {
+    const auto path = dir_->path() / (name + ".json");
+    json c{{"state_dir", (dir_->path() / name).string()},
+           {"heartbeat_interval_seconds", 1},
+           {"enroll_poll_ms", 200},
+           {"memberships",
+            json::array(
+                {{{"cluster", "main"},
+                  {"control_url", "https://127.0.0.1:" + std::to_string(control_port_)},
+                  {"control_ca_file", (dir_->path() / "control" / "tls" / "server.crt").string()},
+                  {"join_token_file", (dir_->path() / "join-token").string()}}})}};
+    if (storage) c["config_storage_listen"] = "127.0.0.1:0";
+    write_file(path, c.dump());
+    return path;
+  };
+  const auto s_config = make_config("storage", true);
+  const auto n_config = make_config("node", false);
+  auto status_of = [&](const std::filesystem::path& cfg) {
+    config_ = cfg;
+    return agent_status();
+  };
+  auto live_membership = [&](const std::filesystem::path& cfg) {
+    auto s = status_of(cfg);
+    if (!s.contains("live") || s["live"]["memberships"].empty()) return json::object();
+    return s["live"]["memberships"][0];
+  };
+
+  config_ = s_config;
+  auto s_agent = start_agent();
+  config_ = n_config;
+  auto n_agent = start_agent();
+  json pending;
+  ASSERT_TRUE(eventually(
+      [&] {
+        pending = api("GET", "/api/v1/clusters/main/join-requests?status=pending");
+        return pending.contains("join_requests") && pending["join_requests"].size() == 2;
+      },
+      std::chrono::seconds(30)))
+      << pending << s_agent.output() << n_agent.output();
+  for (const auto& jr : pending["join_requests"]) {
+    api("POST", "/api/v1/clusters/main/join-requests/" + jr["id"].get<std::string>() + "/approve",
+        json::object());
+  }
+  ASSERT_TRUE(s_agent.wait_for_output("enrolled as node", std::chrono::seconds(20)).has_value())
+      << s_agent.output();
+  ASSERT_TRUE(n_agent.wait_for_output("enrolled as node", std::chrono::seconds(20)).has_value())
+      << n_agent.output();
+  std::string s_id;
+  std::string n_id;
+  ASSERT_TRUE(eventually(
+      [&] {
+        s_id = live_membership(s_config).value("node_id", std::string());
+        n_id = live_membership(n_config).value("node_id", std::string());
+        return !s_id.empty() && !n_id.empty();
+      },
+      std::chrono::seconds(10)));
+  ASSERT_FALSE(s_id.empty());
+  ASSERT_NE(s_id, n_id);
+  const std::string s_path = "/api/v1/clusters/main/nodes/" + s_id;
+  const std::string n_path = "/api/v1/clusters/main/nodes/" + n_id;
+
+  api("POST", "/api/v1/auth/step-up", json{{"password", kOwnerPw}});
+  api("PUT", s_path + "/roles", json{{"roles", json::array({{{"role", "config-storage"}}})}});
+  api("PUT", n_path + "/roles", json{{"roles", json::array({{{"role", "relay-node"}}})}});
+
+  // S serves; N's applied storage_directory lists S.
+  std::string s_endpoint;
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto m = live_membership(s_config);
+        const auto cs = m.value("config_storage", json::object());
+        s_endpoint =
+            cs.value("endpoint", json()).is_string() ? cs["endpoint"].get<std::string>() : "";
+        return cs.value("serving", false) && cs.value("cache_generation", json()).is_number();
+      },
+      std::chrono::seconds(30)))
+      << live_membership(s_config) << s_agent.output();
+  json n_cfg;
+  ASSERT_TRUE(eventually(
+      [&] {
+        n_cfg = live_membership(n_config).value("config", json::object());
+        for (const auto& st : n_cfg.value("storages", json::array())) {
+          if (st.value("id", "") == s_id && st.value("endpoint", "") == s_endpoint) return true;
+        }
+        return false;
+      },
+      std::chrono::seconds(30)))
+      << n_cfg << n_agent.output();
+  EXPECT_EQ(n_cfg.value("source", json()), "control") << n_cfg;
+  const auto sab_before =
+      n_cfg["applied_versions"].value("service_assignment_bundle", std::int64_t{0});
+  ASSERT_GT(sab_before, 0) << n_cfg;
+
+  // A client certificate that does not chain to the cluster CA is refused in the handshake.
+  {
+    const auto key = dir_->path() / "foreign.key";
+    const auto crt = dir_->path() / "foreign.crt";
+    auto gen = rap::testing::run_command(
+        {"openssl", "req", "-x509", "-newkey", "ed25519", "-nodes", "-keyout", key.string(), "-out",
+         crt.string(), "-days", "1", "-subj", "/CN=foreign"},
+        run_options(20));
+    ASSERT_EQ(gen.exit_code, 0) << gen.output;
+    auto curl =
+        rap::testing::run_command({"curl", "-sk", "--tlsv1.3", "--cert", crt.string(), "--key",
+                                   key.string(), "https://" + s_endpoint + "/api/v1/node/config"},
+                                  run_options(20));
+    EXPECT_NE(curl.exit_code, 0) << curl.output;
+    EXPECT_EQ(curl.output.find("artifacts"), std::string::npos) << curl.output;
+  }
+
+  // N is down; its roles change (a new service_assignment_bundle version); S refreshes.
+  n_agent.kill(SIGKILL);
+  n_agent.wait_exit(std::chrono::seconds(5));
+  const auto gen_before = live_membership(s_config)["config_storage"]["cache_generation"];
+  api("POST", "/api/v1/auth/step-up", json{{"password", kOwnerPw}});
+  api("PUT", n_path + "/roles",
+      json{{"roles", json::array({{{"role", "relay-node"}}, {{"role", "entry-node"}}})}});
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto g = live_membership(s_config)["config_storage"]["cache_generation"];
+        return g.is_number() && g != gen_before;
+      },
+      std::chrono::seconds(30)))
+      << live_membership(s_config) << s_agent.output();
+
+  // Control plane down; N restarts and gets the new version from S.
+  ASSERT_EQ(control_->proc().terminate(std::chrono::seconds(10)), 0) << control_->proc().output();
+  config_ = n_config;
+  n_agent = start_agent();
+  ASSERT_TRUE(eventually(
+      [&] {
+        n_cfg = live_membership(n_config).value("config", json::object());
+        return n_cfg.value("source", json()) == "storage:" + s_id &&
+               n_cfg["applied_versions"].value("service_assignment_bundle", std::int64_t{0}) >
+                   sab_before;
+      },
+      std::chrono::seconds(40)))
+      << n_cfg << n_agent.output() << s_agent.output();
+  EXPECT_GE(live_membership(s_config)["config_storage"].value("requests", 0), 1)
+      << live_membership(s_config);
+  {
+    config_ = n_config;
+    auto text = rap::testing::run_command(
+        {RAP_NODE_AGENT_BIN, "status", "--config", n_config.string()}, run_options(10));
+    EXPECT_NE(text.output.find("from storage:" + s_id), std::string::npos) << text.output;
+  }
+  EXPECT_EQ(n_agent.terminate(std::chrono::seconds(15)), 0) << n_agent.output();
+  EXPECT_EQ(s_agent.terminate(std::chrono::seconds(15)), 0) << s_agent.output();
+}

@@ -29,6 +29,9 @@ constexpr const char* kConfigHelp = R"(Configuration file (JSON):
   restart_backoff_initial_ms workload restart backoff start (default 1000, doubles)
   restart_backoff_max_seconds  backoff ceiling (default 60)
   crash_loop_threshold       exits within 2 minutes that mark a workload crash_loop (default 5)
+  config_storage_listen      "ip:port" (port 0 picks one; default none): with the role
+                             config-storage, serve the cluster's signed config to its nodes
+                             (mTLS, cluster certificates only) as a fallback source
   memberships                one entry per cluster this host belongs to:
     cluster                  cluster slug at the control plane
     control_url              https://host:port of rap-control
@@ -62,9 +65,21 @@ void print_config(const nlohmann::json& c, const char* indent) {
     std::cout << "  signer";
     for (const auto& k : c["signer_key_ids"]) std::cout << " " << k.get<std::string>();
   }
+  if (c.contains("source") && c["source"].is_string()) {
+    std::cout << "  from " << c["source"].get<std::string>();
+  }
   if (c.contains("applied_versions") && c["applied_versions"].is_object()) {
     for (auto it = c["applied_versions"].begin(); it != c["applied_versions"].end(); ++it) {
       std::cout << "\n" << indent << "  " << it.key() << " v" << it.value().dump();
+    }
+  }
+  if (c.contains("storages") && c["storages"].is_array() && !c["storages"].empty()) {
+    std::cout << "\n" << indent << "  storage nodes:";
+    for (const auto& st : c["storages"]) {
+      if (st.is_object()) {
+        std::cout << " " << st.value("id", std::string()) << "@"
+                  << st.value("endpoint", std::string());
+      }
     }
   }
   if (c.contains("last_rejection") && c["last_rejection"].is_object()) {
@@ -104,6 +119,14 @@ void print_status(const nlohmann::json& s) {
       if (!err.empty()) std::cout << " (last error: " << err << ")";
       std::cout << "\n";
       if (m.contains("config")) print_config(m["config"], "    ");
+      if (m.contains("config_storage") && m["config_storage"].is_object() &&
+          m["config_storage"].value("serving", false)) {
+        const auto& cs = m["config_storage"];
+        std::cout << "    config storage: serving on " << cs.value("endpoint", std::string())
+                  << ", cache generation " << cs.value("cache_generation", nlohmann::json()).dump()
+                  << " (" << cs.value("cache_nodes", 0) << " nodes), requests "
+                  << cs.value("requests", 0) << ", refused " << cs.value("refused", 0) << "\n";
+      }
     }
     for (const auto& w : live["workloads"]) {
       std::cout << "  workload " << w.value("name", std::string()) << ": "

@@ -3,12 +3,14 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <ctime>
 #include <mutex>
 #include <set>
 #include <thread>
 
+#include "rap/agent/config_storage.h"
 #include "rap/agent/config_sync.h"
 #include "rap/agent/control_client.h"
 #include "rap/agent/host.h"
@@ -72,7 +74,8 @@ Result<AgentConfig> AgentConfig::from_json(const json& j) {
                                               "enroll_poll_ms",
                                               "restart_backoff_initial_ms",
                                               "restart_backoff_max_seconds",
-                                              "crash_loop_threshold"};
+                                              "crash_loop_threshold",
+                                              "config_storage_listen"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (kKeys.count(it.key()) == 0) return fail("bad_config", "unknown key '" + it.key() + "'");
   }
@@ -102,6 +105,11 @@ Result<AgentConfig> AgentConfig::from_json(const json& j) {
     const auto cl = j.value("crash_loop_threshold", std::int64_t{5});
     if (cl < 1 || cl > 100) return fail("bad_config", "crash_loop_threshold must be 1..100");
     c.crash_loop_threshold = static_cast<std::uint32_t>(cl);
+    c.config_storage_listen = j.value("config_storage_listen", std::string());
+    if (!c.config_storage_listen.empty()) {
+      auto hp = split_host_port(c.config_storage_listen);
+      if (!hp) return fail("bad_config", "config_storage_listen: " + hp.error().message);
+    }
     if (j.contains("programs")) {
       if (!j["programs"].is_object()) return fail("bad_config", "programs must be an object");
       for (auto it = j["programs"].begin(); it != j["programs"].end(); ++it) {
@@ -217,6 +225,7 @@ class Agent::Runner {
     if (main_.joinable()) main_.join();
     if (poller_.joinable()) poller_.join();
     if (config_thread_.joinable()) config_thread_.join();
+    stop_storage();
   }
 
   // Workloads authorized by this membership's last valid desired state (empty once revoked).
@@ -285,6 +294,18 @@ class Agent::Runner {
     j["last_error"] = contact_error().empty() ? state_.last_error : contact_error();
     j["public_key_sha256"] = key_ ? crypto::sha256_hex(key_->public_key()) : "";
     if (config_) j["config"] = config_->status_json();
+    {
+      std::lock_guard sg(storage_mu_);
+      json st{{"serving", storage_server_ != nullptr},
+              {"endpoint", storage_server_ ? json(storage_server_->endpoint()) : json(nullptr)},
+              {"requests", storage_requests_ + (storage_server_ ? storage_server_->requests() : 0)},
+              {"refused", storage_refused_ + (storage_server_ ? storage_server_->refused() : 0)},
+              {"cache_nodes", storage_cache_->node_count()},
+              {"cache_bytes", storage_cache_->total_bytes()}};
+      const auto cg = storage_cache_->generation();
+      st["cache_generation"] = cg ? json(*cg) : json(nullptr);
+      j["config_storage"] = std::move(st);
+    }
     return j;
   }
 
@@ -496,6 +517,10 @@ class Agent::Runner {
               {"partition_state", to_string(contact_state())}};
     const auto cs = config_sync();
     if (cs) body["applied_config_versions"] = cs->applied_versions();
+    {
+      std::lock_guard sg(storage_mu_);
+      if (storage_server_) body["endpoints"] = {{"config_storage", storage_server_->endpoint()}};
+    }
     const auto id = identity();
     auto r = client_->request("POST", "/api/v1/node/heartbeat", body, {}, &id,
                               std::chrono::seconds(10), stop_);
@@ -524,9 +549,93 @@ class Agent::Runner {
     if (!synced) cv_.notify_all();  // the poller fetches the newer desired state
     if (cs && r->body.is_object()) {
       const auto g = r->body.find("config_generation");
-      if (g != r->body.end() && g->is_number_integer())
+      if (g != r->body.end() && g->is_number_integer()) {
         note_config_generation(cs, g->get<std::int64_t>());
+        announced_generation_ = g->get<std::int64_t>();
+      }
     }
+  }
+
+  // ---- config-storage role ----
+
+  bool has_role(const std::string& role) const {
+    std::lock_guard g(mu_);
+    if (state_.enroll_status != "approved") return false;
+    return std::any_of(state_.roles.begin(), state_.roles.end(), [&](const json& r) {
+      return r.is_object() && r.value("role", std::string()) == role;
+    });
+  }
+
+  void stop_storage() {
+    std::unique_ptr<ConfigStorageServer> s;
+    {
+      std::lock_guard sg(storage_mu_);
+      s = std::move(storage_server_);
+      if (s) {
+        storage_requests_ += s->requests();
+        storage_refused_ += s->refused();
+      }
+    }
+    if (s) {
+      s->stop();
+      spdlog::info("cluster {}: config storage server stopped", mc_.cluster);
+    }
+  }
+
+  // Runs on the heartbeat thread after each heartbeat: starts or stops the storage server with
+  // the role, and refreshes the cache when the announced generation differs from the cached one.
+  void update_storage_role() {
+    const bool want = !cfg_.config_storage_listen.empty() && has_role("config-storage");
+    bool serving = false;
+    {
+      std::lock_guard sg(storage_mu_);
+      serving = storage_server_ != nullptr;
+    }
+    if (!want) {
+      if (serving) stop_storage();
+      return;
+    }
+    if (!serving) {
+      crypto::NodeCredentials creds;
+      {
+        std::lock_guard g(mu_);
+        creds = crypto::NodeCredentials{state_.ca_pem, state_.cert_pem, key_->private_pem()};
+      }
+      auto nid = crypto::identity_from_pem(creds.cert_pem);
+      if (!nid) return;
+      auto s = ConfigStorageServer::start(cfg_.config_storage_listen, creds, nid->cluster_id,
+                                          storage_cache_);
+      if (!s) {
+        if (!storage_error_logged_) {
+          spdlog::error("cluster {}: config storage server: {}", mc_.cluster, s.error().message);
+          storage_error_logged_ = true;
+        }
+        return;
+      }
+      storage_error_logged_ = false;
+      spdlog::info("cluster {}: config storage server listening on {}", mc_.cluster,
+                   (*s)->endpoint());
+      std::lock_guard sg(storage_mu_);
+      storage_server_ = std::move(*s);
+    }
+    const auto cached = storage_cache_->generation();
+    if (cached && announced_generation_ >= 0 && *cached == announced_generation_) return;
+    const auto id = identity();
+    auto r = client_->request("GET", "/api/v1/node/storage/bundle", std::nullopt, {}, &id,
+                              std::chrono::seconds(30), stop_);
+    if (!r) return;  // contact failures are the heartbeat's business
+    if (r->status != 200) {
+      spdlog::warn("cluster {}: storage bundle: {} {}", mc_.cluster, r->error_code(),
+                   r->error_message());
+      return;
+    }
+    if (auto l = storage_cache_->load_bundle(r->body); !l) {
+      spdlog::error("cluster {}: storage bundle refused: {}", mc_.cluster, l.error().message);
+      return;
+    }
+    spdlog::info("cluster {}: config storage cache at generation {} ({} nodes, {} bytes)",
+                 mc_.cluster, storage_cache_->generation().value_or(0),
+                 storage_cache_->node_count(), storage_cache_->total_bytes());
   }
 
   // ---- signed configuration (ConfigSync) ----
@@ -594,6 +703,28 @@ class Agent::Runner {
     config_cv_.notify_all();
   }
 
+  // The storage nodes of the applied storage_directory (never this node), as fallback sources.
+  // None before anything was applied: trust anchors only ever come from the control plane.
+  std::vector<FallbackConfigTransport::Storage> storage_transports(const ConfigSync& cs) const {
+    std::vector<FallbackConfigTransport::Storage> out;
+    if (!cs.has_state()) return out;
+    const json dir = cs.payload(config::ArtifactType::storage_directory, config::Scope::cluster());
+    crypto::NodeCredentials creds;
+    std::string node_id;
+    {
+      std::lock_guard g(mu_);
+      creds = crypto::NodeCredentials{state_.ca_pem, state_.cert_pem, key_->private_pem()};
+      node_id = state_.node_id;
+    }
+    auto nid = crypto::identity_from_pem(creds.cert_pem);
+    if (!nid) return out;
+    for (auto& e : parse_storage_directory(dir, node_id)) {
+      out.push_back({e.id, std::make_unique<StorageConfigTransport>(e.endpoint, creds,
+                                                                    nid->cluster_id, e.id)});
+    }
+    return out;
+  }
+
   // Fetches at start, when a heartbeat announces another generation, and every kConfigRefresh.
   // Runs apart from the heartbeat so a slow fetch never delays it. While the control plane is
   // unreachable the last applied configuration stays in force.
@@ -607,7 +738,9 @@ class Agent::Runner {
       }
       Duration wait = kConfigRefresh;
       ConfigCalls calls(*this);
-      auto r = cs->sync(calls, std::chrono::system_clock::now());
+      FallbackConfigTransport transport(calls, storage_transports(*cs));
+      auto r = cs->sync(transport, std::chrono::system_clock::now());
+      if (r) cs->set_source(transport.last_source());
       if (!r && !stopping()) {
         if (r.error().code == "not_supported") {
           if (!unsupported_logged) {
@@ -720,6 +853,7 @@ class Agent::Runner {
         if (state_.enroll_status == "revoked") break;
       }
       heartbeat_once();
+      update_storage_role();
       maybe_renew();
       if (report_contact()) save();  // e.g. degraded -> isolated happens with time alone
       sleep_for(cfg_.heartbeat_interval);
@@ -751,6 +885,14 @@ class Agent::Runner {
   std::condition_variable config_cv_;
   bool config_wanted_ = false;     // guarded by config_mu_
   std::int64_t config_hint_ = -1;  // guarded by config_mu_: last generation a heartbeat announced
+  // Config-storage role (heartbeat thread; storage_server_ and counters under storage_mu_).
+  std::shared_ptr<StorageCache> storage_cache_ = std::make_shared<StorageCache>();
+  mutable std::mutex storage_mu_;
+  std::unique_ptr<ConfigStorageServer> storage_server_;
+  std::uint64_t storage_requests_ = 0;
+  std::uint64_t storage_refused_ = 0;
+  bool storage_error_logged_ = false;
+  std::int64_t announced_generation_ = -1;  // heartbeat thread only
 };
 
 // ---------------- Agent ----------------

@@ -373,10 +373,28 @@ std::optional<ConfigRejection> ConfigSync::last_rejection() const {
   return last_rejection_;
 }
 
+json ConfigSync::payload(config::ArtifactType type, const config::Scope& scope) const {
+  std::lock_guard g(mu_);
+  if (!state_) return nullptr;
+  const auto* p = state_->payload(type, scope);
+  return p != nullptr ? *p : json(nullptr);
+}
+
+void ConfigSync::set_source(std::string source) {
+  std::lock_guard g(mu_);
+  source_ = std::move(source);
+}
+
 json ConfigSync::status_json() const {
   std::lock_guard g(mu_);
   json j = state_ ? describe(*state_)
                   : json{{"applied_versions", json::object()}, {"signer_key_ids", json::array()}};
+  j["source"] = source_.empty() ? json(nullptr) : json(source_);
+  const json* sd =
+      state_ ? state_->payload(config::ArtifactType::storage_directory, config::Scope::cluster())
+             : nullptr;
+  j["storages"] = sd != nullptr && sd->is_object() && sd->contains("storages") ? (*sd)["storages"]
+                                                                               : json::array();
   j["generation"] = generation_ ? json(*generation_) : json(nullptr);
   j["last_fetch"] = last_fetch_;
   if (last_rejection_) {

@@ -13,6 +13,11 @@
 //   restart_backoff_initial_ms / restart_backoff_max_seconds / crash_loop_threshold
 //                              workload restart policy (1000 ms doubling to 60 s; 5 exits in
 //                              2 min = crash loop)
+//   config_storage_listen      "ip:port" (port 0 picks one; default: none): when set and a
+//                              membership's desired state holds the role "config-storage", the
+//                              agent serves that cluster's signed config to its nodes from memory
+//                              (mTLS, cluster certificates only) while the control plane is
+//                              unreachable, and announces the endpoint in its heartbeats
 //   memberships                [{cluster, control_url, control_ca_file, join_token_file}]
 //     cluster          cluster slug at the control plane
 //     control_url      https://host:port of rap-control
@@ -58,6 +63,7 @@ struct AgentConfig {
   std::chrono::seconds restart_backoff_max{60};
   std::uint32_t crash_loop_threshold = 5;
   std::map<std::string, std::string> programs;
+  std::string config_storage_listen;  // "" = never serve the config-storage role
   std::vector<MembershipConfig> memberships;
 
   // Validates every key; unknown keys and bad values are errors naming the key.

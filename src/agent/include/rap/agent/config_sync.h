@@ -83,6 +83,11 @@ class ConfigSync {
   // The generation of the last successful fetch (nullopt before the first one).
   std::optional<std::int64_t> generation() const;
   bool has_state() const;
+  // A copy of the applied payload of (type, scope); null when absent or removed.
+  nlohmann::json payload(config::ArtifactType type, const config::Scope& scope) const;
+  // Where the last successful sync() fetched from ("control" or "storage:<node id>"; set by the
+  // agent, shown in status).
+  void set_source(std::string source);
   std::optional<ConfigRejection> last_rejection() const;
   // For `rap-node-agent status`: applied versions, active signer key ids, authority epoch,
   // generation, last fetch time, last rejection.
@@ -123,6 +128,7 @@ class ConfigSync {
   std::optional<std::int64_t> generation_;
   std::int64_t last_fetch_ = 0;
   std::optional<ConfigRejection> last_rejection_;
+  std::string source_;
 };
 
 }  // namespace rap::agent
