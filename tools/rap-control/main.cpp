@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -219,8 +220,9 @@ int main(int argc, char** argv) {
   // Installed before "listening" is logged: a supervisor (or test) that sends SIGTERM as soon as
   // it sees that line must get a clean shutdown, not the default action (exit 143).
   int exit_code = 0;
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+  std::optional<boost::asio::signal_set> signals;
+  signals.emplace(io, SIGINT, SIGTERM);
+  signals->async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     spdlog::info("signal {} received, shutting down", sig);
     (*server)->stop();
@@ -248,6 +250,12 @@ int main(int argc, char** argv) {
   };
   if (embedded) arm();
   io.run();
+  // Shutting down: a repeated SIGTERM (supervisors and process-group kills send more than one)
+  // must not turn a clean exit into death by signal. Destroying the signal_set restores the
+  // default action, so ignore the signals right after it.
+  signals.reset();
+  std::signal(SIGTERM, SIG_IGN);
+  std::signal(SIGINT, SIG_IGN);
   db.join();  // finish in-flight DB work while Api is still alive
   if (embedded) embedded->stop();
   return exit_code;
