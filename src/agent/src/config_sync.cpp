@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 
+#include "rap/config/canonical.h"
 #include "rap/config/errors.h"
 
 namespace rap::agent {
@@ -15,33 +16,6 @@ namespace {
 
 constexpr char kEnvelopeFormat[] = "rap-agent-config-v1";
 constexpr char kSignatureDomain[] = "rap-agent-config-state-v1\n";
-
-std::string hex(std::span<const std::uint8_t> b) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  out.reserve(b.size() * 2);
-  for (auto c : b) {
-    out.push_back(d[c >> 4]);
-    out.push_back(d[c & 15]);
-  }
-  return out;
-}
-
-bool unhex(const std::string& s, std::span<std::uint8_t> out) {
-  if (s.size() != out.size() * 2) return false;
-  auto v = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    const int hi = v(s[2 * i]);
-    const int lo = v(s[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out[i] = static_cast<std::uint8_t>(hi * 16 + lo);
-  }
-  return true;
-}
 
 std::span<const std::uint8_t> bytes(const std::string& s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
@@ -143,7 +117,7 @@ Result<ConfigSync::Persisted> ConfigSync::read_file(Env& env, const std::string&
   const json& meta = doc["meta"];
   const std::string& state_text = doc["state"].get_ref<const std::string&>();
   crypto::Signature sig{};
-  if (!unhex(doc["signature"].get<std::string>(), sig) ||
+  if (!config::from_hex(doc["signature"].get<std::string>(), sig) ||
       !crypto::verify_ed25519(key.public_key(), bytes(signed_message(meta, state_text)), sig)) {
     return fail("state_tampered", path +
                                       " does not carry a valid signature of this node's key: it "
@@ -199,7 +173,8 @@ Result<void> ConfigSync::persist(const config::ConfigState& state, std::int64_t 
       {"format", kEnvelopeFormat},
       {"meta", meta},
       {"state", st},
-      {"signature", hex(sig)}}.dump();
+      {"signature",
+       config::to_hex(sig)}}.dump();
   if (text.size() > kMaxConfigStateBytes) {
     return fail("state_too_large",
                 "config state would exceed " + std::to_string(kMaxConfigStateBytes) + " bytes");
