@@ -23,6 +23,22 @@ TEST(Ed25519, SignVerifyAndPemRoundTrip) {
   EXPECT_FALSE(Ed25519Key::from_pem("not a key").has_value());
 }
 
+TEST(Ed25519, SealedBoxOpensOnlyWithTheRecipientsKey) {
+  auto a = Ed25519Key::generate();
+  auto b = Ed25519Key::generate();
+  ASSERT_TRUE(a && b);
+  auto box = rap::crypto::seal_to(a->public_key(), "route ticket");
+  ASSERT_TRUE(box);
+  auto opened = a->open_sealed(*box);
+  ASSERT_TRUE(opened) << opened.error().message;
+  EXPECT_EQ(*opened, "route ticket");
+  EXPECT_EQ(b->open_sealed(*box).error().code, "bad_sealed_box");
+  std::string tampered = *box;
+  tampered[tampered.size() / 2] ^= 1;
+  EXPECT_EQ(a->open_sealed(tampered).error().code, "bad_sealed_box");
+  EXPECT_EQ(a->open_sealed("short").error().code, "bad_sealed_box");
+}
+
 TEST(Certificates, NodeIdentityComesFromTheSanUri) {
   auto ca_key = *Ed25519Key::generate();
   const auto now = std::chrono::system_clock::now();

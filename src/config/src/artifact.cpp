@@ -11,10 +11,10 @@ using detail::malformed;
 
 namespace {
 
-constexpr std::array<std::string_view, 10> kTypeNames = {
+constexpr std::array<std::string_view, 12> kTypeNames = {
     "cluster_snapshot", "snapshot_increment",        "peer_directory",      "trust_bundle",
     "revocation_list",  "service_assignment_bundle", "route_policy_bundle", "qos_policy_bundle",
-    "update_manifest",  "storage_directory",
+    "update_manifest",  "storage_directory",         "route_lease",         "access_grant",
 };
 constexpr std::array<std::string_view, 4> kScopeNames = {"cluster", "node", "org", "service"};
 constexpr std::size_t kMaxScopeIds = 64;

@@ -72,6 +72,11 @@ Result<ApplyReport> ConfigState::apply(std::span<const std::string> batch, WallT
     if (!a) {
       return fail(a.error().code, "batch item " + std::to_string(i) + ": " + a.error().message);
     }
+    if (is_credential(a->header.type)) {
+      return fail(errc::malformed, "batch item " + std::to_string(i) + ": a " +
+                                       std::string(to_string(a->header.type)) +
+                                       " is a credential, not configuration");
+    }
     Item item{std::move(*a), i, {}};
     if (item.artifact.header.type == ArtifactType::snapshot_increment) {
       auto target = increment_target(item.artifact.payload);

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <sodium.h>
 
 namespace rap::crypto {
 
@@ -89,6 +90,46 @@ std::string sha256_hex(std::span<const std::uint8_t> data) {
     s.push_back(hex[b & 15]);
   }
   return s;
+}
+
+}  // namespace rap::crypto
+
+namespace rap::crypto {
+
+Result<std::string> seal_to(const PublicKey& recipient, std::string_view plaintext) {
+  std::array<std::uint8_t, crypto_box_PUBLICKEYBYTES> x{};
+  if (crypto_sign_ed25519_pk_to_curve25519(x.data(), recipient.data()) != 0)
+    return fail("bad_public_key", "not a valid Ed25519 public key");
+  std::string out(plaintext.size() + crypto_box_SEALBYTES, '\0');
+  crypto_box_seal(reinterpret_cast<unsigned char*>(out.data()),
+                  reinterpret_cast<const unsigned char*>(plaintext.data()), plaintext.size(),
+                  x.data());
+  return out;
+}
+
+Result<std::string> Ed25519Key::open_sealed(std::string_view sealed) const {
+  if (sealed.size() < crypto_box_SEALBYTES) return fail("bad_sealed_box", "sealed box too short");
+  std::array<std::uint8_t, 32> seed{};
+  std::size_t len = seed.size();
+  if (EVP_PKEY_get_raw_private_key(pkey_.get(), seed.data(), &len) != 1 || len != 32)
+    return fail("bad_sealed_box", "key has no raw private half");
+  std::array<std::uint8_t, crypto_sign_PUBLICKEYBYTES> epk{};
+  std::array<std::uint8_t, crypto_sign_SECRETKEYBYTES> esk{};
+  crypto_sign_seed_keypair(epk.data(), esk.data(), seed.data());
+  std::array<std::uint8_t, crypto_box_SECRETKEYBYTES> xsk{};
+  std::array<std::uint8_t, crypto_box_PUBLICKEYBYTES> xpk{};
+  crypto_sign_ed25519_sk_to_curve25519(xsk.data(), esk.data());
+  const bool pk_ok = crypto_sign_ed25519_pk_to_curve25519(xpk.data(), epk.data()) == 0;
+  sodium_memzero(seed.data(), seed.size());
+  sodium_memzero(esk.data(), esk.size());
+  std::string out(sealed.size() - crypto_box_SEALBYTES, '\0');
+  const bool ok =
+      pk_ok && crypto_box_seal_open(reinterpret_cast<unsigned char*>(out.data()),
+                                    reinterpret_cast<const unsigned char*>(sealed.data()),
+                                    sealed.size(), xpk.data(), xsk.data()) == 0;
+  sodium_memzero(xsk.data(), xsk.size());
+  if (!ok) return fail("bad_sealed_box", "sealed box does not open with this key");
+  return out;
 }
 
 }  // namespace rap::crypto

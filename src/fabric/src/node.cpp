@@ -188,6 +188,26 @@ void FabricNode::stop(const std::string& reason) {
   }
 }
 
+std::shared_ptr<Session> FabricNode::session_to(const std::string& node_id) const {
+  for (auto it = sessions_.rbegin(); it != sessions_.rend(); ++it) {
+    auto s = it->lock();
+    if (s && s->is_open() && s->peer().node_id == node_id) return s;
+  }
+  return nullptr;
+}
+
+std::size_t FabricNode::close_sessions_with(const std::string& node_id, const std::string& reason) {
+  std::size_t n = 0;
+  for (auto& w : sessions_) {
+    auto s = w.lock();
+    if (s && !s->is_closed() && s->peer().node_id == node_id) {
+      s->goaway(ErrorCode::kAuthFailed, reason, false);
+      ++n;
+    }
+  }
+  return n;
+}
+
 std::vector<SessionSnapshot> FabricNode::snapshot() const {
   std::vector<SessionSnapshot> out;
   for (const auto& w : sessions_) {

@@ -30,7 +30,9 @@ asio::awaitable<void> wait_signal(asio::steady_timer& t) {
 // ---------------- Stream ----------------
 
 Stream::Stream(std::shared_ptr<Session> s, StreamInfo info)
-    : session_(std::move(s)), id_(info.id), info_(std::move(info)), signal_(session_->ex_) {
+    : session_(std::move(s)), id_(info.id), info_(std::move(info)),
+      read_signal_(session_->ex_),
+      write_signal_(session_->ex_) {
   session_->streams_[id_] = this;
 }
 
@@ -39,8 +41,13 @@ Stream::~Stream() {
   if (!reset_) session_->core_.release_stream(id_);
 }
 
+const std::string& Stream::peer_node_id() const {
+  return session_->peer().node_id;
+}
+
 void Stream::wake() {
-  signal_.cancel();
+  read_signal_.cancel();
+  write_signal_.cancel();
 }
 
 asio::awaitable<Result<std::size_t>> Stream::read_some(asio::mutable_buffer buf) {
@@ -55,7 +62,7 @@ asio::awaitable<Result<std::size_t>> Stream::read_some(asio::mutable_buffer buf)
     if (session_->core_.is_closed()) {
       co_return fail("session_closed", session_->core_.close_reason().message);
     }
-    co_await wait_signal(signal_);
+    co_await wait_signal(read_signal_);
   }
 }
 
@@ -68,7 +75,7 @@ asio::awaitable<Result<void>> Stream::write(asio::const_buffer buf) {
     if (!r) co_return tl::unexpected(r.error());
     data = data.subspan(*r);
     if (data.empty()) break;
-    co_await wait_signal(signal_);
+    co_await wait_signal(write_signal_);
   }
   co_return Result<void>{};
 }

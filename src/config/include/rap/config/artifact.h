@@ -44,7 +44,12 @@ enum class ArtifactType : std::uint8_t {
   qos_policy_bundle,
   update_manifest,
   storage_directory,
+  // Credentials, not configuration: signed by the same config-signing key and checked with
+  // verify(), but never part of a config batch (ConfigState::apply refuses them).
+  route_lease,   // one route's hop list for one access grant (docs/PROTOCOL.md §14)
+  access_grant,  // a user's short-lived permission to reach one resource
 };
+// The configuration families (everything ConfigState applies).
 inline constexpr std::array<ArtifactType, 10> kAllArtifactTypes = {
     ArtifactType::cluster_snapshot,    ArtifactType::snapshot_increment,
     ArtifactType::peer_directory,      ArtifactType::trust_bundle,
@@ -52,6 +57,9 @@ inline constexpr std::array<ArtifactType, 10> kAllArtifactTypes = {
     ArtifactType::route_policy_bundle, ArtifactType::qos_policy_bundle,
     ArtifactType::update_manifest,     ArtifactType::storage_directory,
 };
+inline constexpr bool is_credential(ArtifactType t) {
+  return t == ArtifactType::route_lease || t == ArtifactType::access_grant;
+}
 std::string_view to_string(ArtifactType type);
 std::optional<ArtifactType> artifact_type_from_string(std::string_view name);
 

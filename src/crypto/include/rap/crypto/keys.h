@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "rap/common/result.h"
 
@@ -26,6 +27,9 @@ class Ed25519Key {
   PublicKey public_key() const;
   Signature sign(std::span<const std::uint8_t> message) const;
   EVP_PKEY* native() const { return pkey_.get(); }
+  // Opens a box made by seal_to(public_key(), ...). Error "bad_sealed_box" when it was sealed
+  // to another key or altered.
+  Result<std::string> open_sealed(std::string_view sealed) const;
 
  private:
   struct Free {
@@ -34,6 +38,11 @@ class Ed25519Key {
   explicit Ed25519Key(EVP_PKEY* p);
   std::shared_ptr<EVP_PKEY> pkey_;
 };
+
+// Anonymous sealed box (libsodium crypto_box_seal) to the X25519 key derived from an Ed25519
+// public key: only the holder of the matching Ed25519 private key can open it; nobody can alter
+// it unnoticed. Used for route tickets, which carry topology a tenant must not see.
+Result<std::string> seal_to(const PublicKey& recipient, std::string_view plaintext);
 
 bool verify_ed25519(const PublicKey& pub, std::span<const std::uint8_t> message,
                     std::span<const std::uint8_t> signature);

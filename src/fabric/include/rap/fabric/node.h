@@ -44,6 +44,11 @@ class FabricNode {
   // Stops listeners and sends GOAWAY(drain) on every session.
   void stop(const std::string& reason);
 
+  // The newest open session with `node_id` (either direction), or nullptr.
+  std::shared_ptr<Session> session_to(const std::string& node_id) const;
+  // Closes every session with `node_id` (e.g. the peer was revoked); returns how many.
+  std::size_t close_sessions_with(const std::string& node_id, const std::string& reason);
+
   std::vector<SessionSnapshot> snapshot() const;
   std::string prometheus() const;
   std::size_t session_count() const { return sessions_.size(); }

@@ -52,6 +52,8 @@ class Stream {
 
   std::uint32_t id() const { return id_; }
   const StreamInfo& info() const { return info_; }
+  // Node id of the peer this stream's session is with (from its certificate).
+  const std::string& peer_node_id() const;
   // Reads at least one byte; 0 means the peer closed its side (EOF). Errors carry the reset
   // reason.
   asio::awaitable<Result<std::size_t>> read_some(asio::mutable_buffer buf);
@@ -68,7 +70,10 @@ class Stream {
   std::shared_ptr<Session> session_;
   std::uint32_t id_;
   StreamInfo info_;
-  asio::steady_timer signal_;
+  // One wake-up signal per direction: a reader and a writer may wait at the same time (a
+  // full-duplex splice); one shared timer would make each cancel the other's wait in a loop.
+  asio::steady_timer read_signal_;
+  asio::steady_timer write_signal_;
   std::optional<Error> reset_;
 };
 

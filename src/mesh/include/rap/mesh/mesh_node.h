@@ -1,0 +1,157 @@
+// MeshNode: the node's one fabric core, run by the agent (docs/PROTOCOL.md §14). It keeps
+// persistent fabric sessions with the peers of its signed peer directory, forwards route streams
+// as a relay, and gives services end-to-end protected RouteChannels: the entry side with
+// open_route(), the exit side through the exit handler. Services never see sessions, frames or
+// hop lists beyond the lease they were handed.
+//
+// Threading: every member runs on the executor given to create() (one thread); other threads use
+// asio::post. Every background task ends on stop().
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "rap/common/clock.h"
+#include "rap/common/random.h"
+#include "rap/fabric/node.h"
+#include "rap/mesh/e2e.h"
+#include "rap/mesh/lease.h"
+
+namespace rap::mesh {
+
+namespace asio = boost::asio;
+
+inline constexpr char kRouteService[] = "rap.route";
+inline constexpr std::size_t kMaxControlMessage = 64 * 1024;
+
+// One peer of the signed peer directory.
+struct MeshPeer {
+  std::string id;
+  crypto::PublicKey public_key{};
+  std::vector<std::string> roles;
+  std::string fabric_endpoint;  // "host:port"; empty when the peer does not listen (NAT)
+};
+
+// What the node's applied signed configuration says, handed over on every change.
+struct MeshConfig {
+  std::vector<MeshPeer> peers;
+  std::vector<std::string> roles;  // this node's roles
+  TrustView trust;
+};
+
+struct MeshOptions {
+  std::string fabric_listen;     // "ip:port" to accept sessions on ("" = dial out only)
+  std::string fabric_advertise;  // "host:port" peers should dial ("" = the listen address)
+  fabric::SessionConfig session;
+  std::chrono::milliseconds dial_interval{1000};  // peer manager tick
+  std::chrono::seconds handshake_timeout{10};     // route open + e2e handshake
+  // Sees every byte this node relays (debugging and tests: proves relays only see ciphertext).
+  std::function<void(std::span<const std::uint8_t>)> relay_tap;
+  // Wall time for lease and grant expiry (injectable for tests).
+  std::function<config::WallTime()> wall_clock = [] { return std::chrono::system_clock::now(); };
+};
+
+// A counted, end-to-end protected byte stream over a route. Errors are Results; nothing throws.
+class RouteChannel {
+ public:
+  virtual ~RouteChannel() = default;
+  virtual const Lease& lease() const = 0;
+  // The peer's service hello (entry: the exit's answer; exit: the entry's request).
+  virtual const nlohmann::json& hello() const = 0;
+  // Exit side: answers the entry's hello (exactly once, before data).
+  virtual asio::awaitable<Result<void>> answer(const nlohmann::json& reply) = 0;
+  // At least one byte; 0 = the other end half-closed (authenticated end record).
+  virtual asio::awaitable<Result<std::size_t>> read_some(asio::mutable_buffer buf) = 0;
+  virtual asio::awaitable<Result<void>> write(asio::const_buffer buf) = 0;
+  virtual asio::awaitable<Result<void>> close_write() = 0;
+  virtual void reset(const std::string& reason) = 0;
+  virtual std::uint64_t bytes_in() const = 0;   // plaintext received
+  virtual std::uint64_t bytes_out() const = 0;  // plaintext sent
+};
+
+class MeshNode {
+ public:
+  using ExitHandler = std::function<asio::awaitable<void>(std::unique_ptr<RouteChannel>)>;
+
+  static Result<std::unique_ptr<MeshNode>> create(asio::any_io_executor ex,
+                                                  const crypto::NodeCredentials& creds,
+                                                  MeshOptions options, const Clock& clock,
+                                                  Random& random);
+  ~MeshNode();
+
+  // Starts the listener (if any) and the peer manager. Returns the bound fabric port (0 = none).
+  Result<std::uint16_t> start();
+  void stop(const std::string& reason);
+
+  // Applies a new signed configuration: peers to keep sessions with, trust for leases, and the
+  // revocation list (sessions with revoked nodes are closed at once and refused afterwards).
+  void update(MeshConfig config);
+  const TrustView& trust() const { return config_.trust; }
+  const std::string& node_id() const;
+  const crypto::Ed25519Key& key() const { return key_; }
+  config::WallTime wall_now() const { return options_.wall_clock(); }
+
+  void set_exit_handler(ExitHandler handler) { exit_handler_ = std::move(handler); }
+
+  // Entry side: opens `lease` (this node must be hops[0]) for `traffic_class`, runs the e2e
+  // handshake, sends `hello` and waits for the exit's answer. Errors carry the refusing hop's
+  // code (e.g. "next_hop_unreachable", "lease_expired", "not_permitted").
+  asio::awaitable<Result<std::unique_ptr<RouteChannel>>> open_route(const Lease& lease,
+                                                                     fabric::TrafficClass cls,
+                                                                     nlohmann::json hello);
+
+  // "host:port" this node advertises for fabric sessions ("" = none).
+  std::string advertised_endpoint() const;
+  // Peers with an open session (for the heartbeat's fabric.sessions) and their RTT in ms.
+  std::map<std::string, double> session_peers() const;
+  nlohmann::json status() const;
+  std::string prometheus() const;
+
+ private:
+  MeshNode(asio::any_io_executor ex, std::unique_ptr<fabric::FabricNode> fabric,
+           crypto::Ed25519Key key, MeshOptions options, const Clock& clock, Random& random);
+  asio::awaitable<void> peer_loop();
+  asio::awaitable<void> dial(MeshPeer peer);
+  bool should_dial(const MeshPeer& peer) const;
+  asio::awaitable<void> on_route_stream(std::shared_ptr<fabric::Stream> stream);
+  asio::awaitable<void> relay(std::shared_ptr<fabric::Stream> in, const Lease& lease,
+                              std::size_t hop, nlohmann::json open, std::string leftover);
+  void count(const std::string& what) { counters_[what]++; }
+
+  struct PeerState {
+    std::string state = "idle";  // idle | dialing | connected | backoff | waiting (they dial)
+    std::string reason;          // why this peer is (not) dialed, for status
+    std::uint32_t failures = 0;
+    TimePoint next_attempt{};
+    std::string last_error;
+  };
+
+  asio::any_io_executor ex_;
+  std::unique_ptr<fabric::FabricNode> fabric_;
+  crypto::Ed25519Key key_;
+  MeshOptions options_;
+  const Clock& clock_;
+  Random& random_;
+  MeshConfig config_;
+  std::map<std::string, PeerState> peers_;
+  std::set<std::string> revoked_;
+  ExitHandler exit_handler_;
+  std::uint16_t port_ = 0;
+  bool stopped_ = false;
+  std::shared_ptr<asio::steady_timer> tick_;
+  std::map<std::string, std::uint64_t> counters_;  // relayed, refused_<code>, routes_opened...
+  std::uint64_t relay_bytes_ = 0;
+  std::uint32_t active_relays_ = 0;
+  std::uint32_t active_routes_ = 0;
+};
+
+}  // namespace rap::mesh

@@ -1,0 +1,665 @@
+#include "rap/mesh/mesh_node.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cmath>
+#include <cstring>
+
+#include "rap/config/canonical.h"
+
+namespace rap::mesh {
+
+namespace {
+
+using Json = nlohmann::json;
+using fabric::Stream;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kWriteBatch = 256 * 1024;
+const std::set<std::string> kMeshRoles = {"entry-node", "relay-node"};
+
+bool split_host_port(const std::string& s, std::string& host, std::uint16_t& port) {
+  const auto colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  host = s.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  const auto p = s.substr(colon + 1);
+  if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), ::isdigit)) return false;
+  const auto v = std::stoul(p);
+  if (v > 65535) return false;
+  port = static_cast<std::uint16_t>(v);
+  return true;
+}
+
+bool is_mesh(const std::vector<std::string>& roles) {
+  return std::any_of(roles.begin(), roles.end(),
+                     [](const std::string& r) { return kMeshRoles.contains(r); });
+}
+
+Json error_json(const Error& e) {
+  return Json{{"error", {{"code", e.code}, {"message", e.message}}}};
+}
+
+// Writes one length-prefixed JSON control message.
+asio::awaitable<Result<void>> write_message(Stream& st, const Json& j) {
+  const std::string body = j.dump();
+  std::string msg(4, '\0');
+  const auto n = static_cast<std::uint32_t>(body.size());
+  msg[0] = static_cast<char>(n >> 24);
+  msg[1] = static_cast<char>(n >> 16);
+  msg[2] = static_cast<char>(n >> 8);
+  msg[3] = static_cast<char>(n);
+  msg += body;
+  co_return co_await st.write(asio::buffer(msg));
+}
+
+// Reads one length-prefixed JSON object; bytes after it stay in `buf`.
+asio::awaitable<Result<Json>> read_message(Stream& st, std::string& buf) {
+  std::array<char, 4096> chunk{};
+  for (;;) {
+    if (buf.size() >= 4) {
+      const auto* p = reinterpret_cast<const std::uint8_t*>(buf.data());
+      const std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
+                            (std::size_t{p[2]} << 8) | std::size_t{p[3]};
+      if (n > kMaxControlMessage) co_return fail("bad_message", "control message too large");
+      if (buf.size() >= 4 + n) {
+        auto j = Json::parse(buf.begin() + 4, buf.begin() + 4 + static_cast<std::ptrdiff_t>(n),
+                             nullptr, false);
+        buf.erase(0, 4 + n);
+        if (j.is_discarded() || !j.is_object())
+          co_return fail("bad_message", "control message is not a JSON object");
+        co_return j;
+      }
+    }
+    auto r = co_await st.read_some(asio::buffer(chunk));
+    if (!r) co_return tl::unexpected(r.error());
+    if (*r == 0) co_return fail("route_closed", "route stream ended during setup");
+    buf.append(chunk.data(), *r);
+  }
+}
+
+// Resets `st` unless disarmed before `after`: bounds every setup phase.
+class Deadline {
+ public:
+  Deadline(asio::any_io_executor ex, std::shared_ptr<Stream> st, std::chrono::seconds after)
+      : timer_(std::make_shared<asio::steady_timer>(ex, after)) {
+    timer_->async_wait([st = std::move(st)](const boost::system::error_code& ec) {
+      if (!ec) st->reset(fabric::ErrorCode::kCancel, "route setup timed out");
+    });
+  }
+  ~Deadline() { timer_->cancel(); }
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+
+ private:
+  std::shared_ptr<asio::steady_timer> timer_;
+};
+
+Result<E2eOffer> offer_of(const Json& j) {
+  auto it = j.find("e2e");
+  if (it == j.end() || !it->is_object()) return fail("bad_message", "missing e2e member");
+  auto pub = it->find("pub");
+  auto sig = it->find("sig");
+  if (pub == it->end() || sig == it->end() || !pub->is_string() || !sig->is_string())
+    return fail("bad_message", "e2e needs pub and sig");
+  return E2eOffer{pub->get<std::string>(), sig->get<std::string>()};
+}
+
+// The end-to-end channel over one route stream.
+class Channel final : public RouteChannel {
+ public:
+  Channel(std::shared_ptr<Stream> st, const E2eKeys& keys, Lease lease, std::string leftover)
+      : st_(std::move(st)), lease_(std::move(lease)), tx_(keys.tx), rx_(keys.rx) {
+    if (!leftover.empty())
+      rx_.feed({reinterpret_cast<const std::uint8_t*>(leftover.data()), leftover.size()});
+  }
+  ~Channel() override {
+    if (!done_) st_->reset(fabric::ErrorCode::kCancel, "route channel dropped");
+  }
+
+  const Lease& lease() const override { return lease_; }
+  const Json& hello() const override { return hello_; }
+
+  asio::awaitable<Result<void>> send_hello(const Json& j) {
+    const std::string s = j.dump();
+    if (s.size() > kMaxRecordPlaintext) co_return fail("bad_message", "hello too large");
+    wbuf_.clear();
+    tx_.seal(RecordType::kHello, {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()},
+             wbuf_);
+    co_return co_await st_->write(asio::buffer(wbuf_));
+  }
+  asio::awaitable<Result<Json>> read_hello() {
+    auto rec = co_await next_record();
+    if (!rec) co_return tl::unexpected(rec.error());
+    if (rec->type != RecordType::kHello)
+      co_return fail("bad_message", "expected the service hello record");
+    auto j = Json::parse(rec->data, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+      co_return fail("bad_message", "service hello is not a JSON object");
+    hello_ = j;
+    co_return j;
+  }
+  asio::awaitable<Result<void>> answer(const Json& reply) override {
+    co_return co_await send_hello(reply);
+  }
+
+  asio::awaitable<Result<std::size_t>> read_some(asio::mutable_buffer buf) override {
+    while (plain_pos_ >= plain_.size()) {
+      if (eof_) co_return std::size_t{0};
+      auto rec = co_await next_record();
+      if (!rec) co_return tl::unexpected(rec.error());
+      if (rec->type == RecordType::kEnd) {
+        eof_ = true;
+        co_return std::size_t{0};
+      }
+      if (rec->type != RecordType::kData) {
+        fail_stream("unexpected hello record after setup");
+        co_return fail("e2e_bad_record", "unexpected hello record after setup");
+      }
+      plain_ = std::move(rec->data);
+      plain_pos_ = 0;
+    }
+    const std::size_t n = std::min(buf.size(), plain_.size() - plain_pos_);
+    std::memcpy(buf.data(), plain_.data() + plain_pos_, n);
+    plain_pos_ += n;
+    bytes_in_ += n;
+    co_return n;
+  }
+
+  asio::awaitable<Result<void>> write(asio::const_buffer buf) override {
+    const auto* p = static_cast<const std::uint8_t*>(buf.data());
+    std::size_t left = buf.size();
+    while (left > 0) {
+      wbuf_.clear();
+      while (left > 0 && wbuf_.size() < kWriteBatch) {
+        const std::size_t n = std::min(left, kMaxRecordPlaintext);
+        tx_.seal(RecordType::kData, {p, n}, wbuf_);
+        p += n;
+        left -= n;
+        bytes_out_ += n;
+      }
+      auto w = co_await st_->write(asio::buffer(wbuf_));
+      if (!w) co_return w;
+    }
+    co_return Result<void>{};
+  }
+
+  asio::awaitable<Result<void>> close_write() override {
+    wbuf_.clear();
+    tx_.seal(RecordType::kEnd, {}, wbuf_);
+    auto w = co_await st_->write(asio::buffer(wbuf_));
+    if (!w) co_return w;
+    done_ = true;
+    co_return st_->close_write();
+  }
+
+  void reset(const std::string& reason) override {
+    done_ = true;
+    st_->reset(fabric::ErrorCode::kCancel, reason);
+  }
+  std::uint64_t bytes_in() const override { return bytes_in_; }
+  std::uint64_t bytes_out() const override { return bytes_out_; }
+
+ private:
+  void fail_stream(const std::string& why) {
+    done_ = true;
+    st_->reset(fabric::ErrorCode::kProtocolError, why);
+  }
+  asio::awaitable<Result<RecordOpener::Record>> next_record() {
+    for (;;) {
+      auto r = rx_.next();
+      if (!r) {
+        fail_stream(r.error().message);
+        co_return tl::unexpected(r.error());
+      }
+      if (*r) co_return std::move(**r);
+      if (rbuf_.empty()) rbuf_.resize(kReadChunk);
+      auto n = co_await st_->read_some(asio::buffer(rbuf_));
+      if (!n) co_return tl::unexpected(n.error());
+      if (*n == 0) {
+        fail_stream("route ended without an end record");
+        co_return fail("e2e_truncated", "route ended without an end record (truncated)");
+      }
+      rx_.feed({rbuf_.data(), *n});
+    }
+  }
+
+  std::shared_ptr<Stream> st_;
+  Lease lease_;
+  Json hello_;
+  RecordSealer tx_;
+  RecordOpener rx_;
+  std::vector<std::uint8_t> rbuf_;
+  std::string wbuf_;
+  std::string plain_;
+  std::size_t plain_pos_ = 0;
+  bool eof_ = false;
+  bool done_ = false;
+  std::uint64_t bytes_in_ = 0;
+  std::uint64_t bytes_out_ = 0;
+};
+
+// Copies `from` to `to` until EOF (then half-closes `to`) or an error (then resets both).
+asio::awaitable<std::uint64_t> splice(
+    std::shared_ptr<Stream> from, std::shared_ptr<Stream> to,
+    const std::function<void(std::span<const std::uint8_t>)>& tap) {
+  std::vector<std::uint8_t> buf(kReadChunk);
+  std::uint64_t total = 0;
+  for (;;) {
+    auto n = co_await from->read_some(asio::buffer(buf));
+    if (!n) {
+      to->reset(fabric::ErrorCode::kCancel, "previous hop: " + n.error().message);
+      break;
+    }
+    if (*n == 0) {
+      (void)to->close_write();
+      break;
+    }
+    total += *n;
+    if (tap) tap({buf.data(), *n});
+    if (auto w = co_await to->write(asio::buffer(buf.data(), *n)); !w) {
+      from->reset(fabric::ErrorCode::kCancel, "next hop: " + w.error().message);
+      break;
+    }
+  }
+  co_return total;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<MeshNode>> MeshNode::create(asio::any_io_executor ex,
+                                                   const crypto::NodeCredentials& creds,
+                                                   MeshOptions options, const Clock& clock,
+                                                   Random& random) {
+  auto key = crypto::Ed25519Key::from_pem(creds.key_pem);
+  if (!key) return tl::unexpected(key.error());
+  auto fabric = fabric::FabricNode::create(ex, creds, options.session, clock);
+  if (!fabric) return tl::unexpected(fabric.error());
+  return std::unique_ptr<MeshNode>(new MeshNode(std::move(ex), std::move(*fabric), std::move(*key),
+                                                std::move(options), clock, random));
+}
+
+MeshNode::MeshNode(asio::any_io_executor ex, std::unique_ptr<fabric::FabricNode> fabric,
+                   crypto::Ed25519Key key, MeshOptions options, const Clock& clock,
+                   Random& random)
+    : ex_(std::move(ex)),
+      fabric_(std::move(fabric)),
+      key_(std::move(key)),
+      options_(std::move(options)),
+      clock_(clock),
+      random_(random) {
+  config_.trust.node_id = fabric_->identity().node_id;
+  config_.trust.cluster_id = fabric_->identity().cluster_id;
+  fabric_->register_service(kRouteService, [this](std::shared_ptr<Stream> st) {
+    return on_route_stream(std::move(st));
+  });
+}
+
+MeshNode::~MeshNode() = default;
+
+const std::string& MeshNode::node_id() const {
+  return fabric_->identity().node_id;
+}
+
+Result<std::uint16_t> MeshNode::start() {
+  if (!options_.fabric_listen.empty()) {
+    std::string host;
+    std::uint16_t port = 0;
+    if (!split_host_port(options_.fabric_listen, host, port))
+      return fail("bad_config", "fabric_listen must be ip:port");
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(host, ec);
+    if (ec) return fail("bad_config", "fabric_listen: " + host + " is not an IP address");
+    auto p = fabric_->listen(fabric::CarrierKind::kTls, {addr, port});
+    if (!p) return tl::unexpected(p.error());
+    port_ = *p;
+  }
+  tick_ = std::make_shared<asio::steady_timer>(ex_);
+  asio::co_spawn(ex_, peer_loop(), asio::detached);
+  return port_;
+}
+
+void MeshNode::stop(const std::string& reason) {
+  stopped_ = true;
+  if (tick_) tick_->cancel();
+  fabric_->stop(reason);
+}
+
+std::string MeshNode::advertised_endpoint() const {
+  if (!options_.fabric_advertise.empty()) return options_.fabric_advertise;
+  if (options_.fabric_listen.empty()) return {};
+  std::string host;
+  std::uint16_t port = 0;
+  if (!split_host_port(options_.fabric_listen, host, port)) return {};
+  if (host == "0.0.0.0" || host == "::") return {};  // nothing a peer could dial
+  return fmt::format("{}:{}", host, port_ != 0 ? port_ : port);
+}
+
+void MeshNode::update(MeshConfig config) {
+  config.trust.node_id = node_id();
+  config.trust.cluster_id = fabric_->identity().cluster_id;
+  // Revocations take effect at once: refuse new handshakes, close existing sessions.
+  for (const auto& n : config.trust.revocations.node_ids) {
+    fabric_->revocations()->revoke_node(n);
+    if (revoked_.insert(n).second) {
+      const auto closed = fabric_->close_sessions_with(n, "peer node revoked");
+      if (closed > 0) {
+        spdlog::warn("mesh: closed {} session(s) with revoked node {}", closed, n);
+        counters_["sessions_closed_revoked"] += closed;
+      }
+    }
+  }
+  for (auto s : config.trust.revocations.serials) fabric_->revocations()->revoke_serial(s);
+  std::set<std::string> keep;
+  for (const auto& p : config.peers) keep.insert(p.id);
+  std::erase_if(peers_, [&](const auto& kv) { return !keep.contains(kv.first); });
+  config_ = std::move(config);
+}
+
+bool MeshNode::should_dial(const MeshPeer& peer) const {
+  if (peer.fabric_endpoint.empty()) return false;
+  if (advertised_endpoint().empty()) return true;  // we cannot be dialed: we dial
+  const bool me_mesh = is_mesh(config_.roles);
+  const bool peer_mesh = is_mesh(peer.roles);
+  if (!me_mesh) return peer_mesh;  // exits and services dial the mesh
+  if (!peer_mesh) return false;    // they dial us
+  return node_id() < peer.id;      // one session per pair: the smaller id dials
+}
+
+asio::awaitable<void> MeshNode::peer_loop() {
+  auto tick = tick_;
+  while (!stopped_) {
+    const auto now = clock_.now();
+    for (const auto& peer : config_.peers) {
+      auto& st = peers_[peer.id];
+      if (revoked_.contains(peer.id)) {
+        st.state = "revoked";
+        st.reason = "listed in the revocation list";
+        continue;
+      }
+      if (fabric_->session_to(peer.id)) {
+        if (st.state != "connected") st.failures = 0;
+        st.state = "connected";
+        continue;
+      }
+      if (!should_dial(peer)) {
+        st.state = "waiting";
+        st.reason = peer.fabric_endpoint.empty() ? "peer has no endpoint; it dials us"
+                                                 : "peer dials us (pairing rule)";
+        continue;
+      }
+      if (st.state == "dialing" || now < st.next_attempt) continue;
+      st.state = "dialing";
+      st.reason = "active peer from the signed peer directory";
+      asio::co_spawn(ex_, dial(peer), asio::detached);
+    }
+    tick->expires_after(options_.dial_interval);
+    co_await tick->async_wait(kTuple);
+  }
+}
+
+asio::awaitable<void> MeshNode::dial(MeshPeer peer) {
+  std::string host;
+  std::uint16_t port = 0;
+  Result<std::shared_ptr<fabric::Session>> s = fail("bad_endpoint", "bad peer endpoint");
+  if (split_host_port(peer.fabric_endpoint, host, port)) {
+    s = co_await fabric_->connect(fabric::CarrierKind::kTls, host, port);
+  }
+  if (stopped_) co_return;
+  auto& st = peers_[peer.id];
+  if (s && (*s)->peer().node_id != peer.id) {
+    (*s)->close("endpoint answered as another node");
+    s = fail("wrong_peer", "endpoint " + peer.fabric_endpoint + " answered as node " +
+                               (*s)->peer().node_id);
+  }
+  if (s) {
+    st.state = "connected";
+    st.failures = 0;
+    st.last_error.clear();
+    counters_["dials_ok"]++;
+    spdlog::info("mesh: session up with peer {} at {}", peer.id, peer.fabric_endpoint);
+    co_return;
+  }
+  st.failures++;
+  st.state = "backoff";
+  st.last_error = s.error().code + ": " + s.error().message;
+  counters_["dials_failed"]++;
+  const auto backoff = std::min<std::chrono::milliseconds>(
+      std::chrono::milliseconds(500) * (1u << std::min<std::uint32_t>(st.failures, 6)),
+      std::chrono::seconds(30));
+  st.next_attempt = clock_.now() + backoff;
+  if (st.failures <= 3 || st.failures % 20 == 0)
+    spdlog::warn("mesh: dial peer {} at {} failed ({}), retry in {} ms", peer.id,
+                 peer.fabric_endpoint, st.last_error, backoff.count());
+}
+
+asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
+  Deadline deadline(ex_, st, options_.handshake_timeout);
+  std::string buf;
+  auto refuse = [&](const Error& e) -> asio::awaitable<void> {
+    counters_["refused_" + e.code]++;
+    spdlog::warn("mesh: route refused from={} code={} reason=\"{}\"", st->peer_node_id(), e.code,
+                 e.message);
+    (void)co_await write_message(*st, error_json(e));
+    (void)st->close_write();
+  };
+  auto open = co_await read_message(*st, buf);
+  if (!open) {
+    counters_["refused_bad_open"]++;
+    st->reset(fabric::ErrorCode::kProtocolError, open.error().message);
+    co_return;
+  }
+  auto lw = open->find("lease");
+  auto hw = open->find("hop");
+  if (lw == open->end() || !lw->is_string() || hw == open->end() || !hw->is_number_unsigned()) {
+    const Error e_{"bad_message", "ROUTE_OPEN needs lease and hop"};
+    co_await refuse(e_);
+    co_return;
+  }
+  auto lease = verify_lease(lw->get<std::string>(), config_.trust, options_.wall_clock());
+  if (!lease) {
+    co_await refuse(lease.error());
+    co_return;
+  }
+  const auto hop = hw->get<std::uint64_t>();
+  if (hop == 0 || hop >= lease->hops.size() || lease->hops[hop].node != node_id()) {
+    const Error e_{"not_on_route", "this node is not hop " + std::to_string(hop)};
+    co_await refuse(e_);
+    co_return;
+  }
+  if (lease->hops[hop - 1].node != st->peer_node_id()) {
+    const Error e_{"wrong_previous_hop", "route stream came from a node the lease does "
+                                                "not name as the previous hop"};
+    co_await refuse(e_);
+    co_return;
+  }
+  if (!lease->allows(fabric::to_string(st->info().traffic_class))) {
+    const Error e_{"class_not_allowed", "the lease does not allow this traffic class"};
+    co_await refuse(e_);
+    co_return;
+  }
+  if (hop + 1 < lease->hops.size()) {
+    co_await relay(st, *lease, hop, std::move(*open), std::move(buf));
+    co_return;
+  }
+  // Exit.
+  if (!exit_handler_) {
+    const Error e_{"no_exit_service", "this node runs no exit service"};
+    co_await refuse(e_);
+    co_return;
+  }
+  auto offer = offer_of(*open);
+  if (!offer) {
+    co_await refuse(offer.error());
+    co_return;
+  }
+  auto resp = e2e_respond(*lease, *offer, key_, random_);
+  if (!resp) {
+    co_await refuse(resp.error());
+    co_return;
+  }
+  const Json ok_{{"ok", true},
+                 {"e2e", {{"pub", resp->second.pub_hex}, {"sig", resp->second.sig_hex}}}};
+  if (!co_await write_message(*st, ok_)) co_return;
+  auto ch = std::make_unique<Channel>(st, resp->first, *lease, std::move(buf));
+  auto hello = co_await ch->read_hello();
+  if (!hello) {
+    counters_["refused_" + hello.error().code]++;
+    co_return;
+  }
+  counters_["routes_exited"]++;
+  active_routes_++;
+  co_await exit_handler_(std::move(ch));
+  active_routes_--;
+}
+
+asio::awaitable<void> MeshNode::relay(std::shared_ptr<Stream> in, const Lease& lease,
+                                      std::size_t hop, Json open, std::string leftover) {
+  const std::string& next = lease.hops[hop + 1].node;
+  auto refuse = [&](const Error& e) -> asio::awaitable<void> {
+    counters_["refused_" + e.code]++;
+    spdlog::warn("mesh: relay refused route={} code={} reason=\"{}\"", lease.id, e.code,
+                 e.message);
+    (void)co_await write_message(*in, error_json(e));
+    (void)in->close_write();
+  };
+  if (revoked_.contains(next)) {
+    const Error e_{"next_hop_revoked", "the next hop is revoked"};
+    co_await refuse(e_);
+    co_return;
+  }
+  auto session = fabric_->session_to(next);
+  if (!session) {
+    const Error e_{"next_hop_unreachable", "no fabric session with the next hop"};
+    co_await refuse(e_);
+    co_return;
+  }
+  auto out = session->open_stream(kRouteService, in->info().traffic_class, 0);
+  if (!out) {
+    co_await refuse(out.error());
+    co_return;
+  }
+  open["hop"] = hop + 1;
+  if (!co_await write_message(**out, open)) co_return;
+  if (!leftover.empty() && !co_await (*out)->write(asio::buffer(leftover))) co_return;
+  counters_["routes_relayed"]++;
+  active_relays_++;
+  using namespace asio::experimental::awaitable_operators;
+  auto [up, down] = co_await (splice(in, *out, options_.relay_tap) &&
+                                 splice(*out, in, options_.relay_tap));
+  relay_bytes_ += up + down;
+  active_relays_--;
+}
+
+asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
+    const Lease& lease, fabric::TrafficClass cls, Json hello) {
+  if (lease.hops.size() < 2 || lease.hops.front().node != node_id())
+    co_return fail("not_entry", "this node is not the lease's entry");
+  if (!lease.allows(fabric::to_string(cls)))
+    co_return fail("class_not_allowed", "the lease does not allow this traffic class");
+  auto session = fabric_->session_to(lease.hops[1].node);
+  if (!session) {
+    counters_["open_failed_next_hop_unreachable"]++;
+    co_return fail("next_hop_unreachable", "no fabric session with the route's next hop");
+  }
+  auto st = session->open_stream(kRouteService, cls, 0);
+  if (!st) co_return tl::unexpected(st.error());
+  Deadline deadline(ex_, *st, options_.handshake_timeout);
+  E2eInitiator init(lease, key_, random_);
+  Json open{{"v", 1},
+            {"lease", lease.wire},
+            {"hop", 1},
+            {"e2e", {{"pub", init.offer().pub_hex}, {"sig", init.offer().sig_hex}}}};
+  if (auto w = co_await write_message(**st, open); !w) co_return tl::unexpected(w.error());
+  std::string buf;
+  auto reply = co_await read_message(**st, buf);
+  if (!reply) co_return tl::unexpected(reply.error());
+  if (auto e = reply->find("error"); e != reply->end() && e->is_object()) {
+    counters_["open_refused"]++;
+    co_return fail(e->value("code", std::string("route_refused")),
+                   e->value("message", std::string()));
+  }
+  auto answer = offer_of(*reply);
+  if (!answer) co_return tl::unexpected(answer.error());
+  auto keys = init.finish(lease, *answer);
+  if (!keys) {
+    (*st)->reset(fabric::ErrorCode::kAuthFailed, keys.error().message);
+    co_return tl::unexpected(keys.error());
+  }
+  auto ch = std::make_unique<Channel>(*st, *keys, lease, std::move(buf));
+  if (auto w = co_await ch->send_hello(hello); !w) co_return tl::unexpected(w.error());
+  auto ans = co_await ch->read_hello();
+  if (!ans) co_return tl::unexpected(ans.error());
+  if (auto e = ans->find("error"); e != ans->end() && e->is_object()) {
+    counters_["open_refused"]++;
+    ch->reset("refused by the exit");
+    co_return fail(e->value("code", std::string("route_refused")),
+                   e->value("message", std::string()));
+  }
+  counters_["routes_opened"]++;
+  co_return std::unique_ptr<RouteChannel>(std::move(ch));
+}
+
+std::map<std::string, double> MeshNode::session_peers() const {
+  std::map<std::string, double> out;
+  for (const auto& s : fabric_->snapshot()) {
+    if (s.state != "open") continue;
+    const double rtt = static_cast<double>(s.stats.rtt_smoothed.count()) / 1e6;
+    out[s.peer_node] = std::round(rtt * 100) / 100;
+  }
+  return out;
+}
+
+Json MeshNode::status() const {
+  Json peers = Json::array();
+  const auto rtts = session_peers();
+  for (const auto& p : config_.peers) {
+    Json e{{"id", p.id}, {"roles", p.roles}, {"endpoint", p.fabric_endpoint}};
+    if (auto it = peers_.find(p.id); it != peers_.end()) {
+      e["state"] = it->second.state;
+      e["reason"] = it->second.reason;
+      e["failures"] = it->second.failures;
+      if (!it->second.last_error.empty()) e["last_error"] = it->second.last_error;
+    }
+    if (auto r = rtts.find(p.id); r != rtts.end()) e["rtt_ms"] = r->second;
+    peers.push_back(std::move(e));
+  }
+  Json counters = Json::object();
+  for (const auto& [k, v] : counters_) counters[k] = v;
+  return Json{{"node_id", node_id()},
+              {"fabric_endpoint", advertised_endpoint()},
+              {"roles", config_.roles},
+              {"sessions", fabric_->session_count()},
+              {"peers", peers},
+              {"active_routes", active_routes_},
+              {"active_relays", active_relays_},
+              {"relay_bytes", relay_bytes_},
+              {"counters", counters}};
+}
+
+std::string MeshNode::prometheus() const {
+  std::string out = fabric_->prometheus();
+  out += "# TYPE rap_mesh_events_total counter\n";
+  for (const auto& [k, v] : counters_)
+    out += fmt::format("rap_mesh_events_total{{event=\"{}\"}} {}\n", k, v);
+  out += "# TYPE rap_mesh_active_routes gauge\n";
+  out += fmt::format("rap_mesh_active_routes {}\n", active_routes_);
+  out += "# TYPE rap_mesh_active_relays gauge\n";
+  out += fmt::format("rap_mesh_active_relays {}\n", active_relays_);
+  out += "# TYPE rap_mesh_relay_bytes_total counter\n";
+  out += fmt::format("rap_mesh_relay_bytes_total {}\n", relay_bytes_);
+  out += "# TYPE rap_mesh_peer_up gauge\n";
+  for (const auto& [id, st] : peers_)
+    out += fmt::format("rap_mesh_peer_up{{peer=\"{}\"}} {}\n", id, st.state == "connected" ? 1 : 0);
+  return out;
+}
+
+}  // namespace rap::mesh

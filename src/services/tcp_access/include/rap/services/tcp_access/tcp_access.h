@@ -1,0 +1,92 @@
+// TCP application access over the mesh (issue 7; docs/PROTOCOL.md §14): the entry listener
+// takes user connections (ingress.h), opens the ticket's route through MeshNode and pipes bytes;
+// the exit side checks the grant and its signed egress list, connects to the target and pipes.
+// Both run on the MeshNode's executor and depend on rap_mesh's public API only.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "rap/crypto/tls.h"
+#include "rap/mesh/mesh_node.h"
+#include "rap/services/tcp_access/ingress.h"
+
+namespace rap::services::tcp {
+
+// A resource this node may connect to as an exit (its signed service_assignment_bundle "egress").
+struct EgressTarget {
+  std::string resource;
+  std::string org;
+  std::string address;  // "host:port"
+};
+
+// One access, reported to the control plane for the audit log (never payload).
+struct AccessRecord {
+  std::string grant, user, org, resource, route;
+  std::int64_t started_at = 0, ended_at = 0;  // unix seconds
+  std::uint64_t bytes_up = 0, bytes_down = 0;  // user -> target, target -> user
+  std::string outcome;                         // "ok" | "refused"
+  std::string reason, message;                 // refusals
+  nlohmann::json to_json() const;
+};
+// Called on the mesh thread; must not block (the agent queues and posts them).
+using AccessSink = std::function<void(AccessRecord)>;
+
+struct TcpCounters {
+  std::uint64_t accepted = 0, refused = 0, active = 0, bytes_up = 0, bytes_down = 0;
+  std::map<std::string, std::uint64_t> refused_by_code;
+};
+
+class TcpAccessExit {
+ public:
+  // Installs itself as `mesh`'s exit handler. `mesh` must outlive this object.
+  TcpAccessExit(asio::any_io_executor ex, mesh::MeshNode& mesh, AccessSink sink);
+  void set_egress(std::vector<EgressTarget> targets) { egress_ = std::move(targets); }
+  const TcpCounters& counters() const { return counters_; }
+
+ private:
+  asio::awaitable<void> serve(std::unique_ptr<mesh::RouteChannel> ch);
+  asio::any_io_executor ex_;
+  mesh::MeshNode& mesh_;
+  AccessSink sink_;
+  std::vector<EgressTarget> egress_;
+  TcpCounters counters_;
+};
+
+class TcpAccessEntry {
+ public:
+  // Listens on `listen` ("ip:port", port 0 = ephemeral) with TLS 1.3 and the node certificate.
+  static Result<std::unique_ptr<TcpAccessEntry>> start(asio::any_io_executor ex,
+                                                       mesh::MeshNode& mesh,
+                                                       const crypto::NodeCredentials& creds,
+                                                       const std::string& listen, AccessSink sink);
+  std::uint16_t port() const { return port_; }
+  void stop();
+  const TcpCounters& counters() const { return counters_; }
+
+ private:
+  TcpAccessEntry(asio::any_io_executor ex, mesh::MeshNode& mesh, AccessSink sink);
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> serve(asio::ip::tcp::socket sock);
+
+  asio::any_io_executor ex_;
+  mesh::MeshNode& mesh_;
+  AccessSink sink_;
+  std::shared_ptr<asio::ssl::context> tls_;
+  std::shared_ptr<asio::ip::tcp::acceptor> acceptor_;
+  std::uint16_t port_ = 0;
+  TcpCounters counters_;
+};
+
+// Counters of both sides as Prometheus text and JSON (for status).
+std::string tcp_prometheus(const TcpCounters& entry, const TcpCounters& exit);
+nlohmann::json tcp_status(const TcpCounters& entry, const TcpCounters& exit);
+
+}  // namespace rap::services::tcp

@@ -1,0 +1,477 @@
+#include "rap/services/tcp_access/tcp_access.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+namespace rap::services::tcp {
+
+namespace {
+
+using Json = nlohmann::json;
+using TlsStream = asio::ssl::stream<asio::ip::tcp::socket>;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr auto kSetupTimeout = std::chrono::seconds(10);
+constexpr std::size_t kPipeChunk = 64 * 1024;
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Json error_json(const Error& e) {
+  return Json{{"error", {{"code", e.code}, {"message", e.message}}}};
+}
+
+bool split_host_port(const std::string& s, std::string& host, std::string& port) {
+  const auto colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == s.size()) return false;
+  host = s.substr(0, colon);
+  port = s.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  return true;
+}
+
+// Closes `sock`'s lowest layer after `after` unless cancelled: bounds a setup phase.
+template <typename Socket>
+std::shared_ptr<asio::steady_timer> arm(asio::any_io_executor ex, std::weak_ptr<Socket> sock,
+                                        std::chrono::seconds after) {
+  auto t = std::make_shared<asio::steady_timer>(ex, after);
+  t->async_wait([sock = std::move(sock)](const boost::system::error_code& ec) {
+    auto s = sock.lock();
+    if (!ec && s) {
+      boost::system::error_code ignored;
+      s->lowest_layer().close(ignored);
+    }
+  });
+  return t;
+}
+
+void count_refusal(TcpCounters& c, const std::string& code) {
+  c.refused++;
+  c.refused_by_code[code]++;
+}
+
+// The route's only retryable failures: the next hop is not reachable right now.
+bool try_next_lease(const Error& e) {
+  return e.code == "next_hop_unreachable" || e.code == "next_hop_revoked" ||
+         e.code == "route_closed" || e.code == "session_closed";
+}
+
+}  // namespace
+
+Json AccessRecord::to_json() const {
+  Json j{{"started_at", started_at},
+         {"ended_at", ended_at},
+         {"bytes_up", bytes_up},
+         {"bytes_down", bytes_down},
+         {"outcome", outcome}};
+  auto put = [&](const char* k, const std::string& v) {
+    if (!v.empty()) j[k] = v;
+  };
+  put("grant", grant);
+  put("user", user);
+  put("org", org);
+  put("resource", resource);
+  put("route", route);
+  put("reason", reason);
+  put("message", message.substr(0, 300));
+  return j;
+}
+
+// ---------------- exit ----------------
+
+TcpAccessExit::TcpAccessExit(asio::any_io_executor ex, mesh::MeshNode& mesh, AccessSink sink)
+    : ex_(std::move(ex)), mesh_(mesh), sink_(std::move(sink)) {
+  mesh_.set_exit_handler(
+      [this](std::unique_ptr<mesh::RouteChannel> ch) { return serve(std::move(ch)); });
+}
+
+asio::awaitable<void> TcpAccessExit::serve(std::unique_ptr<mesh::RouteChannel> ch) {
+  AccessRecord rec;
+  rec.started_at = unix_now();
+  rec.route = ch->lease().id;
+  rec.org = ch->lease().org;
+  rec.grant = ch->lease().grant;
+  auto refuse = [&](const Error& e) -> asio::awaitable<void> {
+    count_refusal(counters_, e.code);
+    spdlog::warn("tcp exit: refused route={} code={} reason=\"{}\"", rec.route, e.code, e.message);
+    (void)co_await ch->answer(error_json(e));
+    (void)co_await ch->close_write();
+    rec.outcome = "refused";
+    rec.reason = e.code;
+    rec.message = e.message;
+    rec.ended_at = unix_now();
+    if (sink_) sink_(rec);
+  };
+  const auto gw = ch->hello().find("grant");
+  if (gw == ch->hello().end() || !gw->is_string()) {
+    const Error e_{"bad_hello", "the entry sent no access grant"};
+    co_await refuse(e_);
+    co_return;
+  }
+  auto grant = mesh::verify_grant(gw->get<std::string>(), mesh_.trust(), mesh_.wall_now());
+  if (!grant) {
+    co_await refuse(grant.error());
+    co_return;
+  }
+  rec.user = grant->user;
+  rec.resource = grant->resource;
+  rec.org = grant->org;
+  if (grant->id != ch->lease().grant || grant->org != ch->lease().org) {
+    const Error e_{"grant_mismatch", "the route lease was issued for another grant"};
+    co_await refuse(e_);
+    co_return;
+  }
+  if (std::find(grant->exits.begin(), grant->exits.end(), mesh_.node_id()) == grant->exits.end()) {
+    const Error e_{"not_an_exit", "the grant does not name this node as an exit"};
+    co_await refuse(e_);
+    co_return;
+  }
+  const bool listed = std::any_of(egress_.begin(), egress_.end(), [&](const EgressTarget& t) {
+    return t.resource == grant->resource && t.org == grant->org && t.address == grant->target;
+  });
+  if (!listed) {
+    const Error e_{"target_not_permitted",
+                          "this exit's signed configuration does not name the target"};
+    co_await refuse(e_);
+    co_return;
+  }
+  std::string host;
+  std::string port;
+  if (!split_host_port(grant->target, host, port)) {
+    const Error e_{"bad_target", "target is not host:port"};
+    co_await refuse(e_);
+    co_return;
+  }
+  auto sock = std::make_shared<asio::ip::tcp::socket>(ex_);
+  {
+    auto timer = arm(ex_, std::weak_ptr<asio::ip::tcp::socket>(sock), kSetupTimeout);
+    asio::ip::tcp::resolver resolver(ex_);
+    auto [rec_ec, results] = co_await resolver.async_resolve(host, port, kTuple);
+    boost::system::error_code cec = rec_ec;
+    if (!cec) std::tie(cec, std::ignore) = co_await asio::async_connect(*sock, results, kTuple);
+    timer->cancel();
+    if (cec) {
+      const Error e_{"target_unreachable", grant->target + ": " + cec.message()};
+    co_await refuse(e_);
+      co_return;
+    }
+  }
+  boost::system::error_code ignored;
+  sock->set_option(asio::ip::tcp::no_delay(true), ignored);
+  const Json ok_{{"ok", true}};
+  if (!co_await ch->answer(ok_)) co_return;
+  counters_.accepted++;
+  counters_.active++;
+  spdlog::info("tcp exit: route={} user={} resource={} connected to {}", rec.route, rec.user,
+               rec.resource, grant->target);
+  auto up = [&]() -> asio::awaitable<void> {  // route -> target
+    std::vector<std::uint8_t> buf(kPipeChunk);
+    for (;;) {
+      auto n = co_await ch->read_some(asio::buffer(buf));
+      if (!n || *n == 0) {
+        boost::system::error_code e;
+        if (!n) {
+          sock->close(e);
+        } else {
+          sock->shutdown(asio::ip::tcp::socket::shutdown_send, e);
+        }
+        co_return;
+      }
+      auto [ec, w] = co_await asio::async_write(*sock, asio::buffer(buf.data(), *n), kTuple);
+      if (ec) {
+        ch->reset("target write failed");
+        co_return;
+      }
+    }
+  };
+  auto down = [&]() -> asio::awaitable<void> {  // target -> route
+    std::vector<std::uint8_t> buf(kPipeChunk);
+    for (;;) {
+      auto [ec, n] = co_await sock->async_read_some(asio::buffer(buf), kTuple);
+      if (ec == asio::error::eof) {
+        (void)co_await ch->close_write();
+        co_return;
+      }
+      if (ec) {
+        ch->reset("target read failed: " + ec.message());
+        co_return;
+      }
+      if (!co_await ch->write(asio::buffer(buf.data(), n))) {
+        boost::system::error_code e;
+        sock->close(e);
+        co_return;
+      }
+    }
+  };
+  using namespace asio::experimental::awaitable_operators;
+  co_await (up() && down());
+  counters_.active--;
+  rec.bytes_up = ch->bytes_in();
+  rec.bytes_down = ch->bytes_out();
+  counters_.bytes_up += rec.bytes_up;
+  counters_.bytes_down += rec.bytes_down;
+  rec.outcome = "ok";
+  rec.ended_at = unix_now();
+  spdlog::info("tcp exit: route={} closed up={} down={}", rec.route, rec.bytes_up, rec.bytes_down);
+  if (sink_) sink_(rec);
+}
+
+// ---------------- entry ----------------
+
+TcpAccessEntry::TcpAccessEntry(asio::any_io_executor ex, mesh::MeshNode& mesh, AccessSink sink)
+    : ex_(std::move(ex)), mesh_(mesh), sink_(std::move(sink)) {}
+
+Result<std::unique_ptr<TcpAccessEntry>> TcpAccessEntry::start(asio::any_io_executor ex,
+                                                              mesh::MeshNode& mesh,
+                                                              const crypto::NodeCredentials& creds,
+                                                              const std::string& listen,
+                                                              AccessSink sink) {
+  std::string host;
+  std::string port;
+  if (!split_host_port(listen, host, port))
+    return fail("bad_config", "client_ingress_listen must be ip:port");
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec) return fail("bad_config", "client_ingress_listen: " + host + " is not an IP address");
+  std::unique_ptr<TcpAccessEntry> e(new TcpAccessEntry(ex, mesh, std::move(sink)));
+  e->tls_ = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  SSL_CTX_set_min_proto_version(e->tls_->native_handle(), TLS1_3_VERSION);
+  e->tls_->use_certificate_chain(asio::buffer(creds.cert_pem), ec);
+  if (!ec) e->tls_->use_private_key(asio::buffer(creds.key_pem), asio::ssl::context::pem, ec);
+  if (ec) return fail("tls_setup_failed", "client ingress certificate: " + ec.message());
+  e->acceptor_ = std::make_shared<asio::ip::tcp::acceptor>(ex);
+  const asio::ip::tcp::endpoint ep(addr, static_cast<std::uint16_t>(std::stoul(port)));
+  e->acceptor_->open(ep.protocol(), ec);
+  if (!ec) e->acceptor_->set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+  if (!ec) e->acceptor_->bind(ep, ec);
+  if (!ec) e->acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail("listen_failed", "client ingress " + listen + ": " + ec.message());
+  e->port_ = e->acceptor_->local_endpoint().port();
+  asio::co_spawn(ex, e->accept_loop(), asio::detached);
+  spdlog::info("tcp entry: client ingress listening on {}:{}", host, e->port_);
+  return e;
+}
+
+void TcpAccessEntry::stop() {
+  boost::system::error_code ec;
+  if (acceptor_) acceptor_->close(ec);
+}
+
+asio::awaitable<void> TcpAccessEntry::accept_loop() {
+  auto acc = acceptor_;
+  for (;;) {
+    auto [ec, sock] = co_await acc->async_accept(kTuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acc->is_open()) co_return;
+      continue;
+    }
+    asio::co_spawn(ex_, serve(std::move(sock)), asio::detached);
+  }
+}
+
+asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
+  boost::system::error_code ignored;
+  sock.set_option(asio::ip::tcp::no_delay(true), ignored);
+  auto tls = std::make_shared<TlsStream>(std::move(sock), *tls_);
+  auto timer = arm(ex_, std::weak_ptr<TlsStream>(tls), kSetupTimeout);
+  AccessRecord rec;
+  rec.started_at = unix_now();
+  auto reply = [&](const Json& j) -> asio::awaitable<bool> {
+    std::string out;
+    append_frame(j.dump(), out);
+    auto [ec, n] = co_await asio::async_write(*tls, asio::buffer(out), kTuple);
+    co_return !ec;
+  };
+  auto refuse = [&](const Error& e) -> asio::awaitable<void> {
+    count_refusal(counters_, e.code);
+    spdlog::warn("tcp entry: refused client code={} reason=\"{}\"", e.code, e.message);
+    (void)co_await reply(error_json(e));
+    boost::system::error_code ec;
+    tls->lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    rec.outcome = "refused";
+    rec.reason = e.code;
+    rec.message = e.message;
+    rec.ended_at = unix_now();
+    if (sink_) sink_(rec);
+  };
+  if (auto [ec] = co_await tls->async_handshake(asio::ssl::stream_base::server, kTuple); ec)
+    co_return;  // not a client of ours; nothing to audit
+  FrameReader reader(kMaxHello);
+  std::vector<char> buf(kPipeChunk);
+  std::optional<std::string> hello_text;
+  while (!hello_text) {
+    auto f = reader.next();
+    if (!f) {
+      co_await refuse(f.error());
+      co_return;
+    }
+    if (*f) {
+      hello_text = std::move(**f);
+      break;
+    }
+    auto [ec, n] = co_await tls->async_read_some(asio::buffer(buf), kTuple);
+    if (ec) co_return;
+    reader.feed(buf.data(), n);
+  }
+  auto hello = parse_client_hello(*hello_text);
+  if (!hello) {
+    co_await refuse(hello.error());
+    co_return;
+  }
+  auto ticket = mesh::open_ticket(hello->ticket, mesh_.key());
+  if (!ticket) {
+    co_await refuse(ticket.error());
+    co_return;
+  }
+  auto grant = mesh::verify_grant(ticket->grant, mesh_.trust(), mesh_.wall_now());
+  if (!grant) {
+    co_await refuse(grant.error());
+    co_return;
+  }
+  rec.grant = grant->id;
+  rec.user = grant->user;
+  rec.org = grant->org;
+  rec.resource = grant->resource;
+  if (grant->entry != mesh_.node_id()) {
+    const Error e_{"wrong_entry", "the grant names another entry node"};
+    co_await refuse(e_);
+    co_return;
+  }
+  fabric::TrafficClass cls = fabric::TrafficClass::kInteractive;
+  (void)fabric::parse_traffic_class(hello->traffic_class, cls);
+  Error last{"no_route", "the ticket holds no usable route"};
+  std::unique_ptr<mesh::RouteChannel> ch;
+  for (const auto& wire : ticket->leases) {
+    auto lease = mesh::verify_lease(wire, mesh_.trust(), mesh_.wall_now());
+    if (!lease) {
+      last = lease.error();
+      continue;
+    }
+    if (lease->grant != grant->id) {
+      last = Error{"lease_grant_mismatch", "a route lease of another grant"};
+      continue;
+    }
+    rec.route = lease->id;
+    const Json hello_{{"grant", ticket->grant}};
+    auto r = co_await mesh_.open_route(*lease, cls, hello_);
+    if (r) {
+      ch = std::move(*r);
+      break;
+    }
+    last = r.error();
+    spdlog::info("tcp entry: route {} ({}) failed: {} {}", lease->id, lease->role, last.code,
+                 last.message);
+    if (!try_next_lease(last)) break;
+  }
+  if (!ch) {
+    co_await refuse(last);
+    co_return;
+  }
+  const Json ok_{{"ok", true}, {"route", ch->lease().id}};
+  if (!co_await reply(ok_)) {
+    ch->reset("client went away");
+    co_return;
+  }
+  timer->cancel();
+  counters_.accepted++;
+  counters_.active++;
+  auto up = [&]() -> asio::awaitable<void> {  // client -> route
+    for (;;) {
+      auto f = reader.next();
+      if (!f) {
+        ch->reset("client sent a bad frame");
+        co_return;
+      }
+      if (*f) {
+        if ((*f)->empty()) {
+          (void)co_await ch->close_write();
+          co_return;
+        }
+        if (!co_await ch->write(asio::buffer(**f))) {
+          boost::system::error_code e;
+          tls->lowest_layer().close(e);
+          co_return;
+        }
+        continue;
+      }
+      auto [ec, n] = co_await tls->async_read_some(asio::buffer(buf), kTuple);
+      if (ec) {
+        ch->reset("client connection ended: " + ec.message());
+        co_return;
+      }
+      reader.feed(buf.data(), n);
+    }
+  };
+  auto down = [&]() -> asio::awaitable<void> {  // route -> client
+    std::vector<std::uint8_t> data(kPipeChunk);
+    std::string out;
+    for (;;) {
+      auto n = co_await ch->read_some(asio::buffer(data));
+      out.clear();
+      if (!n) {
+        boost::system::error_code e;
+        tls->lowest_layer().close(e);
+        co_return;
+      }
+      append_frame({reinterpret_cast<const char*>(data.data()), *n}, out);
+      auto [ec, w] = co_await asio::async_write(*tls, asio::buffer(out), kTuple);
+      if (ec || *n == 0) {
+        if (ec) ch->reset("client write failed");
+        co_return;
+      }
+    }
+  };
+  reader.set_max(kMaxChunk);
+  using namespace asio::experimental::awaitable_operators;
+  co_await (up() && down());
+  counters_.active--;
+  counters_.bytes_up += ch->bytes_out();
+  counters_.bytes_down += ch->bytes_in();
+}
+
+// ---------------- metrics ----------------
+
+std::string tcp_prometheus(const TcpCounters& entry, const TcpCounters& exit) {
+  std::string out;
+  out += "# TYPE rap_tcp_access_connections_total counter\n";
+  out += fmt::format("rap_tcp_access_connections_total{{side=\"entry\"}} {}\n", entry.accepted);
+  out += fmt::format("rap_tcp_access_connections_total{{side=\"exit\"}} {}\n", exit.accepted);
+  out += "# TYPE rap_tcp_access_active gauge\n";
+  out += fmt::format("rap_tcp_access_active{{side=\"entry\"}} {}\n", entry.active);
+  out += fmt::format("rap_tcp_access_active{{side=\"exit\"}} {}\n", exit.active);
+  out += "# TYPE rap_tcp_access_bytes_total counter\n";
+  out += fmt::format("rap_tcp_access_bytes_total{{side=\"exit\",dir=\"up\"}} {}\n", exit.bytes_up);
+  out += fmt::format("rap_tcp_access_bytes_total{{side=\"exit\",dir=\"down\"}} {}\n",
+                     exit.bytes_down);
+  out += "# TYPE rap_tcp_access_refused_total counter\n";
+  for (const auto& [side, c] : {std::pair{"entry", &entry}, std::pair{"exit", &exit}}) {
+    for (const auto& [code, n] : c->refused_by_code)
+      out += fmt::format("rap_tcp_access_refused_total{{side=\"{}\",code=\"{}\"}} {}\n", side, code,
+                         n);
+  }
+  return out;
+}
+
+Json tcp_status(const TcpCounters& entry, const TcpCounters& exit) {
+  auto one = [](const TcpCounters& c) {
+    return Json{{"accepted", c.accepted},     {"refused", c.refused},
+                {"active", c.active},         {"bytes_up", c.bytes_up},
+                {"bytes_down", c.bytes_down}, {"refused_by_code", c.refused_by_code}};
+  };
+  return Json{{"entry", one(entry)}, {"exit", one(exit)}};
+}
+
+}  // namespace rap::services::tcp

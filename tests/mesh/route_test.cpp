@@ -1,0 +1,435 @@
+// Routes through real MeshNodes in one process: real TLS fabric sessions on loopback, real signed
+// leases and grants, the real TCP access entry and exit, a real TCP echo target and the real
+// ingress client. Covers relaying with end-to-end encryption (a tap on the relay never sees the
+// plaintext), half-close, refusals with clear codes, revocation and falling back to an alternate.
+#include <gtest/gtest.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
+#include <mutex>
+#include <thread>
+
+#include "rap/config/signer.h"
+#include "rap/mesh/mesh_node.h"
+#include "rap/services/tcp_access/tcp_access.h"
+#include "test_pki.h"
+
+using namespace rap;
+using namespace rap::mesh;
+using namespace rap::services::tcp;
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+using Json = nlohmann::json;
+
+namespace {
+
+constexpr char kOrg[] = "org-1";
+constexpr char kResource[] = "res-1";
+
+struct Node {
+  std::string id;
+  std::vector<std::string> roles;
+  std::unique_ptr<rap::testing::TestNode> tn;
+  std::unique_ptr<MeshNode> mesh;
+  std::unique_ptr<TcpAccessExit> exit;
+  std::unique_ptr<TcpAccessEntry> entry;
+  std::uint16_t port = 0;
+};
+
+class Lab {
+ public:
+  Lab() : guard_(asio::make_work_guard(io_)) {
+    thread_ = std::thread([this] { io_.run(); });
+    const auto now = std::chrono::system_clock::now();
+    trust_ = *config::TrustStore::from_keys({signer_.trusted_key(now - 1h, now + 24h)});
+  }
+  ~Lab() {
+    asio::co_spawn(
+        io_,
+        [this]() -> asio::awaitable<void> {
+          for (auto& [id, n] : nodes_) {
+            if (n.entry) n.entry->stop();
+            n.mesh->stop("test over");
+          }
+          co_return;
+        },
+        asio::use_future)
+        .get();
+    std::this_thread::sleep_for(100ms);
+    guard_.reset();
+    io_.stop();
+    thread_.join();
+  }
+
+  template <class F>
+  auto sync(F f) {
+    return asio::co_spawn(
+               io_, [&]() -> asio::awaitable<decltype(f())> { co_return f(); }, asio::use_future)
+        .get();
+  }
+  template <class T>
+  T await(asio::awaitable<T> aw) {
+    return asio::co_spawn(io_, std::move(aw), asio::use_future).get();
+  }
+
+  void add(const std::string& id, std::vector<std::string> roles) {
+    Node n;
+    n.id = id;
+    n.roles = std::move(roles);
+    n.tn = std::make_unique<rap::testing::TestNode>(ca_.node(id));
+    MeshOptions o;
+    o.fabric_listen = "127.0.0.1:0";
+    o.dial_interval = 100ms;
+    o.relay_tap = [this](std::span<const std::uint8_t> b) {
+      std::lock_guard g(mu_);
+      tapped_.append(reinterpret_cast<const char*>(b.data()), b.size());
+    };
+    auto m = MeshNode::create(io_.get_executor(), n.tn->creds, o, clock_, random_);
+    ASSERT_TRUE(m) << m.error().message;
+    n.mesh = std::move(*m);
+    n.port = sync([&] { return *n.mesh->start(); });
+    auto sink = [this](AccessRecord r) {
+      std::lock_guard g(mu_);
+      records_.push_back(std::move(r));
+    };
+    n.exit = std::make_unique<TcpAccessExit>(io_.get_executor(), *n.mesh, sink);
+    auto e = sync([&] {
+      return TcpAccessEntry::start(io_.get_executor(), *n.mesh, n.tn->creds, "127.0.0.1:0", sink);
+    });
+    ASSERT_TRUE(e) << e.error().message;
+    n.entry = std::move(*e);
+    nodes_[id] = std::move(n);
+  }
+
+  // Every node learns every other node (with endpoint) and the trust store.
+  void configure(const config::Revocations& rev = {}) {
+    for (auto& [id, n] : nodes_) {
+      MeshConfig c;
+      c.roles = n.roles;
+      c.trust.trust = trust_;
+      c.trust.revocations = rev;
+      for (auto& [pid, p] : nodes_) {
+        if (pid == id) continue;
+        c.peers.push_back(MeshPeer{pid, p.tn->key.public_key(), p.roles,
+                                   "127.0.0.1:" + std::to_string(p.port)});
+      }
+      sync([&] {
+        n.mesh->update(c);
+        return 0;
+      });
+    }
+  }
+  void set_egress(const std::string& id, const std::string& target) {
+    sync([&] {
+      nodes_[id].exit->set_egress({EgressTarget{kResource, kOrg, target}});
+      return 0;
+    });
+  }
+  bool connected(const std::string& a, const std::string& b) {
+    return sync([&] { return nodes_[a].mesh->session_peers().contains(b); });
+  }
+  void wait_connected(const std::string& a, const std::string& b) {
+    for (int i = 0; i < 100 && !connected(a, b); ++i) std::this_thread::sleep_for(50ms);
+    ASSERT_TRUE(connected(a, b)) << a << " <-> " << b;
+  }
+
+  std::string sign(config::ArtifactType type, std::vector<std::string> scope, Json payload,
+                   std::chrono::seconds ttl = 600s, const config::Signer* with = nullptr) {
+    std::sort(scope.begin(), scope.end());
+    scope.erase(std::unique(scope.begin(), scope.end()), scope.end());
+    config::ArtifactDraft d;
+    d.type = type;
+    d.scope = config::Scope{config::ScopeKind::node, scope};
+    d.version = 1;
+    d.epoch = 1;
+    const auto now = std::chrono::system_clock::now();
+    d.issued_at = ttl.count() > 0 ? now : now - 2h;
+    d.expires_at = ttl.count() > 0 ? now + ttl : now - 1h;
+    d.payload = std::move(payload);
+    auto a = (with ? *with : signer_).sign(std::move(d));
+    EXPECT_TRUE(a) << a.error().message;
+    return *config::encode_artifact(*a);
+  }
+  std::string lease(const std::string& id, std::vector<std::string> hops,
+                    std::chrono::seconds ttl = 600s, const config::Signer* with = nullptr) {
+    Json h = Json::array();
+    for (const auto& n : hops)
+      h.push_back({{"node", n}, {"public_key", config::to_hex(nodes_[n].tn->key.public_key())}});
+    return sign(config::ArtifactType::route_lease, hops,
+                Json{{"lease",
+                      {{"id", id},
+                       {"grant", "grant-1"},
+                       {"org", kOrg},
+                       {"role", "primary"},
+                       {"hops", h},
+                       {"classes", {"bulk", "interactive"}},
+                       {"fence", 1}}}},
+                ttl, with);
+  }
+  std::string grant(const std::string& entry, std::vector<std::string> exits,
+                    const std::string& target, std::chrono::seconds ttl = 600s) {
+    std::vector<std::string> scope = exits;
+    scope.push_back(entry);
+    return sign(config::ArtifactType::access_grant, scope,
+                Json{{"grant",
+                      {{"id", "grant-1"},
+                       {"user", "user-1"},
+                       {"org", kOrg},
+                       {"resource", kResource},
+                       {"protocol", "tcp"},
+                       {"target", target},
+                       {"entry", entry},
+                       {"exits", exits}}}},
+                ttl);
+  }
+  std::string ticket(const std::string& entry, const std::string& grant_wire,
+                     std::vector<std::string> leases) {
+    return *seal_ticket(Ticket{grant_wire, std::move(leases)},
+                        nodes_[entry].tn->key.public_key());
+  }
+
+  // Connects through `entry` with `ticket`; returns the client or the refusal.
+  Result<std::unique_ptr<IngressClient>> connect(const std::string& entry,
+                                                 const std::string& ticket,
+                                                 const std::string& cls = "interactive") {
+    auto& n = nodes_[entry];
+    return await(IngressClient::connect(io_.get_executor(),
+                                        "127.0.0.1:" + std::to_string(n.entry->port()),
+                                        config::to_hex(n.tn->key.public_key()),
+                                        ClientHello{ticket, cls}, 10s));
+  }
+
+  // Writes `data`, half-closes, reads everything back.
+  Result<std::string> echo(IngressClient& c, const std::string& data) {
+    return await([&]() -> asio::awaitable<Result<std::string>> {
+      using namespace asio::experimental::awaitable_operators;
+      std::string got;
+      auto w = [&]() -> asio::awaitable<Result<void>> {
+        for (std::size_t off = 0; off < data.size(); off += 100000) {
+          auto r = co_await c.write(
+              asio::buffer(data.data() + off, std::min<std::size_t>(100000, data.size() - off)));
+          if (!r) co_return r;
+        }
+        co_return co_await c.close_write();
+      };
+      auto rd = [&]() -> asio::awaitable<Result<void>> {
+        std::vector<char> buf(65536);
+        for (;;) {
+          auto n = co_await c.read_some(asio::buffer(buf));
+          if (!n) co_return tl::unexpected(n.error());
+          if (*n == 0) co_return Result<void>{};
+          got.append(buf.data(), *n);
+        }
+      };
+      auto [a, b] = co_await (w() && rd());
+      if (!a) co_return tl::unexpected(a.error());
+      if (!b) co_return tl::unexpected(b.error());
+      co_return got;
+    }());
+  }
+
+  // A TCP echo server on loopback; returns "127.0.0.1:port".
+  std::string start_echo() {
+    auto acc = std::make_shared<asio::ip::tcp::acceptor>(
+        io_, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    const auto port = acc->local_endpoint().port();
+    asio::co_spawn(
+        io_,
+        [acc]() -> asio::awaitable<void> {
+          for (;;) {
+            auto [ec, s] = co_await acc->async_accept(asio::as_tuple(asio::use_awaitable));
+            if (ec) co_return;
+            asio::co_spawn(
+                acc->get_executor(),
+                [sock = std::make_shared<asio::ip::tcp::socket>(
+                     std::move(s))]() -> asio::awaitable<void> {
+                  std::vector<char> buf(65536);
+                  for (;;) {
+                    auto [e, n] = co_await sock->async_read_some(
+                        asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+                    if (e) break;
+                    auto [we, wn] = co_await asio::async_write(
+                        *sock, asio::buffer(buf.data(), n), asio::as_tuple(asio::use_awaitable));
+                    if (we) break;
+                  }
+                  boost::system::error_code ig;
+                  sock->shutdown(asio::ip::tcp::socket::shutdown_send, ig);
+                },
+                asio::detached);
+          }
+        },
+        asio::detached);
+    acceptors_.push_back(acc);
+    return "127.0.0.1:" + std::to_string(port);
+  }
+
+  std::vector<AccessRecord> records() {
+    std::lock_guard g(mu_);
+    return records_;
+  }
+  std::string tapped() {
+    std::lock_guard g(mu_);
+    return tapped_;
+  }
+  Json status(const std::string& id) {
+    return sync([&] { return nodes_[id].mesh->status(); });
+  }
+  const config::Signer& signer() const { return signer_; }
+
+ private:
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> guard_;
+  std::thread thread_;
+  SystemClock clock_;
+  SystemRandom random_;
+  rap::testing::TestCa ca_{"cluster-1"};
+  config::Signer signer_{"cluster-1", *crypto::Ed25519Key::generate()};
+  config::TrustStore trust_;
+  std::map<std::string, Node> nodes_;
+  std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  std::mutex mu_;
+  std::vector<AccessRecord> records_;
+  std::string tapped_;
+};
+
+std::string payload(std::size_t n) {
+  std::string s;
+  s.reserve(n);
+  std::uint32_t x = 12345;
+  while (s.size() < n) {
+    s += "PLAINTEXT-MARKER-4711:";
+    for (int i = 0; i < 40; ++i) {
+      x = x * 1103515245 + 12345;
+      s.push_back(static_cast<char>('a' + (x >> 16) % 26));
+    }
+  }
+  s.resize(n);
+  return s;
+}
+
+}  // namespace
+
+TEST(MeshRoute, RelayedRouteCarriesPayloadAndTheRelaySeesOnlyCiphertext) {
+  Lab lab;
+  lab.add("entry", {"entry-node"});
+  lab.add("relay", {"relay-node"});
+  lab.add("exit", {"exit-node"});
+  lab.configure();
+  const auto target = lab.start_echo();
+  lab.set_egress("exit", target);
+  lab.wait_connected("entry", "relay");
+  lab.wait_connected("relay", "exit");
+  const auto t = lab.ticket("entry", lab.grant("entry", {"exit"}, target),
+                            {lab.lease("route-1", {"entry", "relay", "exit"})});
+  auto c = lab.connect("entry", t);
+  ASSERT_TRUE(c) << c.error().code << ": " << c.error().message;
+  EXPECT_EQ((*c)->route(), "route-1");
+  const std::string data = payload(4 * 1024 * 1024);
+  auto got = lab.echo(**c, data);
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_TRUE(*got == data) << "echo differs: " << got->size() << " bytes back";
+
+  const std::string tap = lab.tapped();
+  EXPECT_GE(tap.size(), 2 * data.size());  // both directions crossed the relay
+  EXPECT_EQ(tap.find("PLAINTEXT-MARKER"), std::string::npos);
+  EXPECT_EQ(tap.find("grant-1"), std::string::npos);  // the grant travels encrypted too
+
+  for (int i = 0; i < 50 && lab.records().empty(); ++i) std::this_thread::sleep_for(20ms);
+  auto recs = lab.records();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].outcome, "ok");
+  EXPECT_EQ(recs[0].user, "user-1");
+  EXPECT_EQ(recs[0].route, "route-1");
+  EXPECT_EQ(recs[0].bytes_up, data.size());
+  EXPECT_EQ(recs[0].bytes_down, data.size());
+  const Json st = lab.status("relay");
+  EXPECT_EQ(st["counters"]["routes_relayed"], 1);
+  EXPECT_GE(st["relay_bytes"].get<std::uint64_t>(), 2 * data.size());
+}
+
+TEST(MeshRoute, RefusalsCarryClearCodes) {
+  Lab lab;
+  lab.add("entry", {"entry-node"});
+  lab.add("relay", {"relay-node"});
+  lab.add("exit", {"exit-node"});
+  lab.configure();
+  const auto target = lab.start_echo();
+  lab.set_egress("exit", target);
+  lab.wait_connected("entry", "relay");
+  lab.wait_connected("relay", "exit");
+  const auto grant = lab.grant("entry", {"exit"}, target);
+  const auto path = std::vector<std::string>{"entry", "relay", "exit"};
+  auto code = [&](const std::string& ticket) {
+    auto c = lab.connect("entry", ticket);
+    return c ? std::string("ok") : c.error().code;
+  };
+  // Expired lease, forged lease (unknown signing key), expired grant.
+  EXPECT_EQ(code(lab.ticket("entry", grant, {lab.lease("r", path, -1s)})), "lease_expired");
+  config::Signer forger("cluster-1", *crypto::Ed25519Key::generate());
+  EXPECT_EQ(code(lab.ticket("entry", grant, {lab.lease("r", path, 600s, &forger)})),
+            "lease_unknown_signer");
+  EXPECT_EQ(code(lab.ticket("entry", lab.grant("entry", {"exit"}, target, -1s),
+                            {lab.lease("r", path)})),
+            "grant_expired");
+  // A grant for a target the exit's signed configuration does not name.
+  EXPECT_EQ(code(lab.ticket("entry", lab.grant("entry", {"exit"}, "127.0.0.1:1"),
+                            {lab.lease("r", path)})),
+            "target_not_permitted");
+  // A ticket sealed for another entry, and garbage.
+  EXPECT_EQ(code(lab.ticket("relay", grant, {lab.lease("r", path)})), "bad_ticket");
+  EXPECT_EQ(code("AAAA"), "bad_ticket");
+  auto recs = lab.records();
+  EXPECT_GE(recs.size(), 6u);
+  for (const auto& r : recs) EXPECT_EQ(r.outcome, "refused");
+  // Still works afterwards.
+  auto ok = lab.connect("entry", lab.ticket("entry", grant, {lab.lease("r", path)}));
+  ASSERT_TRUE(ok) << ok.error().message;
+  auto got = lab.echo(**ok, "ping");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, "ping");
+}
+
+TEST(MeshRoute, RevokedRelayIsCutOffAndTheAlternateRouteIsUsed) {
+  Lab lab;
+  lab.add("entry", {"entry-node"});
+  lab.add("relay", {"relay-node"});
+  lab.add("exit", {"exit-node"});
+  lab.configure();
+  const auto target = lab.start_echo();
+  lab.set_egress("exit", target);
+  lab.wait_connected("entry", "relay");
+  lab.wait_connected("entry", "exit");
+  config::Revocations rev;
+  rev.node_ids.insert("relay");
+  lab.configure(rev);
+  for (int i = 0; i < 100 && lab.connected("entry", "relay"); ++i)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(lab.connected("entry", "relay"));
+  const auto t = lab.ticket("entry", lab.grant("entry", {"exit"}, target),
+                            {lab.lease("via-relay", {"entry", "relay", "exit"}),
+                             lab.lease("direct", {"entry", "exit"})});
+  auto c = lab.connect("entry", t);
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ((*c)->route(), "direct");
+  auto got = lab.echo(**c, payload(100000));
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->size(), 100000u);
+  // The relay stays refused: no new session comes up.
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(lab.connected("entry", "relay"));
+  bool seen = false;
+  const Json entry_status = lab.status("entry");
+  for (const auto& p : entry_status["peers"]) {
+    if (p["id"] == "relay") {
+      EXPECT_EQ(p["state"], "revoked");
+      seen = true;
+    }
+  }
+  EXPECT_TRUE(seen);
+}
