@@ -32,6 +32,15 @@ constexpr const char* kConfigHelp = R"(Configuration file (JSON):
   config_storage_listen      "ip:port" (port 0 picks one; default none): with the role
                              config-storage, serve the cluster's signed config to its nodes
                              (mTLS, cluster certificates only) as a fallback source
+  fabric_listen              "ip:port" for fabric sessions from peers (default none: the node
+                             only dials out, e.g. a connector behind NAT). The fabric runs when
+                             the node holds entry-node, relay-node or exit-node
+  fabric_advertise           "host:port" peers should dial (default: the listen address)
+  client_ingress_listen      "ip:port" where an entry-node accepts users' connections
+                             (rapctl connect; TLS 1.3 with the node certificate)
+  client_ingress_advertise   "host:port" users connect to (default: the listen address)
+  metrics_listen             "ip:port": Prometheus /metrics and JSON /status of the fabric,
+                             routes and TCP access (default none)
   memberships                one entry per cluster this host belongs to:
     cluster                  cluster slug at the control plane
     control_url              https://host:port of rap-control

@@ -18,6 +18,7 @@
 #include "rap/agent/state_store.h"
 #include "rap/crypto/certs.h"
 #include "rap/crypto/keys.h"
+#include "mesh_runtime.h"
 
 namespace rap::agent {
 
@@ -75,7 +76,12 @@ Result<AgentConfig> AgentConfig::from_json(const json& j) {
                                               "restart_backoff_initial_ms",
                                               "restart_backoff_max_seconds",
                                               "crash_loop_threshold",
-                                              "config_storage_listen"};
+                                              "config_storage_listen",
+                                              "fabric_listen",
+                                              "fabric_advertise",
+                                              "client_ingress_listen",
+                                              "client_ingress_advertise",
+                                              "metrics_listen"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (kKeys.count(it.key()) == 0) return fail("bad_config", "unknown key '" + it.key() + "'");
   }
@@ -109,6 +115,16 @@ Result<AgentConfig> AgentConfig::from_json(const json& j) {
     if (!c.config_storage_listen.empty()) {
       auto hp = split_host_port(c.config_storage_listen);
       if (!hp) return fail("bad_config", "config_storage_listen: " + hp.error().message);
+    }
+    for (auto [key, field] : {std::pair{"fabric_listen", &c.fabric_listen},
+                              std::pair{"fabric_advertise", &c.fabric_advertise},
+                              std::pair{"client_ingress_listen", &c.client_ingress_listen},
+                              std::pair{"client_ingress_advertise", &c.client_ingress_advertise},
+                              std::pair{"metrics_listen", &c.metrics_listen}}) {
+      *field = j.value(key, std::string());
+      if (field->empty()) continue;
+      auto hp = split_host_port(*field);
+      if (!hp) return fail("bad_config", std::string(key) + ": " + hp.error().message);
     }
     if (j.contains("programs")) {
       if (!j["programs"].is_object()) return fail("bad_config", "programs must be an object");
@@ -226,6 +242,7 @@ class Agent::Runner {
     if (poller_.joinable()) poller_.join();
     if (config_thread_.joinable()) config_thread_.join();
     stop_storage();
+    stop_mesh();
   }
 
   // Workloads authorized by this membership's last valid desired state (empty once revoked).
@@ -294,6 +311,7 @@ class Agent::Runner {
     j["last_error"] = contact_error().empty() ? state_.last_error : contact_error();
     j["public_key_sha256"] = key_ ? crypto::sha256_hex(key_->public_key()) : "";
     if (config_) j["config"] = config_->status_json();
+    if (auto m = mesh()) j["mesh"] = m->status();
     {
       std::lock_guard sg(storage_mu_);
       json st{{"serving", storage_server_ != nullptr},
@@ -521,6 +539,11 @@ class Agent::Runner {
       std::lock_guard sg(storage_mu_);
       if (storage_server_) body["endpoints"] = {{"config_storage", storage_server_->endpoint()}};
     }
+    if (auto m = mesh()) {
+      for (const auto& [k, v] : m->endpoints().items()) body["endpoints"][k] = v;
+      body["fabric"] = {{"sessions", m->sessions()}};
+      body["load"]["peer_rtt_ms"] = m->peer_rtts();
+    }
     const auto id = identity();
     auto r = client_->request("POST", "/api/v1/node/heartbeat", body, {}, &id,
                               std::chrono::seconds(10), stop_);
@@ -636,6 +659,99 @@ class Agent::Runner {
     spdlog::info("cluster {}: config storage cache at generation {} ({} nodes, {} bytes)",
                  mc_.cluster, storage_cache_->generation().value_or(0),
                  storage_cache_->node_count(), storage_cache_->total_bytes());
+  }
+
+  // ---- the mesh (docs/PROTOCOL.md §14) ----
+
+  std::shared_ptr<MeshRuntime> mesh() const {
+    std::lock_guard g(mesh_mu_);
+    return mesh_;
+  }
+
+  void stop_mesh() {
+    std::shared_ptr<MeshRuntime> m;
+    {
+      std::lock_guard g(mesh_mu_);
+      m = std::move(mesh_);
+    }
+    m.reset();  // joins the mesh thread (last owner)
+  }
+
+  std::vector<std::string> role_names() const {
+    std::lock_guard g(mu_);
+    std::vector<std::string> out;
+    for (const auto& r : state_.roles) {
+      if (r.is_object() && r.contains("role") && r["role"].is_string())
+        out.push_back(r["role"].get<std::string>());
+    }
+    return out;
+  }
+
+  // Runs on the heartbeat thread: starts the mesh when a fabric role is assigned (and the signed
+  // configuration is there to trust), stops it when none is, and hands it the applied config.
+  void update_mesh_role() {
+    const bool want = has_role("entry-node") || has_role("relay-node") || has_role("exit-node");
+    const auto cs = config_sync();
+    if (!want || !cs || !cs->has_state()) {
+      if (mesh()) {
+        stop_mesh();
+        spdlog::info("cluster {}: no fabric role assigned; mesh stopped", mc_.cluster);
+      }
+      return;
+    }
+    std::string node_id;
+    crypto::NodeCredentials creds;
+    {
+      std::lock_guard g(mu_);
+      node_id = state_.node_id;
+      creds = crypto::NodeCredentials{state_.ca_pem, state_.cert_pem, key_->private_pem()};
+    }
+    auto m = mesh();
+    if (!m) {
+      MeshRuntimeOptions o;
+      o.fabric_listen = cfg_.fabric_listen;
+      o.fabric_advertise = cfg_.fabric_advertise;
+      if (has_role("entry-node")) {
+        o.client_ingress_listen = cfg_.client_ingress_listen;
+        o.client_ingress_advertise = cfg_.client_ingress_advertise;
+      }
+      o.metrics_listen = cfg_.metrics_listen;
+      auto r = MeshRuntime::start(creds, o, mc_.cluster);
+      if (!r) {
+        if (!mesh_error_logged_)
+          spdlog::error("cluster {}: mesh: {}", mc_.cluster, r.error().message);
+        mesh_error_logged_ = true;
+        return;
+      }
+      mesh_error_logged_ = false;
+      m = std::shared_ptr<MeshRuntime>(std::move(*r));
+      std::lock_guard g(mesh_mu_);
+      mesh_ = m;
+    }
+    m->apply(*cs, node_id, role_names());
+  }
+
+  // Posts queued access records (audit: who, what, when, bytes; never payload).
+  void report_access() {
+    auto m = mesh();
+    if (!m) return;
+    for (int round = 0; round < 10; ++round) {
+      auto recs = m->take_records(100);
+      if (recs.empty()) return;
+      json arr = json::array();
+      for (const auto& r : recs) arr.push_back(r.to_json());
+      const auto id = identity();
+      auto r = client_->request("POST", "/api/v1/node/access", json{{"records", arr}}, {}, &id,
+                                std::chrono::seconds(10), stop_);
+      if (!r || r->status >= 500) {
+        m->return_records(std::move(recs));  // retried after the next heartbeat
+        return;
+      }
+      if (r->status != 200) {
+        spdlog::warn("cluster {}: access records refused: {} {}", mc_.cluster, r->error_code(),
+                     r->error_message());
+      }
+    }
   }
 
   // ---- signed configuration (ConfigSync) ----
@@ -854,6 +970,8 @@ class Agent::Runner {
       }
       heartbeat_once();
       update_storage_role();
+      update_mesh_role();
+      report_access();
       maybe_renew();
       if (report_contact()) save();  // e.g. degraded -> isolated happens with time alone
       sleep_for(cfg_.heartbeat_interval);
@@ -893,6 +1011,10 @@ class Agent::Runner {
   std::uint64_t storage_refused_ = 0;
   bool storage_error_logged_ = false;
   std::int64_t announced_generation_ = -1;  // heartbeat thread only
+  // The mesh (heartbeat thread starts/stops it; mesh_ itself under mesh_mu_).
+  mutable std::mutex mesh_mu_;
+  std::shared_ptr<MeshRuntime> mesh_;
+  bool mesh_error_logged_ = false;
 };
 
 // ---------------- Agent ----------------

@@ -348,6 +348,12 @@ std::optional<ConfigRejection> ConfigSync::last_rejection() const {
   return last_rejection_;
 }
 
+std::optional<ConfigSync::TrustSnapshot> ConfigSync::trust_snapshot() const {
+  std::lock_guard g(mu_);
+  if (!state_) return std::nullopt;
+  return TrustSnapshot{state_->trust(), state_->revocations(), state_->authority_epoch()};
+}
+
 json ConfigSync::payload(config::ArtifactType type, const config::Scope& scope) const {
   std::lock_guard g(mu_);
   if (!state_) return nullptr;

@@ -2,6 +2,8 @@
 // whoami, setup) and the wiring of the generic commands of api_commands() into CLI11.
 #include "rap/cli/rapctl.h"
 
+#include "rap/cli/connect.h"
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <exception>
@@ -281,6 +283,18 @@ int run(int argc, const char* const* argv, Io& io) {
   setup->add_flag("--password-stdin", sa.password_stdin,
                   "read the password from stdin (default: prompt twice, echo off)");
 
+  ConnectArgs ca_args;
+  auto* connect = app.add_subcommand(
+      "connect", "forward a local port to a TCP resource through the mesh (rapctl connect NAME)");
+  connect->add_option("resource", ca_args.resource, "resource name or id")->required();
+  connect->add_option("--org", ca_args.org, "organization slug")->required();
+  connect->add_option("--listen", ca_args.listen, "local IP:PORT to listen on (port 0 = any)")
+      ->capture_default_str();
+  connect->add_option("--class", ca_args.traffic_class, "traffic class: interactive or bulk")
+      ->capture_default_str();
+  connect->add_flag("--once", ca_args.once, "exit after the first connection ends");
+  connect->add_option("--ttl", ca_args.ttl_seconds, "ticket lifetime in seconds (60..3600)");
+
   const std::vector<CommandSpec> specs = api_commands();
   std::map<std::string, CLI::App*> groups;
   std::vector<std::unique_ptr<Bound>> bound;
@@ -313,6 +327,11 @@ int run(int argc, const char* const* argv, Io& io) {
   if (logout->parsed()) return cmd_logout(g, io);
   if (whoami->parsed()) return cmd_whoami(g, io);
   if (setup->parsed()) return cmd_setup(g, sa, io);
+  if (connect->parsed()) {
+    auto cfg = load(g);
+    if (!cfg) return report(io, cfg.error());
+    return cmd_connect(g, ca_args, io, *cfg);
+  }
   for (auto& b : bound) {
     if (!b->app->parsed()) continue;
     for (const auto& [key, opt] : b->options) b->values.given[key] = opt->count() > 0;

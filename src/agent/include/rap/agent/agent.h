@@ -18,6 +18,12 @@
 //                              agent serves that cluster's signed config to its nodes from memory
 //                              (mTLS, cluster certificates only) while the control plane is
 //                              unreachable, and announces the endpoint in its heartbeats
+//   fabric_listen / fabric_advertise, client_ingress_listen / client_ingress_advertise,
+//   metrics_listen             the mesh (docs/PROTOCOL.md §14): with entry-node, relay-node or
+//                              exit-node assigned, the agent runs the node's one fabric core
+//                              (sessions to its signed peer directory, relaying, TCP access entry
+//                              and exit); "ip:port" each, all optional (no fabric_listen = dial
+//                              out only, as behind NAT)
 //   memberships                [{cluster, control_url, control_ca_file, join_token_file}]
 //     cluster          cluster slug at the control plane
 //     control_url      https://host:port of rap-control
@@ -64,6 +70,11 @@ struct AgentConfig {
   std::uint32_t crash_loop_threshold = 5;
   std::map<std::string, std::string> programs;
   std::string config_storage_listen;  // "" = never serve the config-storage role
+  std::string fabric_listen;           // "" = dial out only
+  std::string fabric_advertise;
+  std::string client_ingress_listen;   // "" = no client ingress (entry-node needs it)
+  std::string client_ingress_advertise;
+  std::string metrics_listen;
   std::vector<MembershipConfig> memberships;
 
   // Validates every key; unknown keys and bad values are errors naming the key.

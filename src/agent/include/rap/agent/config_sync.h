@@ -85,6 +85,14 @@ class ConfigSync {
   bool has_state() const;
   // A copy of the applied payload of (type, scope); null when absent or removed.
   nlohmann::json payload(config::ArtifactType type, const config::Scope& scope) const;
+  // What the applied state trusts (config-signing keys, revocations, authority epoch), for
+  // verifying route leases and access grants; nullopt before anything was applied.
+  struct TrustSnapshot {
+    config::TrustStore trust;
+    config::Revocations revocations;
+    std::uint64_t epoch = 0;
+  };
+  std::optional<TrustSnapshot> trust_snapshot() const;
   // Where the last successful sync() fetched from ("control" or "storage:<node id>"; set by the
   // agent, shown in status).
   void set_source(std::string source);

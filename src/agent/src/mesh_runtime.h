@@ -1,0 +1,80 @@
+// MeshRuntime: the agent's one fabric core for one cluster membership (docs/PROTOCOL.md §14). It
+// runs MeshNode, the TCP access entry (when the node holds entry-node and client ingress is
+// configured) and exit on its own I/O thread, feeds them the applied signed configuration, and
+// hands the heartbeat what it must advertise (endpoints, live sessions, RTTs) and the access
+// records to report. Started and stopped by the membership's heartbeat thread with the roles.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rap/agent/config_sync.h"
+#include "rap/common/clock.h"
+#include "rap/common/random.h"
+#include "rap/mesh/mesh_node.h"
+#include "rap/services/tcp_access/tcp_access.h"
+
+namespace rap::agent {
+
+struct MeshRuntimeOptions {
+  std::string fabric_listen;            // "ip:port" ("" = dial out only, e.g. behind NAT)
+  std::string fabric_advertise;         // "host:port" peers dial ("" = the listen address)
+  std::string client_ingress_listen;    // "ip:port" for entry nodes ("" = no client ingress)
+  std::string client_ingress_advertise;  // "host:port" users connect to ("" = listen address)
+  std::string metrics_listen;           // "ip:port": Prometheus /metrics and /status ("" = none)
+};
+
+class MeshRuntime {
+ public:
+  static Result<std::unique_ptr<MeshRuntime>> start(const crypto::NodeCredentials& creds,
+                                                    const MeshRuntimeOptions& options,
+                                                    const std::string& cluster_label);
+  ~MeshRuntime();  // stops every task and joins the I/O thread
+  MeshRuntime(const MeshRuntime&) = delete;
+  MeshRuntime& operator=(const MeshRuntime&) = delete;
+
+  // Hands the applied configuration to the mesh (peers, trust, revocations, egress targets).
+  // `roles`: this node's role names. Returns false when there is no applied config yet.
+  bool apply(const ConfigSync& config, const std::string& node_id,
+             const std::vector<std::string>& roles);
+
+  // Heartbeat additions: {"fabric": "host:port", "client_ingress": "host:port"} (present ones),
+  // live sessions [{"peer": id}] sorted, and {"<peer>": rtt_ms}.
+  nlohmann::json endpoints() const;
+  nlohmann::json sessions() const;
+  nlohmann::json peer_rtts() const;
+  // Access records not yet reported (at most `max`).
+  std::vector<services::tcp::AccessRecord> take_records(std::size_t max);
+  void return_records(std::vector<services::tcp::AccessRecord> records);  // report failed
+  nlohmann::json status() const;
+
+ private:
+  MeshRuntime() = default;
+  void refresh_snapshot();  // I/O thread: copies status/sessions for other threads
+
+  SystemClock clock_;
+  SystemRandom random_;
+  MeshRuntimeOptions options_;
+  std::string label_;
+  std::unique_ptr<mesh::MeshNode> mesh_;
+  std::unique_ptr<services::tcp::TcpAccessExit> exit_;
+  std::unique_ptr<services::tcp::TcpAccessEntry> entry_;
+  std::unique_ptr<boost::asio::io_context> io_;  // destroyed first: coroutine frames go before mesh_
+  std::thread thread_;
+  std::string fabric_endpoint_;
+  std::string ingress_endpoint_;
+
+  mutable std::mutex mu_;  // guards the snapshot and the record queue
+  std::map<std::string, double> rtts_;
+  nlohmann::json status_ = nlohmann::json::object();
+  std::deque<services::tcp::AccessRecord> records_;
+  std::uint64_t records_dropped_ = 0;
+};
+
+}  // namespace rap::agent

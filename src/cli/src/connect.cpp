@@ -1,0 +1,240 @@
+// rapctl connect: TCP application access (docs/PROTOCOL.md §14). Asks the control plane for a
+// ticket to a resource, listens on a local port and carries every accepted connection to the
+// entry node named in the ticket (TLS 1.3, entry key pinned), which routes it through the mesh
+// to the resource. Tickets are renewed at half their lifetime.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <ctime>
+
+#include "rap/cli/connect.h"
+#include "rap/cli/http_client.h"
+#include "rap/services/tcp_access/ingress.h"
+
+namespace rap::cli {
+
+namespace {
+
+namespace asio = boost::asio;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+std::string url_part(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+struct Ticket {
+  std::string ticket, entry_endpoint, entry_key, resource_name;
+  std::int64_t expires_at = 0;
+  std::int64_t fetched_at = 0;
+};
+
+std::int64_t now_s() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
+
+class Connector {
+ public:
+  Connector(const ConnectArgs& a, const ClientOptions& opts, Io& io)
+      : args_(a), client_(opts), io_(io) {}
+
+  // Resolves the resource (name or id) among the caller's entitled resources.
+  Result<void> resolve() {
+    auto r = client_.request("GET", "/api/v1/orgs/" + url_part(args_.org) + "/my-resources");
+    if (!r) return tl::unexpected(r.error());
+    if (r->status >= 400) return http_error(*r);
+    for (const auto& res : r->j.value("resources", json::array())) {
+      if (res.value("name", "") == args_.resource || res.value("id", "") == args_.resource) {
+        resource_id_ = res.value("id", "");
+        return {};
+      }
+    }
+    return fail("not_entitled", "no resource '" + args_.resource + "' that you may use in '" +
+                                    args_.org + "'");
+  }
+
+  Result<Ticket> fetch() {
+    json body = json::object();
+    if (args_.ttl_seconds > 0) body["ttl_seconds"] = args_.ttl_seconds;
+    auto r = client_.request(
+        "POST", "/api/v1/orgs/" + url_part(args_.org) + "/resources/" + resource_id_ + "/connect",
+        body);
+    if (!r) return tl::unexpected(r.error());
+    if (r->status >= 400) return http_error(*r);
+    Ticket t;
+    t.ticket = r->j.value("ticket", "");
+    t.entry_endpoint = r->j.value("entry", json::object()).value("endpoint", "");
+    t.entry_key = r->j.value("entry", json::object()).value("public_key", "");
+    t.expires_at = r->j.value("expires_at", std::int64_t{0});
+    t.resource_name = r->j.value("resource", json::object()).value("name", args_.resource);
+    t.fetched_at = now_s();
+    if (t.ticket.empty() || t.entry_endpoint.empty() || t.entry_key.empty())
+      return fail("bad_response", "the connect response lacks ticket or entry");
+    return t;
+  }
+
+  // The current ticket, renewed once half of its lifetime has passed.
+  Result<Ticket> ticket() {
+    const auto now = now_s();
+    if (ticket_.ticket.empty() ||
+        now >= ticket_.fetched_at + (ticket_.expires_at - ticket_.fetched_at) / 2) {
+      auto t = fetch();
+      if (!t) return t;
+      ticket_ = *t;
+    }
+    return ticket_;
+  }
+
+  asio::awaitable<void> serve(asio::ip::tcp::socket sock) {
+    using services::tcp::IngressClient;
+    boost::system::error_code ignored;
+    sock.set_option(asio::ip::tcp::no_delay(true), ignored);
+    auto t = ticket();
+    if (!t) {
+      io_.err << "rapctl: connection refused: " << t.error().message << " (" << t.error().code
+              << ")\n";
+      co_return;
+    }
+    auto ex = co_await asio::this_coro::executor;
+    auto c = co_await IngressClient::connect(
+        ex, t->entry_endpoint, t->entry_key,
+        services::tcp::ClientHello{t->ticket, args_.traffic_class},
+        std::chrono::seconds(static_cast<int>(timeout_s_)));
+    if (!c) {
+      io_.err << "rapctl: connection refused: " << c.error().message << " (" << c.error().code
+              << ")\n";
+      last_error_ = c.error();
+      co_return;
+    }
+    connections_++;
+    auto up = [&]() -> asio::awaitable<void> {
+      std::vector<char> buf(64 * 1024);
+      for (;;) {
+        auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), kTuple);
+        if (ec) {
+          (void)co_await (*c)->close_write();
+          co_return;
+        }
+        if (!co_await (*c)->write(asio::buffer(buf.data(), n))) {
+          sock.close(ignored);
+          co_return;
+        }
+      }
+    };
+    auto down = [&]() -> asio::awaitable<void> {
+      std::vector<char> buf(64 * 1024);
+      for (;;) {
+        auto n = co_await (*c)->read_some(asio::buffer(buf));
+        if (!n || *n == 0) {
+          boost::system::error_code e;
+          if (!n) {
+            sock.close(e);
+          } else {
+            sock.shutdown(asio::ip::tcp::socket::shutdown_send, e);
+          }
+          co_return;
+        }
+        auto [ec, w] = co_await asio::async_write(sock, asio::buffer(buf.data(), *n), kTuple);
+        if (ec) co_return;
+      }
+    };
+    using namespace asio::experimental::awaitable_operators;
+    co_await (up() && down());
+  }
+
+  void set_timeout(double s) { timeout_s_ = s; }
+  const std::string& resource_id() const { return resource_id_; }
+  std::uint64_t connections() const { return connections_; }
+  const std::optional<Error>& last_error() const { return last_error_; }
+
+ private:
+  static tl::unexpected<Error> http_error(const HttpReply& r) {
+    std::string code = "http_" + std::to_string(r.status);
+    std::string msg = r.body;
+    if (r.j.is_object() && r.j.contains("error") && r.j["error"].is_object()) {
+      code = r.j["error"].value("code", code);
+      msg = r.j["error"].value("message", msg);
+    }
+    return tl::unexpected(Error{code, msg});
+  }
+
+  const ConnectArgs& args_;
+  const HttpClient client_;
+  Io& io_;
+  std::string resource_id_;
+  Ticket ticket_;
+  double timeout_s_ = 30;
+  std::uint64_t connections_ = 0;
+  std::optional<Error> last_error_;
+};
+
+}  // namespace
+
+int cmd_connect(const Globals& g, const ConnectArgs& a, Io& io, const Config& cfg) {
+  auto opts = client_options(io, g, cfg, true);
+  if (!opts) return report(io, opts.error());
+  if (a.traffic_class != "interactive" && a.traffic_class != "bulk")
+    return report(io, Error{"usage", "--class must be interactive or bulk"});
+  const auto colon = a.listen.rfind(':');
+  boost::system::error_code ec;
+  const auto addr =
+      colon == std::string::npos ? asio::ip::address() : asio::ip::make_address(a.listen.substr(0, colon), ec);
+  if (colon == std::string::npos || ec)
+    return report(io, Error{"usage", "--listen must be IP:PORT, e.g. 127.0.0.1:2222"});
+  Connector conn(a, *opts, io);
+  conn.set_timeout(g.timeout_s);
+  if (auto r = conn.resolve(); !r) return report(io, r.error());
+  if (auto t = conn.ticket(); !t) return report(io, t.error());
+  asio::io_context ioc(1);
+  asio::ip::tcp::acceptor acc(ioc);
+  const asio::ip::tcp::endpoint ep(addr,
+                                   static_cast<std::uint16_t>(std::stoul(a.listen.substr(colon + 1))));
+  acc.open(ep.protocol(), ec);
+  if (!ec) acc.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acc.bind(ep, ec);
+  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return report(io, Error{"listen_failed", a.listen + ": " + ec.message()});
+  const auto port = acc.local_endpoint().port();
+  io.out << "forwarding " << ep.address().to_string() << ":" << port << " -> " << a.resource
+         << " (org " << a.org << "); Ctrl-C stops" << std::endl;
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& e, int) {
+    if (!e) ioc.stop();
+  });
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        for (;;) {
+          auto [e, sock] = co_await acc.async_accept(kTuple);
+          if (e) co_return;
+          if (a.once) {
+            co_await conn.serve(std::move(sock));
+            ioc.stop();
+            co_return;
+          }
+          asio::co_spawn(ioc, conn.serve(std::move(sock)), asio::detached);
+        }
+      },
+      asio::detached);
+  ioc.run();
+  if (a.once && conn.connections() == 0 && conn.last_error()) return report(io, *conn.last_error());
+  return kExitOk;
+}
+
+}  // namespace rap::cli
