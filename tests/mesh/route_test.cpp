@@ -86,6 +86,7 @@ class Lab {
     MeshOptions o;
     o.fabric_listen = "127.0.0.1:0";
     o.dial_interval = 100ms;
+    o.handshake_timeout = handshake_timeout_;
     o.relay_tap = [this](std::span<const std::uint8_t> b) {
       std::lock_guard g(mu_);
       tapped_.append(reinterpret_cast<const char*>(b.data()), b.size());
@@ -281,6 +282,7 @@ class Lab {
     return sync([&] { return nodes_[id].mesh->status(); });
   }
   const config::Signer& signer() const { return signer_; }
+  std::chrono::seconds handshake_timeout_ = 10s;
 
  private:
   asio::io_context io_;
@@ -432,4 +434,26 @@ TEST(MeshRoute, RevokedRelayIsCutOffAndTheAlternateRouteIsUsed) {
     }
   }
   EXPECT_TRUE(seen);
+}
+
+// Regression: the set-up deadline of a route stream used to stay armed for the route's life, so
+// relays and exits reset every route after handshake_timeout (an scp of more than 10 s broke).
+TEST(MeshRoute, RoutesOutliveTheSetupDeadline) {
+  Lab lab;
+  lab.handshake_timeout_ = 1s;
+  lab.add("entry", {"entry-node"});
+  lab.add("relay", {"relay-node"});
+  lab.add("exit", {"exit-node"});
+  lab.configure();
+  const auto target = lab.start_echo();
+  lab.set_egress("exit", target);
+  lab.wait_connected("entry", "relay");
+  lab.wait_connected("relay", "exit");
+  auto c = lab.connect("entry", lab.ticket("entry", lab.grant("entry", {"exit"}, target),
+                                           {lab.lease("r", {"entry", "relay", "exit"})}));
+  ASSERT_TRUE(c) << c.error().message;
+  std::this_thread::sleep_for(2500ms);
+  auto got = lab.echo(**c, "still here");
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(*got, "still here");
 }

@@ -132,6 +132,7 @@ export interface JoinRequest {
 export const ROLES = [
   'entry-node',
   'relay-node',
+  'exit-node',
   'rdp-worker',
   'vnc-worker',
   'vpn-exit',

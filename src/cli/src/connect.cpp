@@ -112,10 +112,13 @@ class Connector {
       co_return;
     }
     auto ex = co_await asio::this_coro::executor;
-    auto c = co_await IngressClient::connect(
-        ex, t->entry_endpoint, t->entry_key,
-        services::tcp::ClientHello{t->ticket, args_.traffic_class},
-        std::chrono::seconds(static_cast<int>(timeout_s_)));
+    // Named arguments only: GCC 12 mishandles temporaries inside co_await expressions.
+    std::string endpoint = t->entry_endpoint;
+    std::string key = t->entry_key;
+    services::tcp::ClientHello hello{t->ticket, args_.traffic_class};
+    const std::chrono::seconds timeout(static_cast<int>(timeout_s_));
+    auto c = co_await IngressClient::connect(ex, std::move(endpoint), std::move(key),
+                                             std::move(hello), timeout);
     if (!c) {
       io_.err << "rapctl: connection refused: " << c.error().message << " (" << c.error().code
               << ")\n";

@@ -39,6 +39,7 @@ Api::Api(Db& db, Random& rng, ApiOptions opts)
   detail::register_node_routes(*router_);
   detail::register_topology_routes(*router_);
   detail::register_console_routes(*router_);
+  detail::register_access_routes(*router_);
   if (opts_.live == nullptr) return;
   // Node changes made through other instances drop this instance's cached node rows. A
   // resync (Redis was away: notifications may be lost) drops them all.

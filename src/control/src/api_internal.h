@@ -235,5 +235,8 @@ void register_topology_routes(Router& r);
 // routes_console.cpp: read-only summaries for the web console (platform overview, compact node
 // list, trust, node audit timeline; tenant-safe organization status).
 void register_console_routes(Router& r);
+// routes_access.cpp: route tickets for users (POST .../resources/{id}/connect) and the access
+// records of nodes (POST /api/v1/node/access), docs/PROTOCOL.md §14.
+void register_access_routes(Router& r);
 
 }  // namespace rap::control::detail

@@ -43,6 +43,14 @@ Result<std::string> hex_bytes(std::string_view hex) {
   return out;
 }
 
+Result<crypto::Ed25519Key> unseal_key(std::string_view master_key, const std::string& sealed_hex) {
+  auto sealed = hex_bytes(sealed_hex);
+  if (!sealed) return tl::unexpected(sealed.error());
+  auto pem = open_secret(master_key, *sealed);
+  if (!pem) return tl::unexpected(pem.error());
+  return crypto::Ed25519Key::from_pem(*pem);
+}
+
 struct Stored {
   std::uint64_t version = 0;
   std::string hash, signer, wire;
@@ -54,8 +62,11 @@ struct Stored {
 struct NodeRow {
   std::string id, public_key;
   json addresses = json::array();
+  std::string fabric_endpoint;  // last_state.endpoints.fabric ("" when not advertised)
   std::vector<std::pair<std::string, std::string>> roles;  // (role, org slug or "")
+  bool pool_exit = false;  // backs an egress pool (an exit without holding exit-node)
   json workloads = json::array();
+  json egress = json::array();  // resources this node may connect to as an exit (§14.1)
 };
 
 // One compilation of one cluster, inside the caller's transaction.
@@ -210,15 +221,16 @@ class Compiler {
       roles.push_back(std::move(e));
     }
     auto sab = publish(ArtifactType::service_assignment_bundle, scope,
-                       json{{"roles", roles}, {"workloads", me.workloads}});
+                       json{{"roles", roles}, {"workloads", me.workloads}, {"egress", me.egress}});
     if (!sab) return tl::unexpected(sab.error());
 
     bool mesh = false;
     for (const auto& r : my_roles) mesh = mesh || kMeshRoles.contains(r);
     json peers = json::array();
-    if (!my_roles.empty()) {
+    // Nodes backing an egress pool are exits (docs/PROTOCOL.md §14.1) even without a role.
+    if (!my_roles.empty() || me.pool_exit) {
       for (const auto& [id, p] : nodes_) {
-        if (id == node_id || p.roles.empty()) continue;
+        if (id == node_id || (p.roles.empty() && !p.pool_exit)) continue;
         json peer_roles = json::array();
         bool peer_mesh = false;
         std::set<std::string> seen;
@@ -227,11 +239,14 @@ class Compiler {
           if (seen.insert(role).second) peer_roles.push_back(role);
           peer_mesh = peer_mesh || kMeshRoles.contains(role);
         }
+        if (p.pool_exit && seen.insert("exit-node").second) peer_roles.push_back("exit-node");
         if (!mesh && !peer_mesh) continue;
-        peers.push_back({{"id", id},
-                         {"public_key", p.public_key},
-                         {"addresses", p.addresses},
-                         {"roles", peer_roles}});
+        json peer{{"id", id},
+                  {"public_key", p.public_key},
+                  {"addresses", p.addresses},
+                  {"roles", peer_roles}};
+        if (!p.fabric_endpoint.empty()) peer["fabric_endpoint"] = p.fabric_endpoint;
+        peers.push_back(std::move(peer));
       }
     }
     auto pd = publish(ArtifactType::peer_directory, scope, json{{"peers", peers}});
@@ -289,74 +304,13 @@ class Compiler {
   Compiler(pqxx::work& w, std::string cluster_id) : w_(w), cluster_id_(std::move(cluster_id)) {}
 
   Result<void> load_signer(std::string_view master_key, Random& rng) {
-    auto rows = w_.exec_params(
-        "SELECT key_id, public_key, key_sealed, master_key_id, status, "
-        "extract(epoch FROM not_before)::bigint, extract(epoch FROM not_after)::bigint "
-        "FROM config_signing_keys WHERE cluster_id = $1::uuid AND (status = 'revoked' OR "
-        "not_after > now()) ORDER BY created_at",
-        cluster_id_);
-    std::optional<std::string> active_sealed;
-    std::optional<std::string> retired_sealed;  // the newest retired, still valid key
-    json keys = json::array();
-    for (const auto& r : rows) {
-      const auto status = r[4].as<std::string>();
-      if (status == "revoked") {
-        revoked_keys_.push_back(r[0].as<std::string>());
-      }
-      if (status == "retired" && r[3].as<std::string>() == master_key_id(master_key))
-        retired_sealed = r[2].as<std::string>();
-      if (status == "active") {
-        if (r[3].as<std::string>() != master_key_id(master_key))
-          return fail("unseal_failed", "config-signing key was sealed with another master key");
-        active_sealed = r[2].as<std::string>();
-      }
-      keys.push_back({{"id", r[0].as<std::string>()},
-                      {"public_key", r[1].as<std::string>()},
-                      {"status", status},
-                      {"not_before", r[5].as<std::int64_t>()},
-                      {"not_after", r[6].as<std::int64_t>()}});
-    }
-    if (!active_sealed) {
-      auto key = crypto::Ed25519Key::generate();
-      if (!key) return tl::unexpected(key.error());
-      const auto pub = key->public_key();
-      const std::string key_id = config::key_id_for(pub);
-      const std::string sealed = bytes_hex(seal_secret(master_key, key->private_pem(), rng));
-      const auto nb = unix_of(now_) - 300;
-      const auto na = unix_of(now_ + kKeyLifetime);
-      w_.exec_params(
-          "INSERT INTO config_signing_keys (cluster_id, key_id, public_key, key_sealed, "
-          "master_key_id, status, not_before, not_after) VALUES ($1::uuid, $2, $3, $4, $5, "
-          "'active', to_timestamp($6), to_timestamp($7))",
-          cluster_id_, key_id, to_hex(pub), sealed, master_key_id(master_key), nb, na);
-      keys.push_back({{"id", key_id},
-                      {"public_key", to_hex(pub)},
-                      {"status", "active"},
-                      {"not_before", nb},
-                      {"not_after", na}});
-      active_sealed = sealed;
-    }
-    auto key = unseal_key(master_key, *active_sealed);
-    if (!key) return tl::unexpected(key.error());
-    signer_.emplace(cluster_id_, std::move(*key));
-    if (retired_sealed) {
-      auto old = unseal_key(master_key, *retired_sealed);
-      if (!old) return tl::unexpected(old.error());
-      bundle_signer_.emplace(cluster_id_, std::move(*old));
-    }
-    auto normalized = config::normalize_payload(json{{"keys", keys}});
-    if (!normalized) return tl::unexpected(normalized.error());
-    trust_payload_ = std::move(*normalized);
+    auto keys = load_signing_keys(w_, master_key, cluster_id_, rng);
+    if (!keys) return tl::unexpected(keys.error());
+    signer_ = std::move(keys->active);
+    bundle_signer_ = std::move(keys->bundle);
+    trust_payload_ = std::move(keys->trust_payload);
+    revoked_keys_ = std::move(keys->revoked_key_ids);
     return {};
-  }
-
-  static Result<crypto::Ed25519Key> unseal_key(std::string_view master_key,
-                                               const std::string& sealed_hex) {
-    auto sealed = hex_bytes(sealed_hex);
-    if (!sealed) return tl::unexpected(sealed.error());
-    auto pem = open_secret(master_key, *sealed);
-    if (!pem) return tl::unexpected(pem.error());
-    return crypto::Ed25519Key::from_pem(*pem);
   }
 
   // During a key rotation's overlap the trust bundle (which introduces the new key) is signed by
@@ -368,15 +322,45 @@ class Compiler {
 
   void load_nodes(const std::optional<std::string>& only_node) {
     for (const auto& r : w_.exec_params(
-             "SELECT id, public_key, COALESCE(facts->'addresses', '[]'::jsonb)::text FROM nodes "
-             "WHERE cluster_id = $1::uuid AND status = 'active'",
+             "SELECT n.id, n.public_key, COALESCE(n.facts->'addresses', '[]'::jsonb)::text, "
+             "CASE WHEN jsonb_typeof(n.last_state->'endpoints'->'fabric') = 'string' "
+             "THEN n.last_state->'endpoints'->>'fabric' ELSE '' END, "
+             "EXISTS (SELECT 1 FROM egress_pool_nodes pn WHERE pn.node_id = n.id) "
+             "FROM nodes n WHERE n.cluster_id = $1::uuid AND n.status = 'active'",
              cluster_id_)) {
       NodeRow n;
       n.id = r[0].as<std::string>();
       n.public_key = r[1].as<std::string>();
       auto a = json::parse(r[2].as<std::string>(), nullptr, false);
       if (a.is_array()) n.addresses = std::move(a);
+      n.fabric_endpoint = r[3].as<std::string>();
+      n.pool_exit = r[4].as<bool>();
       nodes_[n.id] = std::move(n);
+    }
+    // Egress (exits, docs/PROTOCOL.md §14.1): the resources of the egress pools a node backs,
+    // and for resources without a pool those of the organizations it holds exit-node for (a
+    // role without organization: every organization). A customer-managed node only ever serves
+    // its own organization.
+    for (const auto& r : w_.exec_params(
+             "SELECT DISTINCT x.node_id, x.id, x.org_id, x.address, x.protocol FROM ("
+             " SELECT pn.node_id, r.id, r.org_id, r.address, r.protocol FROM resources r"
+             " JOIN egress_pools p ON p.org_id = r.org_id AND p.name = r.egress_pool"
+             " JOIN egress_pool_nodes pn ON pn.pool_id = p.id"
+             " UNION ALL"
+             " SELECT a.node_id, r.id, r.org_id, r.address, r.protocol FROM resources r"
+             " JOIN node_role_assignments a ON a.role = 'exit-node'"
+             "  AND (a.org_id IS NULL OR a.org_id = r.org_id)"
+             " WHERE r.egress_pool IS NULL) x "
+             "JOIN nodes n ON n.id = x.node_id WHERE n.cluster_id = $1::uuid AND n.status = "
+             "'active' AND (n.ownership = 'platform' OR n.org_id = x.org_id) "
+             "AND ($2 = '' OR n.id::text = $2)",
+             cluster_id_, only_node.value_or(""))) {
+      auto it = nodes_.find(r[0].as<std::string>());
+      if (it == nodes_.end()) continue;
+      it->second.egress.push_back({{"id", r[1].as<std::string>()},
+                                   {"org", r[2].as<std::string>()},
+                                   {"address", r[3].as<std::string>()},
+                                   {"protocol", r[4].as<std::string>()}});
     }
     for (const auto& r : w_.exec_params(
              "SELECT a.node_id, a.role, COALESCE(o.slug, '') FROM node_role_assignments a "
@@ -447,6 +431,81 @@ class Compiler {
 };
 
 }  // namespace
+
+Result<ClusterSigningKeys> load_signing_keys(pqxx::work& w, std::string_view master_key,
+                                             const std::string& cluster_id, Random& rng) {
+  if (master_key.size() != kMasterKeyBytes) return fail("no_master_key", "master key unavailable");
+  const auto now = config::from_unix_seconds(unix_of(std::chrono::system_clock::now()));
+  ClusterSigningKeys out;
+  std::optional<std::string> active_sealed;
+  std::optional<std::string> retired_sealed;  // the newest retired, still valid key
+  json keys = json::array();
+  for (int pass = 0; pass < 2 && !active_sealed; ++pass) {
+    if (pass == 1) {
+      // No active key yet: create it under the cluster's config lock (the compiler holds it
+      // already; advisory locks are re-entrant), after looking again.
+      w.exec_params("SELECT pg_advisory_xact_lock(hashtextextended('rap_config:' || $1, 0))",
+                    cluster_id);
+    }
+    out.revoked_key_ids.clear();
+    retired_sealed.reset();
+    keys = json::array();
+    auto rows = w.exec_params(
+        "SELECT key_id, public_key, key_sealed, master_key_id, status, "
+        "extract(epoch FROM not_before)::bigint, extract(epoch FROM not_after)::bigint "
+        "FROM config_signing_keys WHERE cluster_id = $1::uuid AND (status = 'revoked' OR "
+        "not_after > now()) ORDER BY created_at",
+        cluster_id);
+    for (const auto& r : rows) {
+      const auto status = r[4].as<std::string>();
+      if (status == "revoked") out.revoked_key_ids.push_back(r[0].as<std::string>());
+      if (status == "retired" && r[3].as<std::string>() == master_key_id(master_key))
+        retired_sealed = r[2].as<std::string>();
+      if (status == "active") {
+        if (r[3].as<std::string>() != master_key_id(master_key))
+          return fail("unseal_failed", "config-signing key was sealed with another master key");
+        active_sealed = r[2].as<std::string>();
+      }
+      keys.push_back({{"id", r[0].as<std::string>()},
+                      {"public_key", r[1].as<std::string>()},
+                      {"status", status},
+                      {"not_before", r[5].as<std::int64_t>()},
+                      {"not_after", r[6].as<std::int64_t>()}});
+    }
+  }
+  if (!active_sealed) {
+    auto key = crypto::Ed25519Key::generate();
+    if (!key) return tl::unexpected(key.error());
+    const auto pub = key->public_key();
+    const std::string key_id = config::key_id_for(pub);
+    const std::string sealed = bytes_hex(seal_secret(master_key, key->private_pem(), rng));
+    const auto nb = unix_of(now) - 300;
+    const auto na = unix_of(now + kKeyLifetime);
+    w.exec_params(
+        "INSERT INTO config_signing_keys (cluster_id, key_id, public_key, key_sealed, "
+        "master_key_id, status, not_before, not_after) VALUES ($1::uuid, $2, $3, $4, $5, "
+        "'active', to_timestamp($6), to_timestamp($7))",
+        cluster_id, key_id, to_hex(pub), sealed, master_key_id(master_key), nb, na);
+    keys.push_back({{"id", key_id},
+                    {"public_key", to_hex(pub)},
+                    {"status", "active"},
+                    {"not_before", nb},
+                    {"not_after", na}});
+    active_sealed = sealed;
+  }
+  auto key = unseal_key(master_key, *active_sealed);
+  if (!key) return tl::unexpected(key.error());
+  out.active.emplace(cluster_id, std::move(*key));
+  if (retired_sealed) {
+    auto old = unseal_key(master_key, *retired_sealed);
+    if (!old) return tl::unexpected(old.error());
+    out.bundle.emplace(cluster_id, std::move(*old));
+  }
+  auto normalized = config::normalize_payload(json{{"keys", keys}});
+  if (!normalized) return tl::unexpected(normalized.error());
+  out.trust_payload = std::move(*normalized);
+  return out;
+}
 
 Result<NodeConfig> compile_node_config(pqxx::work& w, std::string_view master_key,
                                        const std::string& cluster_id, const std::string& node_id,

@@ -6,11 +6,16 @@
 //   revocation_list            @cluster  revoked node ids, certificate serials, signing keys
 //   service_assignment_bundle  @node     the node's own role assignments and workloads (names,
 //                                        kinds, versions and a SHA-256 of each spec: no spec
-//                                        contents, so no secrets)
+//                                        contents, so no secrets) and "egress": the resources
+//                                        it may connect to as an exit ({id, org, address,
+//                                        protocol}; docs/PROTOCOL.md §14.1), else []
 //   storage_directory          @cluster  config-storage nodes and their endpoints (nodes fetch
 //                                        from them when the control plane is unreachable)
-//   peer_directory             @node     active mesh peers (id, public key, addresses, mesh
-//                                        roles) for a node with a mesh role; empty otherwise
+//   peer_directory             @node     peers (id, public key, addresses, role names, and
+//                                        "fabric_endpoint" when advertised): mesh nodes
+//                                        (entry-node, relay-node) learn every role holder and
+//                                        egress pool node; other role holders and pool nodes
+//                                        learn the mesh nodes; a node with neither gets []
 //   cluster_snapshot           @node     the versions and hashes of all of the above
 // Nothing names an organization the node does not serve or another tenant's data: role
 // assignments carry the organization slug only for the node's own assignments.
@@ -27,6 +32,7 @@
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <pqxx/pqxx>
 #include <string>
 #include <string_view>
@@ -34,6 +40,7 @@
 
 #include "rap/common/random.h"
 #include "rap/common/result.h"
+#include "rap/config/signer.h"
 
 namespace rap::control {
 
@@ -72,6 +79,19 @@ struct StorageBundle {
   std::uint64_t bytes = 0;
 };
 Result<StorageBundle> compile_storage_bundle(pqxx::work& w, std::string_view master_key,
+                                             const std::string& cluster_id, Random& rng);
+
+// The cluster's config-signing keys, loaded (and unsealed) inside the caller's transaction: the
+// compiler signs configuration with them, the access service (routes_access.cpp) access grants
+// and route leases. The first use creates the cluster's active key (under the cluster's config
+// advisory lock). Errors: "no_master_key", "unseal_failed", crypto errors.
+struct ClusterSigningKeys {
+  std::optional<config::Signer> active;  // signs everything (always set on success)
+  std::optional<config::Signer> bundle;  // the retired key that signs trust bundles in an overlap
+  nlohmann::json trust_payload;          // the trust_bundle payload (normalized)
+  std::vector<std::string> revoked_key_ids;
+};
+Result<ClusterSigningKeys> load_signing_keys(pqxx::work& w, std::string_view master_key,
                                              const std::string& cluster_id, Random& rng);
 
 // Rotates the cluster's config-signing key: a new active key; the previous one becomes retired

@@ -482,6 +482,37 @@ CREATE TRIGGER nodes_endpoints_config AFTER UPDATE OF last_state ON nodes
   EXECUTE FUNCTION rap_config_input_changed();
 )SQL";
 
+// Egress (docs/PROTOCOL.md §14.1) feeds every exit's service_assignment_bundle: a change of a
+// resource (insert, update, delete) bumps the config generation of every cluster that has a node
+// which could be an exit for the resource's organization (a node in one of its egress pools, or
+// holding exit-node for it or for the platform), and a change of egress pool membership bumps the
+// node's cluster. Both are over-approximations (cheap: a heartbeat answer tells nodes to fetch,
+// and unchanged artifacts are not re-signed). Live fabric sessions (last_state->'fabric') are
+// route-planning input only and bump nothing (migration 7 fires only on endpoint changes).
+constexpr const char* kV8 = R"SQL(
+CREATE FUNCTION rap_resource_config_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  oid uuid;
+  cid uuid;
+BEGIN
+  IF TG_OP = 'DELETE' THEN oid := OLD.org_id; ELSE oid := NEW.org_id; END IF;
+  FOR cid IN
+    SELECT pn.cluster_id FROM egress_pool_nodes pn JOIN egress_pools p ON p.id = pn.pool_id
+      WHERE p.org_id = oid
+    UNION
+    SELECT n.cluster_id FROM node_role_assignments a JOIN nodes n ON n.id = a.node_id
+      WHERE a.role = 'exit-node' AND (a.org_id IS NULL OR a.org_id = oid)
+  LOOP
+    PERFORM rap_bump_config_generation(cid);
+  END LOOP;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER resources_config AFTER INSERT OR DELETE OR UPDATE ON resources
+  FOR EACH ROW EXECUTE FUNCTION rap_resource_config_changed();
+CREATE TRIGGER egress_pool_nodes_config AFTER INSERT OR DELETE OR UPDATE ON egress_pool_nodes
+  FOR EACH ROW EXECUTE FUNCTION rap_config_input_changed();
+)SQL";
+
 const std::vector<Migration> kMigrations = {
     {1, "initial: organizations, users, memberships, api_tokens, audit_events, setup_state", kV1},
     {2, "audit hash chain, actor node, cluster and outcome", kV2},
@@ -491,6 +522,7 @@ const std::vector<Migration> kMigrations = {
     {5, "node groups, egress pools, cluster authority, platform admins", kV5},
     {6, "signed configuration: config-signing keys, artifacts, config generation", kV6},
     {7, "config generation follows advertised node endpoints", kV7},
+    {8, "config generation follows resources and egress pool membership", kV8},
 };
 
 constexpr const char* kCreateLedger =

@@ -21,10 +21,10 @@ namespace rap::control::detail {
 namespace {
 
 // Roles a node may be assigned (docs/API.md).
-const std::set<std::string> kRoles = {"entry-node",         "relay-node",    "rdp-worker",
-                                      "vnc-worker",         "vpn-exit",      "vpn-connector",
-                                      "file-storage-cache", "update-cache",  "video-relay",
-                                      "admin-web-ingress",  "config-storage"};
+const std::set<std::string> kRoles = {"entry-node",    "relay-node",         "exit-node",
+                                      "rdp-worker",    "vnc-worker",         "vpn-exit",
+                                      "vpn-connector", "file-storage-cache", "update-cache",
+                                      "video-relay",   "admin-web-ingress",  "config-storage"};
 
 constexpr std::int64_t kMinTokenTtl = 60;
 constexpr std::int64_t kMaxTokenTtl = 604800;

@@ -25,6 +25,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <set>
 
@@ -60,6 +61,8 @@ const std::set<std::string> kCapabilities = {"can_accept_client_ingress",
 constexpr std::int64_t kProofWindowSeconds = 300;
 constexpr int kHeartbeatHistory = 100;
 constexpr std::int64_t kMaxWaitSeconds = 30;
+// Fabric peers a heartbeat may list (fabric.sessions, load.peer_rtt_ms).
+constexpr std::size_t kMaxFabricPeers = 1024;
 
 // `s` for an error message if it is short printable ASCII, else "(invalid)": a cut multi-byte
 // character would make the JSON error body unserializable.
@@ -345,10 +348,25 @@ Step<json> parse_load(const json& j) {
   if (it == j.end() || it->is_null()) return json::object();
   if (!it->is_object())
     return tl::unexpected(error_response(400, "invalid_request", "field 'load' must be an object"));
-  if (auto bad = reject_unknown_fields(
-          *it, {"cpu_permille", "memory_kib", "net_rx_bps", "net_tx_bps", "open_sessions", "fds"}))
+  if (auto bad = reject_unknown_fields(*it, {"cpu_permille", "memory_kib", "net_rx_bps",
+                                             "net_tx_bps", "open_sessions", "fds", "peer_rtt_ms"}))
     return tl::unexpected(*bad);
   json out = json::object();
+  // peer_rtt_ms {"<node id>": ms}: sampled round-trip times to fabric peers (route planning).
+  if (auto rtt = it->find("peer_rtt_ms"); rtt != it->end() && !rtt->is_null()) {
+    if (!rtt->is_object() || rtt->size() > kMaxFabricPeers)
+      return tl::unexpected(error_response(
+          400, "invalid_request", "field 'peer_rtt_ms' must be an object (at most 1024 peers)"));
+    json rtts = json::object();
+    for (auto e = rtt->begin(); e != rtt->end(); ++e) {
+      if (!valid_uuid(e.key()) || !e.value().is_number() || e.value().get<double>() < 0 ||
+          e.value().get<double>() > 600000)
+        return tl::unexpected(error_response(
+            400, "invalid_request", "peer_rtt_ms must map node ids to milliseconds (0..600000)"));
+      rtts[lower(e.key())] = std::llround(e.value().get<double>());
+    }
+    out["peer_rtt_ms"] = std::move(rtts);
+  }
   for (const char* k :
        {"cpu_permille", "memory_kib", "net_rx_bps", "net_tx_bps", "open_sessions", "fds"}) {
     auto v = opt_int(*it, k);
@@ -375,9 +393,9 @@ struct Heartbeat {
 Step<Heartbeat> parse_heartbeat(const std::string& text) {
   auto body = parse_object(text);
   if (!body) return tl::unexpected(body.error());
-  if (auto bad =
-          reject_unknown_fields(*body, {"version", "capabilities", "load", "workloads",
-                                        "applied_config_versions", "partition_state", "endpoints"}))
+  if (auto bad = reject_unknown_fields(
+          *body, {"version", "capabilities", "load", "workloads", "applied_config_versions",
+                  "partition_state", "endpoints", "fabric"}))
     return tl::unexpected(*bad);
   auto version = req_string(*body, "version");
   if (!version) return tl::unexpected(version.error());
@@ -445,6 +463,36 @@ Step<Heartbeat> parse_heartbeat(const std::string& text) {
     endpoints = *it;
   }
 
+  // fabric {"sessions": [{"peer": node_id}]}: the node's live fabric sessions (the route graph,
+  // docs/PROTOCOL.md §14.1). Durable: written when it changes; bumps no config generation.
+  json fabric;
+  if (auto it = body->find("fabric"); it != body->end() && !it->is_null()) {
+    if (!it->is_object())
+      return tl::unexpected(
+          error_response(400, "invalid_request", "field 'fabric' must be an object"));
+    if (auto bad = reject_unknown_fields(*it, {"sessions"})) return tl::unexpected(*bad);
+    json sessions = json::array();
+    if (auto ss = it->find("sessions"); ss != it->end() && !ss->is_null()) {
+      if (!ss->is_array() || ss->size() > kMaxFabricPeers)
+        return tl::unexpected(error_response(400, "invalid_request",
+                                             "fabric.sessions must be an array (at most 1024)"));
+      std::set<std::string> seen;
+      for (const auto& e : *ss) {
+        if (!e.is_object())
+          return tl::unexpected(
+              error_response(400, "invalid_request", "each fabric session must be an object"));
+        if (auto bad = reject_unknown_fields(e, {"peer"})) return tl::unexpected(*bad);
+        auto peer = req_string(e, "peer");
+        if (!peer) return tl::unexpected(peer.error());
+        if (!valid_uuid(*peer))
+          return tl::unexpected(
+              error_response(400, "invalid_request", "fabric session peer must be a node id"));
+        if (seen.insert(lower(*peer)).second) sessions.push_back({{"peer", lower(*peer)}});
+      }
+    }
+    fabric = json{{"sessions", std::move(sessions)}};
+  }
+
   Heartbeat hb;
   hb.version = *version;
   hb.state = json{{"version", *version},
@@ -453,6 +501,7 @@ Step<Heartbeat> parse_heartbeat(const std::string& text) {
                   {"partition_state", partition->value_or("")}};
   if (has_caps) hb.state["capabilities"] = *caps;
   if (!endpoints.empty()) hb.state["endpoints"] = endpoints;
+  if (!fabric.is_null()) hb.state["fabric"] = std::move(fabric);
   hb.durable = hb.state.dump();  // everything but the load figures, which change every time
   hb.state["load"] = *load;
   hb.caps = std::move(*caps);

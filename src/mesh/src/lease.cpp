@@ -1,9 +1,8 @@
 #include "rap/mesh/lease.h"
 
-#include <sodium.h>
-
 #include <algorithm>
 
+#include "rap/common/base64.h"
 #include "rap/config/canonical.h"
 #include "rap/config/verifier.h"
 
@@ -119,28 +118,10 @@ Result<Grant> verify_grant(std::string_view wire, const TrustView& view, config:
   return out;
 }
 
-std::string base64_encode(std::string_view bytes) {
-  std::string out(sodium_base64_encoded_len(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
-                    bytes.size(), sodium_base64_VARIANT_ORIGINAL);
-  out.resize(out.size() - 1);  // terminating NUL
-  return out;
-}
-
-Result<std::string> base64_decode(std::string_view text) {
-  std::string out(text.size() / 4 * 3 + 3, '\0');
-  std::size_t len = 0;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(),
-                        text.size(), nullptr, &len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
-    return fail("bad_base64", "not valid base64");
-  out.resize(len);
-  return out;
-}
-
 Result<Ticket> open_ticket(std::string_view base64, const crypto::Ed25519Key& key) {
   if (base64.empty() || base64.size() > kMaxTicketBytes)
     return fail("bad_ticket", "ticket missing or too large");
-  auto sealed = base64_decode(base64);
+  auto sealed = rap::base64_decode(base64);
   if (!sealed) return fail("bad_ticket", "ticket is not base64");
   auto plain = key.open_sealed(*sealed);
   if (!plain) return fail("bad_ticket", "ticket was not sealed for this entry node");
@@ -156,7 +137,7 @@ Result<std::string> seal_ticket(const Ticket& ticket, const crypto::PublicKey& e
   Json j{{"grant", ticket.grant}, {"leases", ticket.leases}};
   auto sealed = crypto::seal_to(entry, j.dump());
   if (!sealed) return tl::unexpected(sealed.error());
-  return base64_encode(*sealed);
+  return rap::base64_encode(*sealed);
 }
 
 }  // namespace rap::mesh

@@ -86,23 +86,6 @@ asio::awaitable<Result<Json>> read_message(Stream& st, std::string& buf) {
   }
 }
 
-// Resets `st` unless disarmed before `after`: bounds every setup phase.
-class Deadline {
- public:
-  Deadline(asio::any_io_executor ex, std::shared_ptr<Stream> st, std::chrono::seconds after)
-      : timer_(std::make_shared<asio::steady_timer>(ex, after)) {
-    timer_->async_wait([st = std::move(st)](const boost::system::error_code& ec) {
-      if (!ec) st->reset(fabric::ErrorCode::kCancel, "route setup timed out");
-    });
-  }
-  ~Deadline() { timer_->cancel(); }
-  Deadline(const Deadline&) = delete;
-  Deadline& operator=(const Deadline&) = delete;
-
- private:
-  std::shared_ptr<asio::steady_timer> timer_;
-};
-
 Result<E2eOffer> offer_of(const Json& j) {
   auto it = j.find("e2e");
   if (it == j.end() || !it->is_object()) return fail("bad_message", "missing e2e member");
@@ -275,6 +258,24 @@ asio::awaitable<std::uint64_t> splice(
 
 }  // namespace
 
+// Resets `st` unless disarmed before `after`: bounds every setup phase.
+class RouteDeadline {
+ public:
+  RouteDeadline(asio::any_io_executor ex, std::shared_ptr<Stream> st, std::chrono::seconds after)
+      : timer_(std::make_shared<asio::steady_timer>(ex, after)) {
+    timer_->async_wait([st = std::move(st)](const boost::system::error_code& ec) {
+      if (!ec) st->reset(fabric::ErrorCode::kCancel, "route setup timed out");
+    });
+  }
+  ~RouteDeadline() { timer_->cancel(); }
+  void disarm() { timer_->cancel(); }
+  RouteDeadline(const RouteDeadline&) = delete;
+  RouteDeadline& operator=(const RouteDeadline&) = delete;
+
+ private:
+  std::shared_ptr<asio::steady_timer> timer_;
+};
+
 Result<std::unique_ptr<MeshNode>> MeshNode::create(asio::any_io_executor ex,
                                                    const crypto::NodeCredentials& creds,
                                                    MeshOptions options, const Clock& clock,
@@ -442,7 +443,7 @@ asio::awaitable<void> MeshNode::dial(MeshPeer peer) {
 }
 
 asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
-  Deadline deadline(ex_, st, options_.handshake_timeout);
+  RouteDeadline deadline(ex_, st, options_.handshake_timeout);
   std::string buf;
   auto refuse = [&](const Error& e) -> asio::awaitable<void> {
     counters_["refused_" + e.code]++;
@@ -487,7 +488,7 @@ asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
     co_return;
   }
   if (hop + 1 < lease->hops.size()) {
-    co_await relay(st, *lease, hop, std::move(*open), std::move(buf));
+    co_await relay(st, *lease, hop, std::move(*open), std::move(buf), deadline);
     co_return;
   }
   // Exit.
@@ -515,6 +516,7 @@ asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
     counters_["refused_" + hello.error().code]++;
     co_return;
   }
+  deadline.disarm();  // the exit service bounds its own set-up (target connect)
   counters_["routes_exited"]++;
   active_routes_++;
   co_await exit_handler_(std::move(ch));
@@ -522,7 +524,8 @@ asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
 }
 
 asio::awaitable<void> MeshNode::relay(std::shared_ptr<Stream> in, const Lease& lease,
-                                      std::size_t hop, Json open, std::string leftover) {
+                                      std::size_t hop, Json open, std::string leftover,
+                                      RouteDeadline& setup) {
   const std::string& next = lease.hops[hop + 1].node;
   auto refuse = [&](const Error& e) -> asio::awaitable<void> {
     counters_["refused_" + e.code]++;
@@ -550,6 +553,9 @@ asio::awaitable<void> MeshNode::relay(std::shared_ptr<Stream> in, const Lease& l
   open["hop"] = hop + 1;
   if (!co_await write_message(**out, open)) co_return;
   if (!leftover.empty() && !co_await (*out)->write(asio::buffer(leftover))) co_return;
+  // Set up: the route lives as long as its ends keep it (the next hop's answer travels back
+  // through the splice).
+  setup.disarm();
   counters_["routes_relayed"]++;
   active_relays_++;
   using namespace asio::experimental::awaitable_operators;
@@ -572,7 +578,7 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
   }
   auto st = session->open_stream(kRouteService, cls, 0);
   if (!st) co_return tl::unexpected(st.error());
-  Deadline deadline(ex_, *st, options_.handshake_timeout);
+  RouteDeadline deadline(ex_, *st, options_.handshake_timeout);
   E2eInitiator init(lease, key_, random_);
   Json open{{"v", 1},
             {"lease", lease.wire},

@@ -77,7 +77,4 @@ Result<Ticket> open_ticket(std::string_view base64, const crypto::Ed25519Key& ke
 // The inverse, for tests and tools.
 Result<std::string> seal_ticket(const Ticket& ticket, const crypto::PublicKey& entry);
 
-std::string base64_encode(std::string_view bytes);
-Result<std::string> base64_decode(std::string_view text);
-
 }  // namespace rap::mesh

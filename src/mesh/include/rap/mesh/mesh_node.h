@@ -29,6 +29,7 @@
 namespace rap::mesh {
 
 namespace asio = boost::asio;
+class RouteDeadline;
 
 inline constexpr char kRouteService[] = "rap.route";
 inline constexpr std::size_t kMaxControlMessage = 64 * 1024;
@@ -124,7 +125,8 @@ class MeshNode {
   bool should_dial(const MeshPeer& peer) const;
   asio::awaitable<void> on_route_stream(std::shared_ptr<fabric::Stream> stream);
   asio::awaitable<void> relay(std::shared_ptr<fabric::Stream> in, const Lease& lease,
-                              std::size_t hop, nlohmann::json open, std::string leftover);
+                              std::size_t hop, nlohmann::json open, std::string leftover,
+                              class RouteDeadline& setup);
   void count(const std::string& what) { counters_[what]++; }
 
   struct PeerState {
