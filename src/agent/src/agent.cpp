@@ -540,7 +540,8 @@ class Agent::Runner {
       if (storage_server_) body["endpoints"] = {{"config_storage", storage_server_->endpoint()}};
     }
     if (auto m = mesh()) {
-      for (const auto& [k, v] : m->endpoints().items()) body["endpoints"][k] = v;
+      const json eps = m->endpoints();
+      for (const auto& [k, v] : eps.items()) body["endpoints"][k] = v;
       body["fabric"] = {{"sessions", m->sessions()}};
       body["load"]["peer_rtt_ms"] = m->peer_rtts();
     }
