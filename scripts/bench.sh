@@ -6,7 +6,7 @@ set -euo pipefail
 build=${1:-build/release}
 quick=${2:-}
 cd "$(dirname "$0")/.."
-cmake --build "$build" --target bench_codec bench_session >/dev/null
+cmake --build "$build" --target bench_codec bench_session bench_route >/dev/null
 echo "== codec (Google Benchmark; baseline: memcpy of the same bytes) =="
 json=$(mktemp)
 "$build/bench/bench_codec" --benchmark_format=json --benchmark_min_time=0.2 >"$json" 2>/dev/null
@@ -27,4 +27,10 @@ if [ "$quick" = "--quick" ]; then
   "$build/bench/bench_session" --bytes 500000000 --rounds 2000 --sessions 200
 else
   "$build/bench/bench_session" --bytes 4000000000 --rounds 10000 --sessions 1000
+fi
+echo "== TCP access through the mesh (loopback; baselines: ssh -L, stunnel pair, raw TCP) =="
+if [ "$quick" = "--quick" ]; then
+  "$build/bench/bench_route" --bytes 200000000 --rounds 1000
+else
+  "$build/bench/bench_route"
 fi

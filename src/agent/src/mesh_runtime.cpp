@@ -125,10 +125,13 @@ MeshRuntime::~MeshRuntime() {
     io_->stop();
     thread_.join();
   }
-  io_.reset();  // pending coroutine frames are destroyed while the mesh still exists
+  // The loop has stopped: nothing runs any more. The mesh's I/O objects (acceptors, timers)
+  // must go while their io_context still exists; suspended coroutine frames are destroyed
+  // (never resumed) with the io_context afterwards.
   entry_.reset();
   exit_.reset();
   mesh_.reset();
+  io_.reset();
   spdlog::info("cluster {}: mesh node stopped", label_);
 }
 

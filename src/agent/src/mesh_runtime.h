@@ -65,7 +65,7 @@ class MeshRuntime {
   std::unique_ptr<mesh::MeshNode> mesh_;
   std::unique_ptr<services::tcp::TcpAccessExit> exit_;
   std::unique_ptr<services::tcp::TcpAccessEntry> entry_;
-  std::unique_ptr<boost::asio::io_context> io_;  // destroyed first: coroutine frames go before mesh_
+  std::unique_ptr<boost::asio::io_context> io_;  // reset last, after the mesh (see ~MeshRuntime)
   std::thread thread_;
   std::string fabric_endpoint_;
   std::string ingress_endpoint_;

@@ -1,0 +1,1158 @@
+// TCP access through the mesh (issue 7; docs/PROTOCOL.md §14) on loopback, every figure beside its
+// baselines measured in the same run:
+//   (a) ours, entry -> exit            app -> local listener piping into IngressClient (what
+//   (b) ours, entry -> relay -> exit     `rapctl connect` does) -> TLS 1.3 -> entry -> fabric
+//                                         session(s) -> exit -> target, e2e ChaCha20-Poly1305
+//   (c) ssh -L through a private sshd on 127.0.0.1 (OpenSSH defaults, one ssh connection)
+//   (d) a stunnel client/server pair (TLS 1.3 between them)
+//   (e) raw TCP straight to the target (the ceiling)
+// Figures: throughput of one bulk transfer (the target acknowledges after the last byte), and
+// 64-byte request/response round trips idle and while a bulk transfer runs on the same route
+// (ours: a "bulk" class connection and an "interactive" one through the same entry/exit; ssh -L:
+// both forwarded connections on the same ssh connection; stunnel: two TLS connections).
+//
+// The nodes are real MeshNodes with real TLS fabric sessions, signed leases, grants and tickets
+// (as in tests/mesh/route_test.cpp), each on its own thread like separate processes; the
+// client-side forwarder, the target and the driver have their own threads too.
+// Also: CPU seconds per GB of every thread / process of each path during its bulk transfer, and
+// two controls for the loaded latency (our interactive round trips while an unrelated stunnel
+// bulk runs; and while our bulk takes the relayed route, i.e. other fabric sessions).
+// Nothing fails when a target is missed: each figure ends with a RESULT line. Running as root,
+// it creates /run/sshd (sshd's privilege separation directory) when it is missing.
+// Usage: bench_route [--bytes N] [--rounds N] [--no-ssh] [--no-stunnel] [--ssh-cipher NAME]
+//                    [--initial-window BYTES] [--latency-target-us N]   (fabric session knobs)
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rap/config/canonical.h"
+#include "rap/config/signer.h"
+#include "rap/crypto/certs.h"
+#include "rap/mesh/mesh_node.h"
+#include "rap/services/tcp_access/tcp_access.h"
+
+namespace asio = boost::asio;
+using namespace rap;
+using namespace std::chrono_literals;
+using Clk = std::chrono::steady_clock;
+using Json = nlohmann::json;
+
+namespace {
+
+constexpr char kCluster[] = "cluster-1";
+constexpr char kOrg[] = "org-1";
+constexpr char kResource[] = "res-1";
+constexpr std::size_t kChunk = 256 * 1024;
+constexpr int kWarmup = 50;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+double pct(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
+}
+
+// ---------------- CPU accounting (where the time goes) ----------------
+
+double seconds_of(const timespec& ts) {
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+double thread_cpu(std::thread& t) {
+  clockid_t cid{};
+  timespec ts{};
+  if (pthread_getcpuclockid(t.native_handle(), &cid) != 0 || clock_gettime(cid, &ts) != 0) return 0;
+  return seconds_of(ts);
+}
+double this_thread_cpu() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return seconds_of(ts);
+}
+// CPU seconds (user + system) of process `pid` and all its live descendants.
+double process_tree_cpu(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(stat.substr(close + 2));
+  std::vector<std::string> fields;
+  for (std::string t; in >> t;) fields.push_back(t);
+  if (fields.size() < 13) return 0;
+  // Fields 14 and 15 of /proc/PID/stat (utime, stime); fields[0] is field 3.
+  double cpu =
+      (std::stod(fields[11]) + std::stod(fields[12])) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream c(task.path() / "children");
+    for (pid_t child = 0; c >> child;) cpu += process_tree_cpu(child);
+  }
+  return cpu;
+}
+using CpuSnapshot = std::vector<std::pair<std::string, double>>;
+
+// ---------------- plain sockets (driver and target) ----------------
+
+sockaddr_in loopback(std::uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
+
+int listen_tcp(std::uint16_t& port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a = loopback(port);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 128) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
+// A port that was free a moment ago (for the external programs' listeners).
+std::uint16_t free_port() {
+  std::uint16_t port = 0;
+  const int fd = listen_tcp(port);
+  ::close(fd);
+  return port;
+}
+
+int connect_tcp(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a = loopback(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  timeval tv{60, 0};  // a stuck path fails its figure instead of hanging the run
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+bool read_full(int fd, void* p, std::size_t n) {
+  auto* c = static_cast<char*>(p);
+  while (n > 0) {
+    const auto r = ::recv(fd, c, n, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    c += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+bool write_full(int fd, const void* p, std::size_t n) {
+  const auto* c = static_cast<const char*>(p);
+  while (n > 0) {
+    const auto r = ::send(fd, c, n, MSG_NOSIGNAL);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    c += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+// Waits until something accepts on `port` (the probe connection is closed at once).
+bool wait_listening(std::uint16_t port, std::chrono::milliseconds limit) {
+  const auto end = Clk::now() + limit;
+  while (Clk::now() < end) {
+    const int fd = connect_tcp(port);
+    if (fd >= 0) {
+      ::close(fd);
+      return true;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+// ---------------- the target: discards and counts, or echoes ----------------
+// Every connection starts with [u64 mode, u64 bytes]: mode 0 = discard `bytes` then send a 1-byte
+// ack, 1 = echo 64-byte messages until EOF, 2 = discard and count until EOF.
+enum : std::uint64_t { kDiscardAck = 0, kEcho = 1, kDiscardCount = 2 };
+
+class Sink {
+ public:
+  Sink() {
+    fd_ = listen_tcp(port_);
+    accept_ = std::thread([this] { accept_loop(); });
+  }
+  ~Sink() {
+    ::shutdown(fd_, SHUT_RDWR);
+    accept_.join();
+    {
+      std::lock_guard g(mu_);
+      for (int fd : open_) ::shutdown(fd, SHUT_RDWR);
+    }
+    for (auto& t : conns_) t.join();
+    ::close(fd_);
+  }
+  Sink(const Sink&) = delete;
+  Sink& operator=(const Sink&) = delete;
+  std::uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::uint64_t counted() const { return counted_.load(); }
+  // CPU seconds of the last discard-and-ack connection (read after its ack).
+  double last_cpu() const { return last_cpu_.load(); }
+
+ private:
+  void accept_loop() {
+    for (;;) {
+      const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        return;
+      }
+      const int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      std::lock_guard g(mu_);
+      open_.insert(fd);
+      conns_.emplace_back([this, fd] { serve(fd); });
+    }
+  }
+  void serve(int fd) {
+    std::vector<char> buf(kChunk);
+    std::uint64_t hdr[2] = {};
+    if (read_full(fd, hdr, sizeof hdr)) {
+      if (hdr[0] == kDiscardAck) {
+        std::uint64_t left = hdr[1];
+        while (left > 0) {
+          const auto r = ::recv(fd, buf.data(), std::min<std::uint64_t>(left, buf.size()), 0);
+          if (r <= 0) break;
+          left -= static_cast<std::uint64_t>(r);
+        }
+        last_cpu_ = this_thread_cpu();
+        if (left == 0) (void)write_full(fd, buf.data(), 1);
+      } else if (hdr[0] == kEcho) {
+        while (read_full(fd, buf.data(), 64) && write_full(fd, buf.data(), 64)) {
+        }
+      } else {
+        for (;;) {
+          const auto r = ::recv(fd, buf.data(), buf.size(), 0);
+          if (r <= 0) break;
+          counted_ += static_cast<std::uint64_t>(r);
+        }
+      }
+    }
+    std::lock_guard g(mu_);
+    open_.erase(fd);
+    ::close(fd);
+  }
+
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread accept_;
+  std::mutex mu_;
+  std::set<int> open_;
+  std::vector<std::thread> conns_;
+  std::atomic<std::uint64_t> counted_{0};
+  std::atomic<double> last_cpu_{0};
+};
+
+// ---------------- the driver ----------------
+
+// One transfer of `bytes` through `port`; seconds until the target acknowledged the last byte, or
+// -1 when the target did not get them all.
+double bulk_once(std::uint16_t port, std::uint64_t bytes) {
+  const int fd = connect_tcp(port);
+  if (fd < 0) return -1;
+  std::vector<char> buf(kChunk, 0x42);
+  const std::uint64_t hdr[2] = {kDiscardAck, bytes};
+  const auto t0 = Clk::now();
+  bool ok = write_full(fd, hdr, sizeof hdr);
+  for (std::uint64_t left = bytes; ok && left > 0;) {
+    const auto n = std::min<std::uint64_t>(left, buf.size());
+    ok = write_full(fd, buf.data(), n);
+    left -= n;
+  }
+  ok = ok && read_full(fd, buf.data(), 1);
+  const double secs = std::chrono::duration<double>(Clk::now() - t0).count();
+  ::close(fd);
+  return ok ? secs : -1;
+}
+
+// 64-byte round trips through `port` (after kWarmup unmeasured ones); microseconds each.
+std::vector<double> rtt(std::uint16_t port, int rounds) {
+  std::vector<double> out;
+  const int fd = connect_tcp(port);
+  if (fd < 0) return out;
+  const std::uint64_t hdr[2] = {kEcho, 0};
+  std::array<char, 64> m{};
+  bool ok = write_full(fd, hdr, sizeof hdr);
+  for (int i = 0; ok && i < kWarmup + rounds; ++i) {
+    const auto t0 = Clk::now();
+    ok = write_full(fd, m.data(), m.size()) && read_full(fd, m.data(), m.size());
+    if (ok && i >= kWarmup)
+      out.push_back(std::chrono::duration<double, std::micro>(Clk::now() - t0).count());
+  }
+  ::close(fd);
+  if (!ok) out.clear();
+  return out;
+}
+
+struct Loaded {
+  std::vector<double> rtt;
+  double bulk_mbps = 0;  // delivered to the target while the round trips ran
+};
+
+// Round trips through `inter_port` while one connection through `bulk_port` sends as fast as it
+// can.
+Loaded rtt_under_bulk(std::uint16_t bulk_port, std::uint16_t inter_port, int rounds,
+                      const Sink& sink) {
+  std::atomic<bool> stop{false};
+  std::thread bulk([&] {
+    const int fd = connect_tcp(bulk_port);
+    if (fd < 0) return;
+    std::vector<char> buf(kChunk, 0x17);
+    const std::uint64_t hdr[2] = {kDiscardCount, 0};
+    bool ok = write_full(fd, hdr, sizeof hdr);
+    while (ok && !stop.load()) ok = write_full(fd, buf.data(), buf.size());
+    ::shutdown(fd, SHUT_WR);
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (::recv(fd, buf.data(), buf.size(), 0) > 0) {
+    }
+    ::close(fd);
+  });
+  std::this_thread::sleep_for(500ms);  // the transfer is up to speed
+  Loaded out;
+  const std::uint64_t c0 = sink.counted();
+  const auto t0 = Clk::now();
+  out.rtt = rtt(inter_port, rounds);
+  const double secs = std::chrono::duration<double>(Clk::now() - t0).count();
+  out.bulk_mbps = static_cast<double>(sink.counted() - c0) / secs / 1e6;
+  stop = true;
+  bulk.join();
+  std::this_thread::sleep_for(200ms);
+  return out;
+}
+
+// ---------------- external programs ----------------
+
+pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    const int null = ::open("/dev/null", O_RDONLY);
+    if (null >= 0) ::dup2(null, 0);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+int run_cmd(const std::vector<std::string>& argv, const std::string& log) {
+  const pid_t pid = spawn(argv, log);
+  int status = 0;
+  if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void end_process(pid_t& pid) {
+  if (pid <= 0) return;
+  ::kill(pid, SIGTERM);
+  for (int i = 0; i < 100; ++i) {
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) {
+      pid = -1;
+      return;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  pid = -1;
+}
+
+void write_file(const std::string& path, const std::string& text, mode_t mode = 0600) {
+  std::ofstream(path) << text;
+  ::chmod(path.c_str(), mode);
+}
+
+std::string tail_of(const std::string& path) {
+  std::ifstream f(path);
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return s.size() > 600 ? s.substr(s.size() - 600) : s;
+}
+
+// A private sshd on 127.0.0.1 and one `ssh -N -L` client forwarding to the target.
+class SshForward {
+ public:
+  SshForward(const std::string& dir, const std::string& target, const std::string& cipher) {
+    if (::access("/usr/sbin/sshd", X_OK) != 0) {
+      error_ = "/usr/sbin/sshd not found";
+      return;
+    }
+    const std::string log = dir + "/ssh.log";
+    if (::geteuid() == 0 && ::access("/run/sshd", F_OK) != 0) {
+      ::mkdir("/run/sshd", 0755);  // sshd's privilege separation directory (Debian creates it
+                                   // when the service starts)
+    }
+    for (const char* k : {"host_key", "client_key"}) {
+      if (run_cmd({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", dir + "/" + k}, log) != 0) {
+        error_ = "ssh-keygen failed: " + tail_of(log);
+        return;
+      }
+    }
+    std::filesystem::copy_file(dir + "/client_key.pub", dir + "/authorized_keys");
+    ::chmod((dir + "/authorized_keys").c_str(), 0600);
+    const passwd* pw = ::getpwuid(::geteuid());
+    const std::string user = pw != nullptr ? pw->pw_name : "root";
+    const std::uint16_t sport = free_port();
+    write_file(dir + "/sshd_config",
+               "Port " + std::to_string(sport) +
+                   "\nListenAddress 127.0.0.1\n"
+                   "HostKey " +
+                   dir + "/host_key\nPidFile " + dir + "/sshd.pid\nAuthorizedKeysFile " + dir +
+                   "/authorized_keys\nUsePAM no\nStrictModes no\nPubkeyAuthentication yes\n"
+                   "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                   "AllowTcpForwarding yes\nPermitRootLogin " +
+                   (::geteuid() == 0 ? "prohibit-password" : "no") + "\nLogLevel ERROR\n");
+    sshd_ = spawn({"/usr/sbin/sshd", "-D", "-e", "-f", dir + "/sshd_config"}, log);
+    if (!wait_listening(sport, 5s)) {
+      error_ = "sshd did not start: " + tail_of(log);
+      return;
+    }
+    port_ = free_port();
+    std::vector<std::string> argv = {"ssh", "-N",
+                                     "-o",  "BatchMode=yes",
+                                     "-o",  "StrictHostKeyChecking=no",
+                                     "-o",  "UserKnownHostsFile=/dev/null",
+                                     "-o",  "ExitOnForwardFailure=yes",
+                                     "-o",  "LogLevel=ERROR",
+                                     "-i",  dir + "/client_key",
+                                     "-p",  std::to_string(sport),
+                                     "-L",  "127.0.0.1:" + std::to_string(port_) + ":" + target};
+    if (!cipher.empty()) {
+      argv.push_back("-c");
+      argv.push_back(cipher);
+    }
+    argv.push_back(user + "@127.0.0.1");
+    ssh_ = spawn(argv, log);
+    if (!wait_listening(port_, 10s)) error_ = "ssh -L did not come up: " + tail_of(log);
+  }
+  ~SshForward() {
+    end_process(ssh_);  // first: its sshd session process ends with the connection
+    end_process(sshd_);
+  }
+  SshForward(const SshForward&) = delete;
+  SshForward& operator=(const SshForward&) = delete;
+  const std::string& error() const { return error_; }
+  std::uint16_t port() const { return port_; }
+  CpuSnapshot cpu() const {
+    return {{"ssh client", process_tree_cpu(ssh_)}, {"sshd", process_tree_cpu(sshd_)}};
+  }
+
+ private:
+  pid_t sshd_ = -1;
+  pid_t ssh_ = -1;
+  std::uint16_t port_ = 0;
+  std::string error_;
+};
+
+// stunnel client (plain TCP in, TLS out) -> stunnel server (TLS in, plain TCP to the target).
+class StunnelPair {
+ public:
+  StunnelPair(const std::string& dir, const std::string& target,
+              const crypto::NodeCredentials& creds) {
+    const char* bin = ::access("/usr/bin/stunnel4", X_OK) == 0  ? "/usr/bin/stunnel4"
+                      : ::access("/usr/bin/stunnel", X_OK) == 0 ? "/usr/bin/stunnel"
+                                                                : nullptr;
+    if (bin == nullptr) {
+      error_ = "stunnel not found";
+      return;
+    }
+    write_file(dir + "/st_cert.pem", creds.cert_pem);
+    write_file(dir + "/st_key.pem", creds.key_pem);
+    const std::uint16_t sport = free_port();
+    port_ = free_port();
+    const std::string common = "foreground = yes\npid =\nsyslog = no\ndebug = 3\n";
+    const std::string nodelay = "socket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n";
+    write_file(dir + "/st_server.conf",
+               common + "output = " + dir + "/st_server.log\n[s]\n" +
+                   "accept = 127.0.0.1:" + std::to_string(sport) + "\nconnect = " + target +
+                   "\ncert = " + dir + "/st_cert.pem\nkey = " + dir + "/st_key.pem\n" + nodelay);
+    write_file(dir + "/st_client.conf",
+               common + "output = " + dir + "/st_client.log\n[c]\n" +
+                   "client = yes\naccept = 127.0.0.1:" + std::to_string(port_) +
+                   "\nconnect = 127.0.0.1:" + std::to_string(sport) + "\n" + nodelay);
+    server_ = spawn({bin, dir + "/st_server.conf"}, dir + "/st_server.out");
+    client_ = spawn({bin, dir + "/st_client.conf"}, dir + "/st_client.out");
+    if (!wait_listening(sport, 5s) || !wait_listening(port_, 5s))
+      error_ = "stunnel did not start: " + tail_of(dir + "/st_server.out") +
+               tail_of(dir + "/st_client.out");
+  }
+  ~StunnelPair() {
+    end_process(client_);
+    end_process(server_);
+  }
+  StunnelPair(const StunnelPair&) = delete;
+  StunnelPair& operator=(const StunnelPair&) = delete;
+  const std::string& error() const { return error_; }
+  std::uint16_t port() const { return port_; }
+  CpuSnapshot cpu() const {
+    return {{"stunnel client", process_tree_cpu(client_)},
+            {"stunnel server", process_tree_cpu(server_)}};
+  }
+
+ private:
+  pid_t server_ = -1;
+  pid_t client_ = -1;
+  std::uint16_t port_ = 0;
+  std::string error_;
+};
+
+// ---------------- ours: mesh nodes, each on its own thread ----------------
+
+template <class F>
+auto on(asio::io_context& io, F f) {
+  return asio::co_spawn(
+             io, [&]() -> asio::awaitable<decltype(f())> { co_return f(); }, asio::use_future)
+      .get();
+}
+
+struct Host {
+  explicit Host(std::string node_id) : id(std::move(node_id)) {}
+  std::string id;
+  std::vector<std::string> roles;
+  std::optional<crypto::Ed25519Key> key;
+  crypto::NodeCredentials creds;
+  asio::io_context io{1};
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
+  std::thread thread;
+  SystemRandom random;
+  std::unique_ptr<mesh::MeshNode> node;
+  std::unique_ptr<services::tcp::TcpAccessExit> exit;
+  std::unique_ptr<services::tcp::TcpAccessEntry> entry;
+  std::uint16_t fabric_port = 0;
+};
+
+class Mesh {
+ public:
+  Mesh()
+      : ca_key_(*crypto::Ed25519Key::generate()),
+        signer_(kCluster, *crypto::Ed25519Key::generate()) {
+    const auto now = std::chrono::system_clock::now();
+    ca_pem_ = *crypto::make_ca_certificate(ca_key_, kCluster, {now - 1h, now + 24h});
+    trust_ = *config::TrustStore::from_keys({signer_.trusted_key(now - 1h, now + 24h)});
+  }
+  ~Mesh() {
+    for (auto& [id, h] : hosts_) {
+      on(h->io, [&] {
+        if (h->entry) h->entry->stop();
+        h->node->stop("bench over");
+        return 0;
+      });
+    }
+    std::this_thread::sleep_for(100ms);
+    for (auto& [id, h] : hosts_) {
+      h->guard.reset();
+      h->io.stop();
+      h->thread.join();
+    }
+  }
+  Mesh(const Mesh&) = delete;
+  Mesh& operator=(const Mesh&) = delete;
+
+  crypto::NodeCredentials issue(const std::string& id, crypto::Ed25519Key& key) {
+    const auto now = std::chrono::system_clock::now();
+    auto cert = crypto::issue_node_certificate(ca_key_, ca_pem_, key.public_key(), kCluster, id,
+                                               serial_++, {now - 1h, now + 24h});
+    return crypto::NodeCredentials{ca_pem_, *cert, key.private_pem()};
+  }
+
+  fabric::SessionConfig session;  // fabric session settings of every node (defaults)
+
+  Result<void> add(const std::string& id, std::vector<std::string> roles) {
+    auto h = std::make_unique<Host>(id);
+    h->roles = std::move(roles);
+    h->key = *crypto::Ed25519Key::generate();
+    h->creds = issue(id, *h->key);
+    h->guard.emplace(asio::make_work_guard(h->io));
+    h->thread = std::thread([io = &h->io] { io->run(); });
+    mesh::MeshOptions o;
+    o.fabric_listen = "127.0.0.1:0";
+    o.dial_interval = 100ms;
+    o.session = session;
+    auto m = mesh::MeshNode::create(h->io.get_executor(), h->creds, o, clock_, h->random);
+    if (!m) return tl::unexpected(m.error());
+    h->node = std::move(*m);
+    auto port = on(h->io, [&] { return h->node->start(); });
+    if (!port) return tl::unexpected(port.error());
+    h->fabric_port = *port;
+    h->exit = std::make_unique<services::tcp::TcpAccessExit>(h->io.get_executor(), *h->node,
+                                                             services::tcp::AccessSink{});
+    auto e = on(h->io, [&] {
+      return services::tcp::TcpAccessEntry::start(h->io.get_executor(), *h->node, h->creds,
+                                                  "127.0.0.1:0", services::tcp::AccessSink{});
+    });
+    if (!e) return tl::unexpected(e.error());
+    h->entry = std::move(*e);
+    hosts_[id] = std::move(h);
+    return {};
+  }
+
+  // Every node learns every other node (with its endpoint) and the trust store.
+  void configure() {
+    for (auto& [id, h] : hosts_) {
+      mesh::MeshConfig c;
+      c.roles = h->roles;
+      c.trust.trust = trust_;
+      for (auto& [pid, p] : hosts_) {
+        if (pid == id) continue;
+        c.peers.push_back(mesh::MeshPeer{pid, p->key->public_key(), p->roles,
+                                         "127.0.0.1:" + std::to_string(p->fabric_port)});
+      }
+      on(h->io, [&] {
+        h->node->update(c);
+        return 0;
+      });
+    }
+  }
+  void set_egress(const std::string& id, const std::string& target) {
+    Host& h = *hosts_.at(id);
+    on(h.io, [&] {
+      h.exit->set_egress({services::tcp::EgressTarget{kResource, kOrg, target}});
+      return 0;
+    });
+  }
+  bool wait_connected(const std::string& a, const std::string& b) {
+    Host& h = *hosts_.at(a);
+    for (int i = 0; i < 200; ++i) {
+      if (on(h.io, [&] { return h.node->session_peers().contains(b); })) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
+  }
+
+  std::string sign(config::ArtifactType type, std::vector<std::string> scope, Json payload) {
+    std::sort(scope.begin(), scope.end());
+    scope.erase(std::unique(scope.begin(), scope.end()), scope.end());
+    config::ArtifactDraft d;
+    d.type = type;
+    d.scope = config::Scope{config::ScopeKind::node, scope};
+    d.version = 1;
+    d.epoch = 1;
+    const auto now = std::chrono::system_clock::now();
+    d.issued_at = now;
+    d.expires_at = now + 1h;
+    d.payload = std::move(payload);
+    return *config::encode_artifact(*signer_.sign(std::move(d)));
+  }
+  std::string lease(const std::string& id, const std::vector<std::string>& hops) {
+    Json h = Json::array();
+    for (const auto& n : hops)
+      h.push_back({{"node", n}, {"public_key", config::to_hex(hosts_.at(n)->key->public_key())}});
+    return sign(config::ArtifactType::route_lease, hops,
+                Json{{"lease",
+                      {{"id", id},
+                       {"grant", "grant-1"},
+                       {"org", kOrg},
+                       {"role", "primary"},
+                       {"hops", h},
+                       {"classes", {"bulk", "interactive"}},
+                       {"fence", 1}}}});
+  }
+  std::string grant(const std::string& entry, const std::vector<std::string>& exits,
+                    const std::string& target) {
+    std::vector<std::string> scope = exits;
+    scope.push_back(entry);
+    return sign(config::ArtifactType::access_grant, scope,
+                Json{{"grant",
+                      {{"id", "grant-1"},
+                       {"user", "user-1"},
+                       {"org", kOrg},
+                       {"resource", kResource},
+                       {"protocol", "tcp"},
+                       {"target", target},
+                       {"entry", entry},
+                       {"exits", exits}}}});
+  }
+  std::string ticket(const std::string& entry, const std::string& grant_wire,
+                     std::vector<std::string> leases) {
+    return *mesh::seal_ticket(mesh::Ticket{grant_wire, std::move(leases)},
+                              hosts_.at(entry)->key->public_key());
+  }
+  std::string entry_endpoint(const std::string& id) {
+    return "127.0.0.1:" + std::to_string(hosts_.at(id)->entry->port());
+  }
+  double cpu(const std::string& id) { return thread_cpu(hosts_.at(id)->thread); }
+  std::string entry_key(const std::string& id) {
+    return config::to_hex(hosts_.at(id)->key->public_key());
+  }
+
+ private:
+  SystemClock clock_;
+  crypto::Ed25519Key ca_key_;
+  std::string ca_pem_;
+  std::uint64_t serial_ = 100;
+  config::Signer signer_;
+  config::TrustStore trust_;
+  std::map<std::string, std::unique_ptr<Host>> hosts_;
+};
+
+// The client side, as `rapctl connect` runs it (src/cli/src/connect.cpp): a local TCP listener;
+// every accepted connection is piped into its own IngressClient to the entry.
+class Forwarder {
+ public:
+  Forwarder() : guard_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
+  ~Forwarder() {
+    on(io_, [&] {
+      boost::system::error_code ec;
+      for (auto& a : acceptors_) a->close(ec);
+      return 0;
+    });
+    std::this_thread::sleep_for(100ms);
+    guard_.reset();
+    io_.stop();
+    thread_.join();
+  }
+  Forwarder(const Forwarder&) = delete;
+  Forwarder& operator=(const Forwarder&) = delete;
+
+  double cpu() { return thread_cpu(thread_); }
+  // A local listener for `ticket` with traffic class `cls`; returns its port.
+  std::uint16_t listen(std::string endpoint, std::string key, std::string ticket, std::string cls) {
+    return on(io_, [&] {
+      auto acc = std::make_shared<asio::ip::tcp::acceptor>(
+          io_, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+      acceptors_.push_back(acc);
+      asio::co_spawn(io_, accept_loop(acc, endpoint, key, services::tcp::ClientHello{ticket, cls}),
+                     asio::detached);
+      return acc->local_endpoint().port();
+    });
+  }
+
+ private:
+  asio::awaitable<void> accept_loop(std::shared_ptr<asio::ip::tcp::acceptor> acc,
+                                    std::string endpoint, std::string key,
+                                    services::tcp::ClientHello hello) {
+    for (;;) {
+      auto [ec, sock] = co_await acc->async_accept(kTuple);
+      if (ec) co_return;
+      asio::co_spawn(io_, serve(std::move(sock), endpoint, key, hello), asio::detached);
+    }
+  }
+
+  static asio::awaitable<void> serve(asio::ip::tcp::socket sock, std::string endpoint,
+                                     std::string key, services::tcp::ClientHello hello) {
+    using services::tcp::IngressClient;
+    boost::system::error_code ignored;
+    sock.set_option(asio::ip::tcp::no_delay(true), ignored);
+    auto ex = co_await asio::this_coro::executor;
+    auto c = co_await IngressClient::connect(ex, endpoint, key, hello, 10s);
+    if (!c) {
+      std::fprintf(stderr, "bench_route: ingress refused: %s (%s)\n", c.error().message.c_str(),
+                   c.error().code.c_str());
+      co_return;
+    }
+    auto up = [&]() -> asio::awaitable<void> {
+      std::vector<char> buf(64 * 1024);
+      for (;;) {
+        auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), kTuple);
+        if (ec) {
+          (void)co_await (*c)->close_write();
+          co_return;
+        }
+        if (!co_await (*c)->write(asio::buffer(buf.data(), n))) {
+          sock.close(ignored);
+          co_return;
+        }
+      }
+    };
+    auto down = [&]() -> asio::awaitable<void> {
+      std::vector<char> buf(64 * 1024);
+      for (;;) {
+        auto n = co_await (*c)->read_some(asio::buffer(buf));
+        if (!n || *n == 0) {
+          boost::system::error_code e;
+          if (!n) {
+            sock.close(e);
+          } else {
+            sock.shutdown(asio::ip::tcp::socket::shutdown_send, e);
+          }
+          co_return;
+        }
+        auto [ec, w] = co_await asio::async_write(sock, asio::buffer(buf.data(), *n), kTuple);
+        if (ec) co_return;
+      }
+    };
+    using namespace asio::experimental::awaitable_operators;
+    co_await (up() && down());
+  }
+
+  asio::io_context io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard_;
+  std::thread thread_;
+  std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;
+};
+
+// ---------------- report ----------------
+
+struct Row {
+  std::string name;
+  bool ran = false;
+  std::string note;       // why it did not run
+  double bulk_mbps = -1;  // < 0: failed
+  std::vector<double> idle, loaded;
+  double loaded_bulk_mbps = 0;
+  bool has_loaded = false;
+  CpuSnapshot cpu;  // CPU seconds per GB moved, by component, during the bulk transfer
+};
+
+std::string us(double v) {
+  char b[32];
+  if (v >= 10000) {
+    std::snprintf(b, sizeof b, "%.1f ms", v / 1000);
+  } else {
+    std::snprintf(b, sizeof b, "%.0f us", v);
+  }
+  return b;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::uint64_t bytes = 512ull << 20;
+  int rounds = 2000;
+  bool with_ssh = true;
+  bool with_stunnel = true;
+  std::string ssh_cipher;
+  fabric::SessionConfig session_cfg;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const bool has_value = i + 1 < argc;
+    if (a == "--bytes" && has_value)
+      bytes = std::stoull(argv[++i]);
+    else if (a == "--rounds" && has_value)
+      rounds = std::stoi(argv[++i]);
+    else if (a == "--ssh-cipher" && has_value)
+      ssh_cipher = argv[++i];
+    else if (a == "--initial-window" && has_value)
+      session_cfg.initial_stream_window = static_cast<std::uint32_t>(std::stoul(argv[++i]));
+    else if (a == "--latency-target-us" && has_value)
+      session_cfg.latency_target = std::chrono::microseconds(std::stoi(argv[++i]));
+    else if (a == "--no-ssh")
+      with_ssh = false;
+    else if (a == "--no-stunnel")
+      with_stunnel = false;
+    else {
+      std::fprintf(stderr,
+                   "usage: bench_route [--bytes N] [--rounds N] [--no-ssh] [--no-stunnel] "
+                   "[--ssh-cipher NAME] [--initial-window BYTES] [--latency-target-us N]\n");
+      return 2;
+    }
+  }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  spdlog::set_level(spdlog::level::warn);
+  const auto started = Clk::now();
+  char tmpl[] = "/tmp/bench_route.XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return 1;
+  const std::string dir = tmpl;
+
+  Sink sink;
+  const std::string target = sink.address();
+
+  // ---- ours: entry, relay, exit; every node peers with every other ----
+  Mesh mesh;
+  mesh.session = session_cfg;
+  for (const auto& [id, roles] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"entry", {"entry-node"}}, {"relay", {"relay-node"}}, {"exit", {"exit-node"}}}) {
+    if (auto r = mesh.add(id, roles); !r) {
+      std::fprintf(stderr, "node %s: %s\n", id.c_str(), r.error().message.c_str());
+      return 1;
+    }
+  }
+  mesh.configure();
+  mesh.set_egress("exit", target);
+  if (!mesh.wait_connected("entry", "exit") || !mesh.wait_connected("entry", "relay") ||
+      !mesh.wait_connected("relay", "exit")) {
+    std::fprintf(stderr, "fabric sessions did not come up\n");
+    return 1;
+  }
+  const std::string grant = mesh.grant("entry", {"exit"}, target);
+  const std::string direct = mesh.ticket("entry", grant, {mesh.lease("direct", {"entry", "exit"})});
+  const std::string relayed =
+      mesh.ticket("entry", grant, {mesh.lease("relayed", {"entry", "relay", "exit"})});
+  Forwarder fwd;
+  const auto ep = mesh.entry_endpoint("entry");
+  const auto key = mesh.entry_key("entry");
+  const std::uint16_t direct_bulk = fwd.listen(ep, key, direct, "bulk");
+  const std::uint16_t direct_inter = fwd.listen(ep, key, direct, "interactive");
+  const std::uint16_t relayed_bulk = fwd.listen(ep, key, relayed, "bulk");
+  const std::uint16_t relayed_inter = fwd.listen(ep, key, relayed, "interactive");
+
+  // ---- baselines ----
+  std::optional<SshForward> ssh;
+  if (with_ssh) ssh.emplace(dir, target, ssh_cipher);
+  std::optional<StunnelPair> stunnel;
+  crypto::Ed25519Key st_key = *crypto::Ed25519Key::generate();
+  if (with_stunnel) stunnel.emplace(dir, target, mesh.issue("stunnel", st_key));
+
+  std::printf(
+      "== TCP access path (loopback, 2 cores shared by every process; %.0f MB per bulk transfer, "
+      "%d x 64 B round trips) ==\n",
+      static_cast<double>(bytes) / 1e6, rounds);
+  std::vector<Row> rows(5);
+  rows[0].name = "(e) raw TCP to the target";
+  rows[1].name = "(c) ssh -L (" +
+                 (ssh_cipher.empty() ? std::string("OpenSSH default cipher") : ssh_cipher) + ")";
+  rows[2].name = "(d) stunnel pair (TLS 1.3)";
+  rows[3].name = "(a) ours: entry -> exit";
+  rows[4].name = "(b) ours: entry -> relay -> exit";
+  // Ports: [bulk, interactive] per row; 0 = not available.
+  std::uint16_t ports[5][2] = {{sink.port(), sink.port()},
+                               {0, 0},
+                               {0, 0},
+                               {direct_bulk, direct_inter},
+                               {relayed_bulk, relayed_inter}};
+  if (ssh && ssh->error().empty()) {
+    ports[1][0] = ports[1][1] = ssh->port();
+  } else {
+    rows[1].note = ssh ? ssh->error() : "skipped (--no-ssh)";
+  }
+  if (stunnel && stunnel->error().empty()) {
+    ports[2][0] = ports[2][1] = stunnel->port();
+  } else {
+    rows[2].note = stunnel ? stunnel->error() : "skipped (--no-stunnel)";
+  }
+  // What each path runs besides the driver and the target (CPU seconds, cumulative).
+  std::function<CpuSnapshot()> probes[5] = {
+      [] { return CpuSnapshot{}; }, [&] { return ssh ? ssh->cpu() : CpuSnapshot{}; },
+      [&] { return stunnel ? stunnel->cpu() : CpuSnapshot{}; },
+      [&] {
+        return CpuSnapshot{{"client forwarder", fwd.cpu()},
+                           {"entry", mesh.cpu("entry")},
+                           {"exit", mesh.cpu("exit")}};
+      },
+      [&] {
+        return CpuSnapshot{{"client forwarder", fwd.cpu()},
+                           {"entry", mesh.cpu("entry")},
+                           {"relay", mesh.cpu("relay")},
+                           {"exit", mesh.cpu("exit")}};
+      }};
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (ports[i][0] == 0) {
+      std::printf("%s: not run: %s\n", rows[i].name.c_str(), rows[i].note.c_str());
+      continue;
+    }
+    Row& r = rows[i];
+    r.ran = true;
+    const CpuSnapshot before = probes[i]();
+    const double driver0 = this_thread_cpu();
+    const double secs = bulk_once(ports[i][0], bytes);
+    const double per_gb = 1e9 / static_cast<double>(bytes);
+    r.cpu.emplace_back("driver (sender)", (this_thread_cpu() - driver0) * per_gb);
+    r.cpu.emplace_back("target (receiver)", sink.last_cpu() * per_gb);
+    const CpuSnapshot after = probes[i]();
+    for (std::size_t k = 0; k < after.size(); ++k)
+      r.cpu.emplace_back(after[k].first, (after[k].second - before[k].second) * per_gb);
+    r.bulk_mbps = secs > 0 ? static_cast<double>(bytes) / secs / 1e6 : -1;
+    r.idle = rtt(ports[i][1], rounds);
+    if (i > 0) {
+      const auto l = rtt_under_bulk(ports[i][0], ports[i][1], rounds, sink);
+      r.loaded = l.rtt;
+      r.loaded_bulk_mbps = l.bulk_mbps;
+      r.has_loaded = true;
+    }
+    std::printf("%-36s bulk %8.1f MB/s | idle p50 %s p99 %s", r.name.c_str(), r.bulk_mbps,
+                us(pct(r.idle, .5)).c_str(), us(pct(r.idle, .99)).c_str());
+    if (r.has_loaded) {
+      std::printf(" | under bulk p50 %s p99 %s (bulk meanwhile %.1f MB/s)",
+                  us(pct(r.loaded, .5)).c_str(), us(pct(r.loaded, .99)).c_str(),
+                  r.loaded_bulk_mbps);
+    }
+    std::printf("\n");
+    if (r.bulk_mbps < 0 || r.idle.empty() || (r.has_loaded && r.loaded.empty()))
+      std::printf("  (a transfer through this path failed; see above)\n");
+  }
+
+  // Control: our interactive round trips while a bulk transfer that shares no node, socket or
+  // process with them (stunnel) runs: what CPU contention alone costs on this machine.
+  std::optional<Loaded> control;
+  if (ports[2][0] != 0 && !rows[3].idle.empty()) {
+    control = rtt_under_bulk(ports[2][0], direct_inter, rounds, sink);
+    std::printf(
+        "control: (a) interactive while an unrelated stunnel bulk runs: p50 %s p99 %s (bulk "
+        "meanwhile %.1f MB/s)\n",
+        us(pct(control->rtt, .5)).c_str(), us(pct(control->rtt, .99)).c_str(), control->bulk_mbps);
+  }
+
+  // Control: the same, with the bulk on the relayed route: same entry and exit threads, but not
+  // the entry -> exit fabric session.
+  std::optional<Loaded> control_other_session;
+  if (!rows[3].idle.empty() && !rows[4].idle.empty()) {
+    control_other_session = rtt_under_bulk(relayed_bulk, direct_inter, rounds, sink);
+    std::printf(
+        "control: (a) interactive while a bulk transfer runs entry -> relay -> exit (same nodes, "
+        "other fabric sessions): p50 %s p99 %s (bulk meanwhile %.1f MB/s)\n",
+        us(pct(control_other_session->rtt, .5)).c_str(),
+        us(pct(control_other_session->rtt, .99)).c_str(), control_other_session->bulk_mbps);
+  }
+
+  // ---- table ----
+  std::printf(
+      "\n| path | bulk MB/s | RTT idle p50 / p99 | RTT under bulk p50 / p99 | bulk MB/s meanwhile "
+      "|\n| --- | --- | --- | --- | --- |\n");
+  for (const auto& r : rows) {
+    if (!r.ran) {
+      std::printf("| %s | not run: %s | | | |\n", r.name.c_str(), r.note.c_str());
+      continue;
+    }
+    std::printf("| %s | %.1f | %s / %s |", r.name.c_str(), r.bulk_mbps, us(pct(r.idle, .5)).c_str(),
+                us(pct(r.idle, .99)).c_str());
+    if (r.has_loaded) {
+      std::printf(" %s / %s | %.1f |\n", us(pct(r.loaded, .5)).c_str(),
+                  us(pct(r.loaded, .99)).c_str(), r.loaded_bulk_mbps);
+    } else {
+      std::printf(" — | — |\n");
+    }
+  }
+
+  std::printf(
+      "\nCPU seconds per GB moved during the bulk transfer (user + system, by thread or process):\n"
+      "| path | path itself (excl. driver and target) | breakdown |\n| --- | --- | --- |\n");
+  for (const auto& r : rows) {
+    if (!r.ran) continue;
+    double own = 0;
+    std::string parts;
+    for (std::size_t k = 0; k < r.cpu.size(); ++k) {
+      if (k >= 2) own += r.cpu[k].second;
+      char b[96];
+      std::snprintf(b, sizeof b, "%s%s %.2f", parts.empty() ? "" : ", ", r.cpu[k].first.c_str(),
+                    r.cpu[k].second);
+      parts += b;
+    }
+    std::printf("| %s | %.2f | %s |\n", r.name.c_str(), own, parts.c_str());
+  }
+
+  // ---- RESULT lines ----
+  std::printf("\n");
+  const Row& raw = rows[0];
+  const Row* best = nullptr;  // the better of ssh -L and stunnel for bulk
+  for (const Row* b : {&rows[1], &rows[2]}) {
+    if (b->ran && b->bulk_mbps > 0 && (best == nullptr || b->bulk_mbps > best->bulk_mbps)) best = b;
+  }
+  const Row* best_rtt = nullptr;  // the lower idle p99 of ssh -L and stunnel
+  for (const Row* b : {&rows[1], &rows[2]}) {
+    if (b->ran && !b->idle.empty() &&
+        (best_rtt == nullptr || pct(b->idle, .99) < pct(best_rtt->idle, .99)))
+      best_rtt = b;
+  }
+  for (std::size_t i : {std::size_t{3}, std::size_t{4}}) {
+    const Row& r = rows[i];
+    const char* tag = i == 3 ? "entry_exit" : "entry_relay_exit";
+    if (!r.ran || r.bulk_mbps <= 0) {
+      std::printf("RESULT bulk_%s: failed\n", tag);
+      continue;
+    }
+    std::printf("RESULT bulk_%s: %.1f MB/s = %.2fx raw TCP (%.1f MB/s)", tag, r.bulk_mbps,
+                r.bulk_mbps / raw.bulk_mbps, raw.bulk_mbps);
+    if (best != nullptr) {
+      std::printf(", %.2fx the better of ssh -L and stunnel (%s %.1f MB/s)",
+                  r.bulk_mbps / best->bulk_mbps, best->name.c_str(), best->bulk_mbps);
+      if (i == 3)
+        std::printf("; target >= 1.0x: %s", r.bulk_mbps >= best->bulk_mbps ? "met" : "NOT met");
+    }
+    std::printf("\n");
+  }
+  for (std::size_t i : {std::size_t{3}, std::size_t{4}}) {
+    const Row& r = rows[i];
+    const char* tag = i == 3 ? "entry_exit" : "entry_relay_exit";
+    if (r.idle.empty()) continue;
+    std::printf("RESULT rtt_idle_%s: p99 %s = %.2fx raw TCP p99 (%s)", tag,
+                us(pct(r.idle, .99)).c_str(), pct(r.idle, .99) / pct(raw.idle, .99),
+                us(pct(raw.idle, .99)).c_str());
+    if (best_rtt != nullptr)
+      std::printf(", %.2fx the better baseline's p99 (%s %s)",
+                  pct(r.idle, .99) / pct(best_rtt->idle, .99), best_rtt->name.c_str(),
+                  us(pct(best_rtt->idle, .99)).c_str());
+    std::printf("\n");
+  }
+  for (std::size_t i = 1; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    if (!r.has_loaded || r.loaded.empty() || r.idle.empty()) continue;
+    static const char* const kTags[] = {"", "ssh", "stunnel", "entry_exit", "entry_relay_exit"};
+    const double ratio = pct(r.loaded, .99) / pct(r.idle, .99);
+    std::printf(
+        "RESULT rtt_under_bulk_%s: p99 %s = %.2fx its idle p99 (%s), p50 %s, bulk %.1f MB/s",
+        kTags[i], us(pct(r.loaded, .99)).c_str(), ratio, us(pct(r.idle, .99)).c_str(),
+        us(pct(r.loaded, .5)).c_str(), r.loaded_bulk_mbps);
+    if (i >= 3) std::printf("; target <= 3x: %s", ratio <= 3 ? "met" : "NOT met");
+    std::printf("\n");
+  }
+  if (control && !control->rtt.empty() && !rows[3].idle.empty()) {
+    std::printf(
+        "RESULT rtt_control_entry_exit: p99 %s = %.2fx its idle p99 while an unrelated stunnel "
+        "bulk "
+        "(%.1f MB/s) shares only the CPUs\n",
+        us(pct(control->rtt, .99)).c_str(), pct(control->rtt, .99) / pct(rows[3].idle, .99),
+        control->bulk_mbps);
+  }
+  if (control_other_session && !control_other_session->rtt.empty()) {
+    std::printf(
+        "RESULT rtt_control_other_session_entry_exit: p99 %s = %.2fx its idle p99 while a bulk "
+        "transfer (%.1f MB/s) runs through the same entry and exit nodes but over the relay\n",
+        us(pct(control_other_session->rtt, .99)).c_str(),
+        pct(control_other_session->rtt, .99) / pct(rows[3].idle, .99),
+        control_other_session->bulk_mbps);
+  }
+  std::printf("total time %.1f s\n", std::chrono::duration<double>(Clk::now() - started).count());
+
+  stunnel.reset();
+  ssh.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  return 0;
+}
