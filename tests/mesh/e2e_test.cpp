@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sodium.h>
+
 #include "rap/config/canonical.h"
 
 using namespace rap;
@@ -52,14 +54,18 @@ TEST(E2e, HandshakeDerivesMatchingKeysAndRecordsRoundTrip) {
   s.seal(RecordType::kEnd, {}, wire);
   EXPECT_EQ(wire.find("grant"), std::string::npos);  // ciphertext only
   // Fed one byte at a time: framing is independent of read sizes.
-  std::vector<RecordOpener::Record> got;
+  struct Got {
+    RecordType type;
+    std::string data;  // copied: a record's view is valid only until the next feed()
+  };
+  std::vector<Got> got;
   for (char c : wire) {
     o.feed(bytes(std::string(1, c)));
     for (;;) {
       auto r = o.next();
       ASSERT_TRUE(r) << r.error().message;
       if (!*r) break;
-      got.push_back(std::move(**r));
+      got.push_back(Got{(*r)->type, std::string((*r)->data)});
     }
   }
   ASSERT_EQ(got.size(), 3u);
@@ -129,5 +135,33 @@ TEST(E2e, TamperedReorderedTruncatedOrOversizedRecordsFail) {
     auto r = o.next();
     ASSERT_TRUE(r);
     EXPECT_FALSE(*r);
+  }
+}
+
+// The records are RFC 8439 ChaCha20-Poly1305 exactly as libsodium's IETF construction: any
+// implementation can interoperate (docs/PROTOCOL.md §14.5).
+TEST(E2e, RecordsAreRfc8439ChaCha20Poly1305) {
+  std::array<std::uint8_t, 32> key{};
+  for (std::size_t i = 0; i < key.size(); ++i) key[i] = static_cast<std::uint8_t>(i * 7);
+  RecordSealer s(key);
+  std::string w;
+  s.seal(RecordType::kData, bytes("first"), w);
+  s.seal(RecordType::kData, bytes("second record"), w);
+  std::size_t off = 0;
+  for (std::uint64_t counter = 0; counter < 2; ++counter) {
+    const auto* p = reinterpret_cast<const std::uint8_t*>(w.data()) + off;
+    const std::size_t clen = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
+                             (std::size_t{p[2]} << 8) | p[3];
+    std::array<std::uint8_t, 12> nonce{};
+    for (int i = 0; i < 8; ++i) nonce[4 + i] = static_cast<std::uint8_t>(counter >> (8 * i));
+    std::string plain(clen - 16, '\0');
+    unsigned long long plen = 0;
+    ASSERT_EQ(crypto_aead_chacha20poly1305_ietf_decrypt(
+                  reinterpret_cast<unsigned char*>(plain.data()), &plen, nullptr, p + 4, clen,
+                  nullptr, 0, nonce.data(), key.data()),
+              0);
+    EXPECT_EQ(plain[0], 0);  // data record
+    EXPECT_EQ(plain.substr(1), counter == 0 ? "first" : "second record");
+    off += 4 + clen;
   }
 }

@@ -383,6 +383,10 @@ TEST(MeshRoute, RefusalsCarryClearCodes) {
   EXPECT_EQ(code(lab.ticket("entry", lab.grant("entry", {"exit"}, "127.0.0.1:1"),
                             {lab.lease("r", path)})),
             "target_not_permitted");
+  // The same on a direct route (entry -> exit, no second encryption layer).
+  EXPECT_EQ(code(lab.ticket("entry", lab.grant("entry", {"exit"}, "127.0.0.1:1"),
+                            {lab.lease("r", {"entry", "exit"})})),
+            "target_not_permitted");
   // A ticket sealed for another entry, and garbage.
   EXPECT_EQ(code(lab.ticket("relay", grant, {lab.lease("r", path)})), "bad_ticket");
   EXPECT_EQ(code("AAAA"), "bad_ticket");

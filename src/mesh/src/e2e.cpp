@@ -1,5 +1,6 @@
 #include "rap/mesh/e2e.h"
 
+#include <openssl/evp.h>
 #include <sodium.h>
 
 #include <cstring>
@@ -107,9 +108,53 @@ Result<std::pair<E2eKeys, E2eOffer>> e2e_respond(const Lease& lease, const E2eOf
   return std::pair{k, answer};
 }
 
+struct Aead::Ctx {
+  EVP_CIPHER_CTX* enc = EVP_CIPHER_CTX_new();
+  EVP_CIPHER_CTX* dec = EVP_CIPHER_CTX_new();
+  ~Ctx() {
+    EVP_CIPHER_CTX_free(enc);
+    EVP_CIPHER_CTX_free(dec);
+  }
+};
+
+Aead::Aead(const std::array<std::uint8_t, 32>& key) : ctx_(std::make_unique<Ctx>()) {
+  RAP_ASSERT(ctx_->enc != nullptr && ctx_->dec != nullptr);
+  RAP_ASSERT(EVP_EncryptInit_ex(ctx_->enc, EVP_chacha20_poly1305(), nullptr, key.data(),
+                                nullptr) == 1);
+  RAP_ASSERT(EVP_DecryptInit_ex(ctx_->dec, EVP_chacha20_poly1305(), nullptr, key.data(),
+                                nullptr) == 1);
+}
+
+Aead::~Aead() = default;
+
+void Aead::seal(std::uint64_t counter, std::span<std::uint8_t> data, std::uint8_t* tag) {
+  std::array<std::uint8_t, 12> nonce{};
+  nonce_for(counter, nonce);
+  int len = 0;
+  RAP_ASSERT(EVP_EncryptInit_ex(ctx_->enc, nullptr, nullptr, nullptr, nonce.data()) == 1);
+  RAP_ASSERT(EVP_EncryptUpdate(ctx_->enc, data.data(), &len, data.data(),
+                               static_cast<int>(data.size())) == 1);
+  RAP_ASSERT(EVP_EncryptFinal_ex(ctx_->enc, data.data() + len, &len) == 1);
+  RAP_ASSERT(EVP_CIPHER_CTX_ctrl(ctx_->enc, EVP_CTRL_AEAD_GET_TAG, 16, tag) == 1);
+}
+
+bool Aead::open(std::uint64_t counter, std::span<std::uint8_t> data, const std::uint8_t* tag) {
+  std::array<std::uint8_t, 12> nonce{};
+  nonce_for(counter, nonce);
+  int len = 0;
+  if (EVP_DecryptInit_ex(ctx_->dec, nullptr, nullptr, nullptr, nonce.data()) != 1) return false;
+  if (EVP_CIPHER_CTX_ctrl(ctx_->dec, EVP_CTRL_AEAD_SET_TAG, 16,
+                          const_cast<std::uint8_t*>(tag)) != 1)
+    return false;
+  if (EVP_DecryptUpdate(ctx_->dec, data.data(), &len, data.data(),
+                        static_cast<int>(data.size())) != 1)
+    return false;
+  return EVP_DecryptFinal_ex(ctx_->dec, data.data() + len, &len) == 1;
+}
+
 void RecordSealer::seal(RecordType type, std::span<const std::uint8_t> data, std::string& out) {
   RAP_ASSERT(data.size() <= kMaxRecordPlaintext);
-  const std::size_t clen = 1 + data.size() + crypto_aead_chacha20poly1305_ietf_ABYTES;
+  const std::size_t clen = 1 + data.size() + 16;
   const std::size_t at = out.size();
   out.resize(at + 4 + clen);
   auto* p = reinterpret_cast<std::uint8_t*>(out.data()) + at;
@@ -119,12 +164,7 @@ void RecordSealer::seal(RecordType type, std::span<const std::uint8_t> data, std
   p[3] = static_cast<std::uint8_t>(clen);
   p[4] = static_cast<std::uint8_t>(type);
   if (!data.empty()) std::memcpy(p + 5, data.data(), data.size());
-  std::array<std::uint8_t, 12> nonce{};
-  nonce_for(counter_++, nonce);
-  unsigned long long written = 0;
-  crypto_aead_chacha20poly1305_ietf_encrypt(p + 4, &written, p + 4, 1 + data.size(), nullptr, 0,
-                                            nullptr, nonce.data(), key_.data());
-  RAP_ASSERT(written == clen);
+  aead_.seal(counter_++, {p + 4, 1 + data.size()}, p + 4 + 1 + data.size());
 }
 
 void RecordOpener::feed(std::span<const std::uint8_t> bytes) {
@@ -140,32 +180,24 @@ void RecordOpener::feed(std::span<const std::uint8_t> bytes) {
 
 Result<std::optional<RecordOpener::Record>> RecordOpener::next() {
   if (buf_.size() - pos_ < 4) return std::nullopt;
-  const auto* p = reinterpret_cast<const std::uint8_t*>(buf_.data()) + pos_;
+  auto* p = reinterpret_cast<std::uint8_t*>(buf_.data()) + pos_;
   const std::size_t clen = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
                            (std::size_t{p[2]} << 8) | std::size_t{p[3]};
   if (clen > kMaxRecordCiphertext)
     return fail("e2e_record_too_large", "record larger than " +
                                             std::to_string(kMaxRecordCiphertext) + " bytes");
-  if (clen < 1 + crypto_aead_chacha20poly1305_ietf_ABYTES)
-    return fail("e2e_bad_record", "record shorter than its tag");
+  if (clen < 1 + 16) return fail("e2e_bad_record", "record shorter than its tag");
   if (buf_.size() - pos_ < 4 + clen) return std::nullopt;
-  Record r;
-  r.data.resize(clen - crypto_aead_chacha20poly1305_ietf_ABYTES);
-  std::array<std::uint8_t, 12> nonce{};
-  nonce_for(counter_, nonce);
-  unsigned long long plen = 0;
-  if (crypto_aead_chacha20poly1305_ietf_decrypt(reinterpret_cast<std::uint8_t*>(r.data.data()),
-                                                &plen, nullptr, p + 4, clen, nullptr, 0,
-                                                nonce.data(), key_.data()) != 0)
+  const std::size_t plen = clen - 16;
+  if (!aead_.open(counter_, {p + 4, plen}, p + 4 + plen))
     return fail("e2e_bad_record", "record failed authentication (altered, forged or reordered)");
   counter_++;
   pos_ += 4 + clen;
-  const auto type = static_cast<std::uint8_t>(r.data[0]);
+  const std::uint8_t type = p[4];
   if (type > static_cast<std::uint8_t>(RecordType::kHello))
     return fail("e2e_bad_record", "unknown record type " + std::to_string(type));
-  r.type = static_cast<RecordType>(type);
-  r.data.erase(0, 1);
-  return std::optional<Record>(std::move(r));
+  return std::optional<Record>(Record{static_cast<RecordType>(type),
+                                      {reinterpret_cast<const char*>(p + 5), plen - 1}});
 }
 
 }  // namespace rap::mesh

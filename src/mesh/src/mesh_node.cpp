@@ -147,7 +147,7 @@ class Channel final : public RouteChannel {
         fail_stream("unexpected hello record after setup");
         co_return fail("e2e_bad_record", "unexpected hello record after setup");
       }
-      plain_ = std::move(rec->data);
+      plain_ = rec->data;  // valid until the next feed (only after it is consumed)
       plain_pos_ = 0;
     }
     const std::size_t n = std::min(buf.size(), plain_.size() - plain_pos_);
@@ -222,9 +222,66 @@ class Channel final : public RouteChannel {
   RecordOpener rx_;
   std::vector<std::uint8_t> rbuf_;
   std::string wbuf_;
-  std::string plain_;
+  std::string_view plain_;
   std::size_t plain_pos_ = 0;
   bool eof_ = false;
+  bool done_ = false;
+  std::uint64_t bytes_in_ = 0;
+  std::uint64_t bytes_out_ = 0;
+};
+
+// A direct route (entry -> exit, no relay): the fabric session between the two ends is already
+// mutually authenticated TLS between exactly these nodes, so payload goes onto the stream as is
+// (no second encryption layer) and the stream's own end (FIN) is the half-close.
+class DirectChannel final : public RouteChannel {
+ public:
+  DirectChannel(std::shared_ptr<Stream> st, Lease lease, std::string leftover, Json hello)
+      : st_(std::move(st)),
+        lease_(std::move(lease)),
+        hello_(std::move(hello)),
+        leftover_(std::move(leftover)) {}
+  ~DirectChannel() override {
+    if (!done_) st_->reset(fabric::ErrorCode::kCancel, "route channel dropped");
+  }
+  const Lease& lease() const override { return lease_; }
+  const Json& hello() const override { return hello_; }
+  asio::awaitable<Result<void>> answer(const Json& reply) override {
+    co_return co_await write_message(*st_, reply);
+  }
+  asio::awaitable<Result<std::size_t>> read_some(asio::mutable_buffer buf) override {
+    if (leftover_pos_ < leftover_.size()) {
+      const std::size_t n = std::min(buf.size(), leftover_.size() - leftover_pos_);
+      std::memcpy(buf.data(), leftover_.data() + leftover_pos_, n);
+      leftover_pos_ += n;
+      bytes_in_ += n;
+      co_return n;
+    }
+    auto n = co_await st_->read_some(buf);
+    if (n) bytes_in_ += *n;
+    co_return n;
+  }
+  asio::awaitable<Result<void>> write(asio::const_buffer buf) override {
+    auto w = co_await st_->write(buf);
+    if (w) bytes_out_ += buf.size();
+    co_return w;
+  }
+  asio::awaitable<Result<void>> close_write() override {
+    done_ = true;
+    co_return st_->close_write();
+  }
+  void reset(const std::string& reason) override {
+    done_ = true;
+    st_->reset(fabric::ErrorCode::kCancel, reason);
+  }
+  std::uint64_t bytes_in() const override { return bytes_in_; }
+  std::uint64_t bytes_out() const override { return bytes_out_; }
+
+ private:
+  std::shared_ptr<Stream> st_;
+  Lease lease_;
+  Json hello_;
+  std::string leftover_;
+  std::size_t leftover_pos_ = 0;
   bool done_ = false;
   std::uint64_t bytes_in_ = 0;
   std::uint64_t bytes_out_ = 0;
@@ -497,6 +554,23 @@ asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
     co_await refuse(e_);
     co_return;
   }
+  if (lease->hops.size() == 2) {
+    // Direct route: the entry's hello rides in ROUTE_OPEN; the exit service's answer is the
+    // only reply (or a refusal above).
+    auto h = open->find("hello");
+    if (h == open->end() || !h->is_object() || open->contains("e2e")) {
+      const Error e_{"bad_message", "a direct ROUTE_OPEN carries hello and no e2e"};
+      co_await refuse(e_);
+      co_return;
+    }
+    deadline.disarm();
+    auto direct = std::make_unique<DirectChannel>(st, *lease, std::move(buf), *h);
+    counters_["routes_exited"]++;
+    active_routes_++;
+    co_await exit_handler_(std::move(direct));
+    active_routes_--;
+    co_return;
+  }
   auto offer = offer_of(*open);
   if (!offer) {
     co_await refuse(offer.error());
@@ -579,6 +653,28 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
   auto st = session->open_stream(kRouteService, cls, 0);
   if (!st) co_return tl::unexpected(st.error());
   RouteDeadline deadline(ex_, *st, options_.handshake_timeout);
+  if (lease.hops.size() == 2) {
+    // Direct: the session's peer is the lease's exit (checked by its certificate), no relay can
+    // see the payload, so no second encryption layer; one round trip.
+    if ((*st)->peer_node_id() != lease.hops[1].node)
+      co_return fail("wrong_peer", "session peer is not the lease's exit");
+    const Json direct_open{{"v", 1}, {"lease", lease.wire}, {"hop", 1}, {"hello", hello}};
+    if (auto w = co_await write_message(**st, direct_open); !w)
+      co_return tl::unexpected(w.error());
+    std::string dbuf;
+    auto ans = co_await read_message(**st, dbuf);
+    if (!ans) co_return tl::unexpected(ans.error());
+    if (auto e = ans->find("error"); e != ans->end() && e->is_object()) {
+      counters_["open_refused"]++;
+      (*st)->reset(fabric::ErrorCode::kCancel, "refused");
+      co_return fail(e->value("code", std::string("route_refused")),
+                     e->value("message", std::string()));
+    }
+    deadline.disarm();
+    counters_["routes_opened"]++;
+    co_return std::unique_ptr<RouteChannel>(
+        std::make_unique<DirectChannel>(*st, lease, std::move(dbuf), std::move(*ans)));
+  }
   E2eInitiator init(lease, key_, random_);
   Json open{{"v", 1},
             {"lease", lease.wire},

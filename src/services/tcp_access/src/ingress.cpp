@@ -48,7 +48,7 @@ void FrameReader::feed(const void* data, std::size_t n) {
   buf_.append(static_cast<const char*>(data), n);
 }
 
-Result<std::optional<std::string>> FrameReader::next() {
+Result<std::optional<std::string_view>> FrameReader::next() {
   if (buf_.size() - pos_ < 4) return std::nullopt;
   const auto* p = reinterpret_cast<const std::uint8_t*>(buf_.data()) + pos_;
   const std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
@@ -56,9 +56,9 @@ Result<std::optional<std::string>> FrameReader::next() {
   if (n > max_) return fail("bad_frame", "frame of " + std::to_string(n) + " bytes exceeds " +
                                              std::to_string(max_));
   if (buf_.size() - pos_ < 4 + n) return std::nullopt;
-  std::string out = buf_.substr(pos_ + 4, n);
+  const std::string_view out(buf_.data() + pos_ + 4, n);
   pos_ += 4 + n;
-  return std::optional<std::string>(std::move(out));
+  return std::optional<std::string_view>(out);
 }
 
 Result<ClientHello> parse_client_hello(std::string_view text) {
@@ -110,7 +110,8 @@ asio::awaitable<Result<std::unique_ptr<IngressClient>>> IngressClient::connect(
   if (rec) co_return fail("connect_failed", "resolve " + host + ": " + rec.message());
   auto [cec, ep] = co_await asio::async_connect(tls->lowest_layer(), results, kTuple);
   if (cec) co_return fail("connect_failed", "connect " + endpoint + ": " + cec.message());
-  tls->lowest_layer().set_option(asio::ip::tcp::no_delay(true));
+  boost::system::error_code nd_ignored;
+  tls->lowest_layer().set_option(asio::ip::tcp::no_delay(true), nd_ignored);
   auto [hec] = co_await tls->async_handshake(asio::ssl::stream_base::client, kTuple);
   if (hec) co_return fail("tls_failed", "TLS with " + endpoint + ": " + hec.message());
   {
@@ -139,7 +140,7 @@ asio::awaitable<Result<std::unique_ptr<IngressClient>>> IngressClient::connect(
     auto f = c->reader_.next();
     if (!f) co_return tl::unexpected(f.error());
     if (*f) {
-      auto j = Json::parse(**f, nullptr, false);
+      auto j = Json::parse((*f)->begin(), (*f)->end(), nullptr, false);
       if (j.is_discarded() || !j.is_object())
         co_return fail("bad_answer", "entry answered with something else than JSON");
       if (auto e = j.find("error"); e != j.end() && e->is_object())
@@ -168,7 +169,7 @@ asio::awaitable<Result<std::size_t>> IngressClient::read_some(asio::mutable_buff
         eof_ = true;
         co_return std::size_t{0};
       }
-      pending_ = std::move(**f);
+      pending_ = **f;
       pending_pos_ = 0;
       break;
     }

@@ -319,7 +319,7 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
       co_return;
     }
     if (*f) {
-      hello_text = std::move(**f);
+      hello_text = std::string(**f);
       break;
     }
     auto [ec, n] = co_await tls->async_read_some(asio::buffer(buf), kTuple);
@@ -400,7 +400,7 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
           (void)co_await ch->close_write();
           co_return;
         }
-        if (!co_await ch->write(asio::buffer(**f))) {
+        if (!co_await ch->write(asio::buffer((*f)->data(), (*f)->size()))) {
           boost::system::error_code e;
           tls->lowest_layer().close(e);
           co_return;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <array>
+#include <memory>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -59,27 +60,46 @@ Result<std::pair<E2eKeys, E2eOffer>> e2e_respond(const Lease& lease, const E2eOf
                                                  const crypto::Ed25519Key& node_key,
                                                  Random& random);
 
+// Per-direction AEAD state (OpenSSL EVP ChaCha20-Poly1305, RFC 8439: the same bytes as
+// libsodium's crypto_aead_chacha20poly1305_ietf, about 2.5x faster here).
+class Aead {
+ public:
+  explicit Aead(const std::array<std::uint8_t, 32>& key);
+  ~Aead();
+  Aead(const Aead&) = delete;
+  Aead& operator=(const Aead&) = delete;
+  // In place: `data` becomes ciphertext, the 16-byte tag goes to `tag`.
+  void seal(std::uint64_t counter, std::span<std::uint8_t> data, std::uint8_t* tag);
+  // In place; false when the tag does not verify.
+  bool open(std::uint64_t counter, std::span<std::uint8_t> data, const std::uint8_t* tag);
+
+ private:
+  struct Ctx;
+  std::unique_ptr<Ctx> ctx_;
+};
+
 // Seals records in one direction.
 class RecordSealer {
  public:
-  explicit RecordSealer(const std::array<std::uint8_t, 32>& key) : key_(key) {}
+  explicit RecordSealer(const std::array<std::uint8_t, 32>& key) : aead_(key) {}
   // Appends one record (data.size() <= kMaxRecordPlaintext) to `out`.
   void seal(RecordType type, std::span<const std::uint8_t> data, std::string& out);
   std::uint64_t records() const { return counter_; }
 
  private:
-  std::array<std::uint8_t, 32> key_;
+  Aead aead_;
   std::uint64_t counter_ = 0;
 };
 
-// Opens records in one direction from a byte stream fed in arbitrary pieces.
+// Opens records in one direction from a byte stream fed in arbitrary pieces. Records are
+// decrypted in place: a returned record's data stays valid until the next feed().
 class RecordOpener {
  public:
-  explicit RecordOpener(const std::array<std::uint8_t, 32>& key) : key_(key) {}
+  explicit RecordOpener(const std::array<std::uint8_t, 32>& key) : aead_(key) {}
   void feed(std::span<const std::uint8_t> bytes);
   struct Record {
     RecordType type = RecordType::kData;
-    std::string data;
+    std::string_view data;
   };
   // The next complete record, nullopt when more bytes are needed. Errors (the stream is then
   // unusable): "e2e_record_too_large", "e2e_bad_record" (forged, altered, replayed, reordered,
@@ -88,7 +108,7 @@ class RecordOpener {
   std::size_t buffered() const { return buf_.size() - pos_; }
 
  private:
-  std::array<std::uint8_t, 32> key_;
+  Aead aead_;
   std::uint64_t counter_ = 0;
   std::string buf_;
   std::size_t pos_ = 0;

@@ -33,8 +33,9 @@ class FrameReader {
  public:
   explicit FrameReader(std::size_t max) : max_(max) {}
   void feed(const void* data, std::size_t n);
-  // The next whole frame (possibly empty = half-close), nullopt when more bytes are needed.
-  Result<std::optional<std::string>> next();
+  // The next whole frame (possibly empty = half-close), nullopt when more bytes are needed. The
+  // view stays valid until the next feed().
+  Result<std::optional<std::string_view>> next();
   std::size_t buffered() const { return buf_.size() - pos_; }
   void set_max(std::size_t max) { max_ = max; }
 
@@ -74,7 +75,7 @@ class IngressClient {
   std::shared_ptr<asio::ssl::context> ctx_;
   std::shared_ptr<TlsStream> tls_;
   FrameReader reader_{kMaxChunk};
-  std::string pending_;
+  std::string_view pending_;  // into reader_'s buffer
   std::size_t pending_pos_ = 0;
   bool eof_ = false;
   std::string route_;
