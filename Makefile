@@ -38,7 +38,7 @@ lint: build
 
 fuzz: bootstrap
 	@cmake --preset fuzz >/dev/null
-	@cmake --build --preset fuzz -j $(JOBS) --target fuzz_frame_decoder fuzz_session fuzz_config_artifact
+	@cmake --build --preset fuzz -j $(JOBS) --target fuzz_frame_decoder fuzz_session fuzz_config_artifact fuzz_route
 	@scripts/fuzz.sh build/fuzz $(FUZZ_SECONDS)
 
 fuzz-long: FUZZ_SECONDS=1800

@@ -94,15 +94,22 @@ echo demo-owner-password | "$rapctl" step-up --password-stdin >/dev/null
 chmod 600 "$root/join-token"
 for n in entry relay exit; do
   mkdir -p "$root/agents/$n"
+  # The mesh: the relay listens for fabric sessions; the entry (client ingress for users) and the
+  # exit (a connector, as behind NAT) only dial out, so user traffic crosses the relay.
+  case $n in
+    entry) mesh="\"client_ingress_listen\": \"127.0.0.1:$((base + 22))\", \"metrics_listen\": \"127.0.0.1:$((base + 64))\"," ;;
+    relay) mesh="\"fabric_listen\": \"127.0.0.1:$((base + 21))\", \"metrics_listen\": \"127.0.0.1:$((base + 65))\"," ;;
+    exit) mesh="\"metrics_listen\": \"127.0.0.1:$((base + 66))\"," ;;
+  esac
   cat >"$root/agents/$n.json" <<JSON
-{"state_dir": "$root/agents/$n", "heartbeat_interval_seconds": 5, "enroll_poll_ms": 300,
+{"state_dir": "$root/agents/$n", "heartbeat_interval_seconds": 2, "enroll_poll_ms": 300, $mesh
  "memberships": [{"cluster": "main", "control_url": "https://127.0.0.1:$cport",
                   "control_ca_file": "$ca_file", "join_token_file": "$root/join-token"}]}
 JSON
   "$agent" run --config "$root/agents/$n.json" >"$root/logs/agent-$n.log" 2>&1 &
   echo $! >"$root/pids/agent-$n"
 done
-declare -A role=([entry]=entry-node [relay]=relay-node [exit]=vpn-exit)
+declare -A role=([entry]=entry-node [relay]=relay-node [exit]=exit-node)
 for n in entry relay exit; do
   req=""
   for _ in $(seq 1 100); do
@@ -164,6 +171,46 @@ totp_secret=$(japi POST /me/totp/enroll '{}' | field 'd["secret_base32"]')
 japi POST /me/totp/confirm "{\"code\":\"$(scripts/totp.py "$totp_secret")\"}" >/dev/null
 echo "$totp_secret" >"$root/owner-totp-secret"
 chmod 600 "$root/owner-totp-secret"
+
+# --- TCP application access through entry -> relay -> exit ---
+# A web server behind the exit (the "intranet" of organization acme), an egress pool backed by
+# the exit node, a TCP resource in it, and a user whom a policy allows to use it.
+mkdir -p "$root/intranet"
+echo "hello from the acme intranet, reached through entry -> relay -> exit" >"$root/intranet/index.html"
+python3 -m http.server --bind 127.0.0.1 $((base + 40)) --directory "$root/intranet" >"$root/logs/intranet.log" 2>&1 &
+echo $! >"$root/pids/intranet"
+exit_id=$(japi GET /clusters/main/nodes | field '[n["id"] for n in d["nodes"] if n["name"] == "exit"][0]')
+pool=$(japi POST /orgs/acme/egress-pools '{"name":"demo-site","description":"the demo exit"}' | field 'd["egress_pool"]["id"]')
+japi PUT "/orgs/acme/egress-pools/$pool/nodes" "{\"nodes\":[{\"cluster\":\"main\",\"node\":\"$exit_id\"}]}" >/dev/null
+res=$(japi POST /orgs/acme/resources "{\"name\":\"intranet\",\"protocol\":\"tcp\",\"address\":\"127.0.0.1:$((base + 40))\",\"egress_pool\":\"demo-site\"}" | field 'd["resource"]["id"]')
+japi POST /users '{"email":"user@acme.demo","password":"demo-user-password"}' >/dev/null
+japi POST /orgs/acme/members '{"email":"user@acme.demo","role":"org_member"}' >/dev/null
+japi POST /orgs/acme/policies "{\"name\":\"intranet\",\"service\":\"tcp\",\"users\":[\"user@acme.demo\"],\"resources\":[\"$res\"]}" >/dev/null
+user_cfg=$root/rapctl-user.json
+echo demo-user-password | RAPCTL_CONFIG=$user_cfg "$rapctl" --ca-file "$ca_file" login \
+  --server "https://127.0.0.1:$cport" --email user@acme.demo --password-stdin >/dev/null
+echo "demo: waiting for the mesh (entry and exit dial the relay; sessions reach the control plane)"
+routed=""
+for _ in $(seq 1 60); do
+  RAPCTL_CONFIG=$user_cfg "$rapctl" connect intranet --org acme --listen 127.0.0.1:$((base + 90)) --once \
+    >"$root/logs/rapctl-connect.log" 2>&1 &
+  cpid=$!
+  sleep 0.5
+  routed=$(curl -s --max-time 5 "http://127.0.0.1:$((base + 90))/" || true)
+  kill "$cpid" 2>/dev/null || true
+  wait "$cpid" 2>/dev/null || true
+  [ -n "$routed" ] && break
+  sleep 1
+done
+if [ -z "$routed" ]; then
+  echo "demo: TCP access did not come up; see $root/logs (agent-*.log, rapctl-connect.log)" >&2
+  tail -5 "$root"/logs/agent-*.log "$root/logs/rapctl-connect.log" >&2
+  exit 1
+fi
+echo "demo: TCP access works: user@acme.demo -> rapctl connect -> entry -> relay -> exit -> intranet:"
+echo "  $routed"
+relayed=$(curl -s "http://127.0.0.1:$((base + 65))/metrics" | awk '/rap_mesh_events_total\{event="routes_relayed"\}/{print $2}')
+echo "demo: routes relayed by the relay node so far: ${relayed:-0}"
 
 echo "demo: creating the demo cluster CA and node identities in $root"
 "$bin" pki init --dir "$root/ca" --cluster demo >/dev/null
@@ -237,6 +284,13 @@ The demo fabric is running (logs: $root/logs, stop with: make demo-stop).
   Signed configuration (config-signing keys, published artifacts):
     $rapctl config keys main
     $rapctl config artifacts main
-Not in the demo yet (open issues): the fabric nodes above still use a demo CA instead of the
-agents' certificates; routing over the agents' fabric.
+TCP access through the mesh (user@acme.demo, organization acme; entry -> relay -> exit):
+    RAPCTL_CONFIG=$user_cfg $rapctl connect intranet --org acme --listen 127.0.0.1:8080
+    curl http://127.0.0.1:8080/        # in another terminal
+  Mesh metrics and status of the agents' fabric (entry :$((base + 64)), relay :$((base + 65)), exit :$((base + 66))):
+    curl -s http://127.0.0.1:$((base + 65))/metrics | grep -E 'rap_mesh|rap_tcp_access'
+    curl -s http://127.0.0.1:$((base + 64))/status
+  Who accessed what (audit, as the owner): $rapctl audit list --limit 10
+The rap-fabric nodes (edge, relay, exit, client) use a demo CA of their own; the agents' mesh above
+uses the certificates the control plane issued.
 EOT

@@ -19,7 +19,7 @@ seconds=$2
 [[ $seconds =~ ^[0-9]+$ && $seconds -gt 0 ]] || usage
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-targets=${FUZZ_TARGETS:-"fuzz_frame_decoder fuzz_session fuzz_config_artifact"}
+targets=${FUZZ_TARGETS:-"fuzz_frame_decoder fuzz_session fuzz_config_artifact fuzz_route"}
 jobs=${FUZZ_JOBS:-1}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rap-fuzz.XXXXXX")

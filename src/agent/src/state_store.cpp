@@ -110,8 +110,8 @@ Result<crypto::Ed25519Key> StateStore::load_or_create_key() {
   auto mode = env_.file_mode(path);
   if (!mode) return tl::unexpected(mode.error());
   if ((*mode & 077) != 0) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "%04o", *mode);
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%04o", *mode & 07777u);
     return fail("key_permissions", "key file " + path + " has mode " + buf +
                                        "; it must be readable by its owner only (chmod 600 " +
                                        path + ")");
