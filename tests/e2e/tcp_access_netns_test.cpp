@@ -72,9 +72,9 @@ class TcpAccessNetns : public ::testing::Test {
       ASSERT_TRUE(topo_->add_host(h));
     for (const char* h : {"client", "entry", "relaya", "relayb", "exit"})
       ASSERT_TRUE(topo_->link("ctl", h));
-    for (auto [a, b] : {std::pair{"client", "entry"}, std::pair{"entry", "relaya"},
-                        std::pair{"entry", "relayb"}, std::pair{"relaya", "exit"},
-                        std::pair{"relayb", "exit"}, std::pair{"exit", "target"}})
+    for (auto [a, b] :
+         {std::pair{"client", "entry"}, std::pair{"entry", "relaya"}, std::pair{"entry", "relayb"},
+          std::pair{"relaya", "exit"}, std::pair{"relayb", "exit"}, std::pair{"exit", "target"}})
       ASSERT_TRUE(topo_->link(a, b));
     // Fabric endpoints: entry advertises its address towards relay-a, each relay its address
     // towards the exit. Routes let entry and relay-b reach those (no forwarding needed: the
@@ -134,12 +134,13 @@ class TcpAccessNetns : public ::testing::Test {
   // The control plane API from inside "ctl".
   json api(const std::string& method, const std::string& path, const json& body = nullptr,
            const std::string& token = "", int* status = nullptr) {
-    std::vector<std::string> argv = {"curl", "-sS", "-k", "--tlsv1.3", "-o", "-", "-w",
-                                     "\n%{http_code}", "-X", method};
+    std::vector<std::string> argv = {"curl",           "-sS", "-k",  "--tlsv1.3", "-o", "-", "-w",
+                                     "\n%{http_code}", "-X",  method};
     const std::string t = token.empty() ? token_ : token;
     if (!t.empty()) argv.insert(argv.end(), {"-H", "Authorization: Bearer " + t});
     if (!body.is_null())
-      argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", body.dump()});
+      argv.insert(argv.end(),
+                  {"-H", "Content-Type: application/json", "--data-binary", body.dump()});
     argv.push_back("https://127.0.0.1:" + std::to_string(kControlPort) + path);
     auto r = in("ctl", argv, 20s);
     const auto nl = r.output.rfind('\n');
@@ -159,11 +160,11 @@ class TcpAccessNetns : public ::testing::Test {
     pg_ = std::move(*pg);
     auto db = pg_->create_database("tcp_access");
     ASSERT_TRUE(db) << db.error().message;
-    control_.emplace(spawn("ctl",
-                           {RAP_CONTROL_BIN, "--listen", "0.0.0.0:" + std::to_string(kControlPort),
-                            "--database-url", *db, "--data-dir",
-                            (dir_->path() / "control").string(), "--web-dir", "none"},
-                           "control.log"));
+    control_.emplace(spawn(
+        "ctl",
+        {RAP_CONTROL_BIN, "--listen", "0.0.0.0:" + std::to_string(kControlPort), "--database-url",
+         *db, "--data-dir", (dir_->path() / "control").string(), "--web-dir", "none"},
+        "control.log"));
     ASSERT_TRUE(control_->wait_for_output("rap-control listening on", 60s)) << control_->output();
     std::smatch m;
     const std::string out = control_->output();
@@ -179,16 +180,16 @@ class TcpAccessNetns : public ::testing::Test {
   std::string start_agent(const std::string& host, json extra) {
     const auto state = dir_->path() / ("agent-" + host);
     const auto cfg = dir_->path() / ("agent-" + host + ".json");
-    json c{{"state_dir", state.string()},
-           {"heartbeat_interval_seconds", 1},
-           {"enroll_poll_ms", 200},
-           {"memberships",
-            json::array({{{"cluster", "main"},
-                          {"control_url", "https://" + addr("ctl", host) + ":" +
-                                              std::to_string(kControlPort)},
-                          {"control_ca_file",
-                           (dir_->path() / "control" / "tls" / "server.crt").string()},
-                          {"join_token_file", (dir_->path() / "join-token").string()}}})}};
+    json c{
+        {"state_dir", state.string()},
+        {"heartbeat_interval_seconds", 1},
+        {"enroll_poll_ms", 200},
+        {"memberships",
+         json::array(
+             {{{"cluster", "main"},
+               {"control_url", "https://" + addr("ctl", host) + ":" + std::to_string(kControlPort)},
+               {"control_ca_file", (dir_->path() / "control" / "tls" / "server.crt").string()},
+               {"join_token_file", (dir_->path() / "join-token").string()}}})}};
     c.update(extra);
     write_file(cfg, c.dump());
     agents_.emplace(host, spawn(host, {RAP_NODE_AGENT_BIN, "run", "--config", cfg.string()},
@@ -203,8 +204,8 @@ class TcpAccessNetns : public ::testing::Test {
         << pending << agents_.at(host).output();
     if (pending.value("join_requests", json::array()).size() != 1) return "";
     const auto id = pending["join_requests"][0]["id"].get<std::string>();
-    const auto ok = api("POST", "/api/v1/clusters/main/join-requests/" + id + "/approve",
-                        json::object());
+    const auto ok =
+        api("POST", "/api/v1/clusters/main/join-requests/" + id + "/approve", json::object());
     EXPECT_TRUE(agents_.at(host).wait_for_output("enrolled as node", 30s))
         << agents_.at(host).output();
     return ok.value("node", json::object()).value("id", ok.value("node_id", std::string()));
@@ -239,14 +240,17 @@ TEST_F(TcpAccessNetns, SshScpPsqlCurlThroughEntryRelayExit) {
                  "\nAuthorizedKeysFile " + (sshdir / "authorized_keys").string() +
                  "\nPermitRootLogin yes\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
                  "Subsystem sftp internal-sftp\n"
-                 "PidFile " + (sshdir / "sshd.pid").string() + "\n");
-  auto sshd = spawn("target", {"/usr/sbin/sshd", "-D", "-e", "-f", (sshdir / "sshd_config").string()},
-                    "sshd.log");
+                 "PidFile " +
+                 (sshdir / "sshd.pid").string() + "\n");
+  auto sshd =
+      spawn("target", {"/usr/sbin/sshd", "-D", "-e", "-f", (sshdir / "sshd_config").string()},
+            "sshd.log");
   const auto webroot = dir_->path() / "www";
   std::filesystem::create_directories(webroot);
   write_file(webroot / "hello.txt", "hello through the mesh\n");
-  auto web = spawn("target", {"python3", "-m", "http.server", "--bind", target_ip, "8080",
-                              "--directory", webroot.string()},
+  auto web = spawn("target",
+                   {"python3", "-m", "http.server", "--bind", target_ip, "8080", "--directory",
+                    webroot.string()},
                    "http.log");
   // PostgreSQL on the target, listening on its address (trust auth: the test's own server).
   auto bindir = PostgresFixture::find_bin_dir();
@@ -320,10 +324,14 @@ TEST_F(TcpAccessNetns, SshScpPsqlCurlThroughEntryRelayExit) {
     res[name] = r["resource"].value("id", "");
   }
   api("POST", "/api/v1/orgs/acme/policies",
-      json{{"name", "ssh"}, {"service", "ssh"}, {"users", {"alice@acme.io"}},
+      json{{"name", "ssh"},
+           {"service", "ssh"},
+           {"users", {"alice@acme.io"}},
            {"resources", {res["ssh"]}}});
   api("POST", "/api/v1/orgs/acme/policies",
-      json{{"name", "tcp"}, {"service", "tcp"}, {"users", {"alice@acme.io"}},
+      json{{"name", "tcp"},
+           {"service", "tcp"},
+           {"users", {"alice@acme.io"}},
            {"resources", {res["web"], res["db"]}}});
 
   // The mesh comes up: entry and exit both hold sessions with the relays, never with each other.
@@ -347,7 +355,8 @@ TEST_F(TcpAccessNetns, SshScpPsqlCurlThroughEntryRelayExit) {
   EXPECT_FALSE(connected("entry", "exit"));
 
   // --- alice connects with rapctl ---
-  const std::string ctl_url = "https://" + addr("ctl", "client") + ":" + std::to_string(kControlPort);
+  const std::string ctl_url =
+      "https://" + addr("ctl", "client") + ":" + std::to_string(kControlPort);
   const auto alice =
       api("POST", "/api/v1/login", json{{"email", "alice@acme.io"}, {"password", kUserPw}})
           .value("token", "");
@@ -384,17 +393,17 @@ TEST_F(TcpAccessNetns, SshScpPsqlCurlThroughEntryRelayExit) {
   EXPECT_EQ(psql.output, "psql ok 42\n") << psql.output << fwd_db.output();
   // ssh + scp of 200 MB, checksum verified.
   const std::vector<std::string> ssh_opts = {
-      "-i", (sshdir / "client_key").string(), "-o", "StrictHostKeyChecking=no", "-o",
-      "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"};
+      "-i", (sshdir / "client_key").string(), "-o", "StrictHostKeyChecking=no",
+      "-o", "UserKnownHostsFile=/dev/null",   "-o", "LogLevel=ERROR"};
   std::vector<std::string> ssh = {"ssh", "-p", "2222"};
   ssh.insert(ssh.end(), ssh_opts.begin(), ssh_opts.end());
   ssh.insert(ssh.end(), {"root@127.0.0.1", "echo ssh-ok $(hostname)"});
   auto s = in("client", ssh, 30s);
   EXPECT_NE(s.output.find("ssh-ok"), std::string::npos) << s.output << fwd_ssh.output();
   const auto big = dir_->path() / "big.bin";
-  ASSERT_TRUE(rap::testing::run_command(
-                  {"dd", "if=/dev/urandom", "of=" + big.string(), "bs=1M", "count=200", "status=none"},
-                  RunOptions{.timeout = 120s})
+  ASSERT_TRUE(rap::testing::run_command({"dd", "if=/dev/urandom", "of=" + big.string(), "bs=1M",
+                                         "count=200", "status=none"},
+                                        RunOptions{.timeout = 120s})
                   .ok());
   std::vector<std::string> scp = {"scp", "-q", "-P", "2222"};
   scp.insert(scp.end(), ssh_opts.begin(), ssh_opts.end());
@@ -402,25 +411,25 @@ TEST_F(TcpAccessNetns, SshScpPsqlCurlThroughEntryRelayExit) {
   scp.insert(scp.end(), {big.string(), "root@127.0.0.1:" + received.string()});
   const auto t0 = std::chrono::steady_clock::now();
   auto cp = in("client", scp, 300s);
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_TRUE(cp.ok()) << cp.output << fwd_ssh.output();
   auto sum = [](const std::filesystem::path& p) {
     auto r = rap::testing::run_command({"sha256sum", p.string()}, RunOptions{.timeout = 60s});
     return r.output.substr(0, 64);
   };
   EXPECT_EQ(sum(big), sum(received));
-  std::cout << "scp 200 MB through entry -> relay -> exit: " << secs << " s ("
-            << 200.0 / secs << " MB/s)\n";
+  std::cout << "scp 200 MB through entry -> relay -> exit: " << secs << " s (" << 200.0 / secs
+            << " MB/s)\n";
 
   // Bob has no policy: refused with a clear error, audited.
   const auto bob =
       api("POST", "/api/v1/login", json{{"email", "bob@acme.io"}, {"password", kUserPw}})
           .value("token", "");
-  auto denied = in("client",
-                   {RAPCTL_BIN, "--server", ctl_url, "--insecure", "connect", "ssh", "--org", "acme",
-                    "--listen", "127.0.0.1:2223"},
-                   30s, {{"RAPCTL_TOKEN", bob}, {"RAPCTL_CONFIG", (dir_->path() / "b.json").string()}});
+  auto denied =
+      in("client",
+         {RAPCTL_BIN, "--server", ctl_url, "--insecure", "connect", "ssh", "--org", "acme",
+          "--listen", "127.0.0.1:2223"},
+         30s, {{"RAPCTL_TOKEN", bob}, {"RAPCTL_CONFIG", (dir_->path() / "b.json").string()}});
   EXPECT_EQ(denied.exit_code, 1) << denied.output;
   EXPECT_NE(denied.output.find("not_entitled"), std::string::npos) << denied.output;
   // Asking the API directly for a ticket (knowing the id) is refused and audited.
@@ -467,8 +476,9 @@ TEST_F(TcpAccessNetns, SshScpPsqlCurlThroughEntryRelayExit) {
     json j = json::parse(r.output, nullptr, false);
     if (j.is_discarded()) continue;
     for (const auto& m : j["live"]["memberships"])
-      relayed += m.value("mesh", json::object()).value("counters", json::object()).value(
-          "routes_relayed", std::uint64_t{0});
+      relayed += m.value("mesh", json::object())
+                     .value("counters", json::object())
+                     .value("routes_relayed", std::uint64_t{0});
   }
   EXPECT_GE(relayed, 4u);
 }

@@ -3,7 +3,6 @@
 #include "rap/mesh/e2e.h"
 
 #include <gtest/gtest.h>
-
 #include <sodium.h>
 
 #include "rap/config/canonical.h"
@@ -21,8 +20,8 @@ struct Fixture {
   Lease lease() const {
     Lease l;
     l.artifact_id = std::string(64, 'a');
-    l.hops = {{"entry", entry.public_key()}, {"relay", other.public_key()},
-              {"exit", exit.public_key()}};
+    l.hops = {
+        {"entry", entry.public_key()}, {"relay", other.public_key()}, {"exit", exit.public_key()}};
     return l;
   }
 };
@@ -150,8 +149,8 @@ TEST(E2e, RecordsAreRfc8439ChaCha20Poly1305) {
   std::size_t off = 0;
   for (std::uint64_t counter = 0; counter < 2; ++counter) {
     const auto* p = reinterpret_cast<const std::uint8_t*>(w.data()) + off;
-    const std::size_t clen = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
-                             (std::size_t{p[2]} << 8) | p[3];
+    const std::size_t clen =
+        (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) | (std::size_t{p[2]} << 8) | p[3];
     std::array<std::uint8_t, 12> nonce{};
     for (int i = 0; i < 8; ++i) nonce[4 + i] = static_cast<std::uint8_t>(counter >> (8 * i));
     std::string plain(clen - 16, '\0');

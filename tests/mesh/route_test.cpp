@@ -8,8 +8,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
 #include <mutex>
@@ -117,8 +117,8 @@ class Lab {
       c.trust.revocations = rev;
       for (auto& [pid, p] : nodes_) {
         if (pid == id) continue;
-        c.peers.push_back(MeshPeer{pid, p.tn->key.public_key(), p.roles,
-                                   "127.0.0.1:" + std::to_string(p.port)});
+        c.peers.push_back(
+            MeshPeer{pid, p.tn->key.public_key(), p.roles, "127.0.0.1:" + std::to_string(p.port)});
       }
       sync([&] {
         n.mesh->update(c);
@@ -191,8 +191,7 @@ class Lab {
   }
   std::string ticket(const std::string& entry, const std::string& grant_wire,
                      std::vector<std::string> leases) {
-    return *seal_ticket(Ticket{grant_wire, std::move(leases)},
-                        nodes_[entry].tn->key.public_key());
+    return *seal_ticket(Ticket{grant_wire, std::move(leases)}, nodes_[entry].tn->key.public_key());
   }
 
   // Connects through `entry` with `ticket`; returns the client or the refusal.
@@ -200,10 +199,9 @@ class Lab {
                                                  const std::string& ticket,
                                                  const std::string& cls = "interactive") {
     auto& n = nodes_[entry];
-    return await(IngressClient::connect(io_.get_executor(),
-                                        "127.0.0.1:" + std::to_string(n.entry->port()),
-                                        config::to_hex(n.tn->key.public_key()),
-                                        ClientHello{ticket, cls}, 10s));
+    return await(IngressClient::connect(
+        io_.get_executor(), "127.0.0.1:" + std::to_string(n.entry->port()),
+        config::to_hex(n.tn->key.public_key()), ClientHello{ticket, cls}, 10s));
   }
 
   // Writes `data`, half-closes, reads everything back.
@@ -255,8 +253,8 @@ class Lab {
                     auto [e, n] = co_await sock->async_read_some(
                         asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
                     if (e) break;
-                    auto [we, wn] = co_await asio::async_write(
-                        *sock, asio::buffer(buf.data(), n), asio::as_tuple(asio::use_awaitable));
+                    auto [we, wn] = co_await asio::async_write(*sock, asio::buffer(buf.data(), n),
+                                                               asio::as_tuple(asio::use_awaitable));
                     if (we) break;
                   }
                   boost::system::error_code ig;
@@ -376,9 +374,9 @@ TEST(MeshRoute, RefusalsCarryClearCodes) {
   config::Signer forger("cluster-1", *crypto::Ed25519Key::generate());
   EXPECT_EQ(code(lab.ticket("entry", grant, {lab.lease("r", path, 600s, &forger)})),
             "lease_unknown_signer");
-  EXPECT_EQ(code(lab.ticket("entry", lab.grant("entry", {"exit"}, target, -1s),
-                            {lab.lease("r", path)})),
-            "grant_expired");
+  EXPECT_EQ(
+      code(lab.ticket("entry", lab.grant("entry", {"exit"}, target, -1s), {lab.lease("r", path)})),
+      "grant_expired");
   // A grant for a target the exit's signed configuration does not name.
   EXPECT_EQ(code(lab.ticket("entry", lab.grant("entry", {"exit"}, "127.0.0.1:1"),
                             {lab.lease("r", path)})),
@@ -417,9 +415,9 @@ TEST(MeshRoute, RevokedRelayIsCutOffAndTheAlternateRouteIsUsed) {
   for (int i = 0; i < 100 && lab.connected("entry", "relay"); ++i)
     std::this_thread::sleep_for(20ms);
   EXPECT_FALSE(lab.connected("entry", "relay"));
-  const auto t = lab.ticket("entry", lab.grant("entry", {"exit"}, target),
-                            {lab.lease("via-relay", {"entry", "relay", "exit"}),
-                             lab.lease("direct", {"entry", "exit"})});
+  const auto t = lab.ticket(
+      "entry", lab.grant("entry", {"exit"}, target),
+      {lab.lease("via-relay", {"entry", "relay", "exit"}), lab.lease("direct", {"entry", "exit"})});
   auto c = lab.connect("entry", t);
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ((*c)->route(), "direct");

@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "mesh_runtime.h"
 #include "rap/agent/config_storage.h"
 #include "rap/agent/config_sync.h"
 #include "rap/agent/control_client.h"
@@ -18,7 +19,6 @@
 #include "rap/agent/state_store.h"
 #include "rap/crypto/certs.h"
 #include "rap/crypto/keys.h"
-#include "mesh_runtime.h"
 
 namespace rap::agent {
 

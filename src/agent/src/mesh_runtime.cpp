@@ -61,7 +61,8 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
     }
     raw->records_.push_back(std::move(rec));
   };
-  r->exit_ = std::make_unique<services::tcp::TcpAccessExit>(r->io_->get_executor(), *r->mesh_, sink);
+  r->exit_ =
+      std::make_unique<services::tcp::TcpAccessExit>(r->io_->get_executor(), *r->mesh_, sink);
   auto port = r->mesh_->start();
   if (!port) return tl::unexpected(port.error());
   r->fabric_endpoint_ = r->mesh_->advertised_endpoint();
@@ -157,7 +158,8 @@ bool MeshRuntime::apply(const ConfigSync& config, const std::string& node_id,
   mc.trust.trust = std::move(trust->trust);
   mc.trust.revocations = std::move(trust->revocations);
   mc.trust.min_epoch = trust->epoch;
-  const auto pd = config.payload(config::ArtifactType::peer_directory, config::Scope::node(node_id));
+  const auto pd =
+      config.payload(config::ArtifactType::peer_directory, config::Scope::node(node_id));
   if (pd.is_object() && pd.contains("peers") && pd["peers"].is_array()) {
     for (const auto& p : pd["peers"]) {
       mesh::MeshPeer peer;
@@ -173,8 +175,8 @@ bool MeshRuntime::apply(const ConfigSync& config, const std::string& node_id,
     }
   }
   std::vector<services::tcp::EgressTarget> egress;
-  const auto sab = config.payload(config::ArtifactType::service_assignment_bundle,
-                                  config::Scope::node(node_id));
+  const auto sab =
+      config.payload(config::ArtifactType::service_assignment_bundle, config::Scope::node(node_id));
   if (sab.is_object() && sab.contains("egress") && sab["egress"].is_array()) {
     for (const auto& e : sab["egress"]) {
       services::tcp::EgressTarget t{e.value("id", std::string()), e.value("org", std::string()),

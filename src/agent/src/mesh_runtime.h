@@ -23,11 +23,11 @@
 namespace rap::agent {
 
 struct MeshRuntimeOptions {
-  std::string fabric_listen;            // "ip:port" ("" = dial out only, e.g. behind NAT)
-  std::string fabric_advertise;         // "host:port" peers dial ("" = the listen address)
-  std::string client_ingress_listen;    // "ip:port" for entry nodes ("" = no client ingress)
+  std::string fabric_listen;             // "ip:port" ("" = dial out only, e.g. behind NAT)
+  std::string fabric_advertise;          // "host:port" peers dial ("" = the listen address)
+  std::string client_ingress_listen;     // "ip:port" for entry nodes ("" = no client ingress)
   std::string client_ingress_advertise;  // "host:port" users connect to ("" = listen address)
-  std::string metrics_listen;           // "ip:port": Prometheus /metrics and /status ("" = none)
+  std::string metrics_listen;            // "ip:port": Prometheus /metrics and /status ("" = none)
 };
 
 class MeshRuntime {

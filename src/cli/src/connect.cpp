@@ -2,6 +2,8 @@
 // ticket to a resource, listens on a local port and carries every accepted connection to the
 // entry node named in the ticket (TLS 1.3, entry key pinned), which routes it through the mesh
 // to the resource. Tickets are renewed at half their lifetime.
+#include "rap/cli/connect.h"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -13,7 +15,6 @@
 #include <chrono>
 #include <ctime>
 
-#include "rap/cli/connect.h"
 #include "rap/cli/http_client.h"
 #include "rap/services/tcp_access/ingress.h"
 
@@ -65,8 +66,8 @@ class Connector {
         return {};
       }
     }
-    return fail("not_entitled", "no resource '" + args_.resource + "' that you may use in '" +
-                                    args_.org + "'");
+    return fail("not_entitled",
+                "no resource '" + args_.resource + "' that you may use in '" + args_.org + "'");
   }
 
   Result<Ticket> fetch() {
@@ -196,8 +197,9 @@ int cmd_connect(const Globals& g, const ConnectArgs& a, Io& io, const Config& cf
     return report(io, Error{"usage", "--class must be interactive or bulk"});
   const auto colon = a.listen.rfind(':');
   boost::system::error_code ec;
-  const auto addr =
-      colon == std::string::npos ? asio::ip::address() : asio::ip::make_address(a.listen.substr(0, colon), ec);
+  const auto addr = colon == std::string::npos
+                        ? asio::ip::address()
+                        : asio::ip::make_address(a.listen.substr(0, colon), ec);
   if (colon == std::string::npos || ec)
     return report(io, Error{"usage", "--listen must be IP:PORT, e.g. 127.0.0.1:2222"});
   Connector conn(a, *opts, io);
@@ -206,8 +208,8 @@ int cmd_connect(const Globals& g, const ConnectArgs& a, Io& io, const Config& cf
   if (auto t = conn.ticket(); !t) return report(io, t.error());
   asio::io_context ioc(1);
   asio::ip::tcp::acceptor acc(ioc);
-  const asio::ip::tcp::endpoint ep(addr,
-                                   static_cast<std::uint16_t>(std::stoul(a.listen.substr(colon + 1))));
+  const asio::ip::tcp::endpoint ep(
+      addr, static_cast<std::uint16_t>(std::stoul(a.listen.substr(colon + 1))));
   acc.open(ep.protocol(), ec);
   if (!ec) acc.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
   if (!ec) acc.bind(ep, ec);

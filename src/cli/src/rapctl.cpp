@@ -2,14 +2,14 @@
 // whoami, setup) and the wiring of the generic commands of api_commands() into CLI11.
 #include "rap/cli/rapctl.h"
 
-#include "rap/cli/connect.h"
-
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <exception>
 #include <istream>
 #include <memory>
 #include <ostream>
+
+#include "rap/cli/connect.h"
 
 namespace rap::cli {
 

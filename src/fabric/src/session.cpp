@@ -30,7 +30,9 @@ asio::awaitable<void> wait_signal(asio::steady_timer& t) {
 // ---------------- Stream ----------------
 
 Stream::Stream(std::shared_ptr<Session> s, StreamInfo info)
-    : session_(std::move(s)), id_(info.id), info_(std::move(info)),
+    : session_(std::move(s)),
+      id_(info.id),
+      info_(std::move(info)),
       read_signal_(session_->ex_),
       write_signal_(session_->ex_) {
   session_->streams_[id_] = this;

@@ -50,8 +50,7 @@ void nonce_for(std::uint64_t counter, std::array<std::uint8_t, 12>& nonce) {
 
 }  // namespace
 
-E2eInitiator::E2eInitiator(const Lease& lease, const crypto::Ed25519Key& node_key,
-                           Random& random) {
+E2eInitiator::E2eInitiator(const Lease& lease, const crypto::Ed25519Key& node_key, Random& random) {
   std::array<std::uint8_t, crypto_kx_SEEDBYTES> seed{};
   random.fill(seed);
   crypto_kx_seed_keypair(pk_.data(), sk_.data(), seed.data());
@@ -119,10 +118,10 @@ struct Aead::Ctx {
 
 Aead::Aead(const std::array<std::uint8_t, 32>& key) : ctx_(std::make_unique<Ctx>()) {
   RAP_ASSERT(ctx_->enc != nullptr && ctx_->dec != nullptr);
-  RAP_ASSERT(EVP_EncryptInit_ex(ctx_->enc, EVP_chacha20_poly1305(), nullptr, key.data(),
-                                nullptr) == 1);
-  RAP_ASSERT(EVP_DecryptInit_ex(ctx_->dec, EVP_chacha20_poly1305(), nullptr, key.data(),
-                                nullptr) == 1);
+  RAP_ASSERT(EVP_EncryptInit_ex(ctx_->enc, EVP_chacha20_poly1305(), nullptr, key.data(), nullptr) ==
+             1);
+  RAP_ASSERT(EVP_DecryptInit_ex(ctx_->dec, EVP_chacha20_poly1305(), nullptr, key.data(), nullptr) ==
+             1);
 }
 
 Aead::~Aead() = default;
@@ -143,11 +142,11 @@ bool Aead::open(std::uint64_t counter, std::span<std::uint8_t> data, const std::
   nonce_for(counter, nonce);
   int len = 0;
   if (EVP_DecryptInit_ex(ctx_->dec, nullptr, nullptr, nullptr, nonce.data()) != 1) return false;
-  if (EVP_CIPHER_CTX_ctrl(ctx_->dec, EVP_CTRL_AEAD_SET_TAG, 16,
-                          const_cast<std::uint8_t*>(tag)) != 1)
+  if (EVP_CIPHER_CTX_ctrl(ctx_->dec, EVP_CTRL_AEAD_SET_TAG, 16, const_cast<std::uint8_t*>(tag)) !=
+      1)
     return false;
-  if (EVP_DecryptUpdate(ctx_->dec, data.data(), &len, data.data(),
-                        static_cast<int>(data.size())) != 1)
+  if (EVP_DecryptUpdate(ctx_->dec, data.data(), &len, data.data(), static_cast<int>(data.size())) !=
+      1)
     return false;
   return EVP_DecryptFinal_ex(ctx_->dec, data.data() + len, &len) == 1;
 }
@@ -184,8 +183,8 @@ Result<std::optional<RecordOpener::Record>> RecordOpener::next() {
   const std::size_t clen = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
                            (std::size_t{p[2]} << 8) | std::size_t{p[3]};
   if (clen > kMaxRecordCiphertext)
-    return fail("e2e_record_too_large", "record larger than " +
-                                            std::to_string(kMaxRecordCiphertext) + " bytes");
+    return fail("e2e_record_too_large",
+                "record larger than " + std::to_string(kMaxRecordCiphertext) + " bytes");
   if (clen < 1 + 16) return fail("e2e_bad_record", "record shorter than its tag");
   if (buf_.size() - pos_ < 4 + clen) return std::nullopt;
   const std::size_t plen = clen - 16;
@@ -196,8 +195,8 @@ Result<std::optional<RecordOpener::Record>> RecordOpener::next() {
   const std::uint8_t type = p[4];
   if (type > static_cast<std::uint8_t>(RecordType::kHello))
     return fail("e2e_bad_record", "unknown record type " + std::to_string(type));
-  return std::optional<Record>(Record{static_cast<RecordType>(type),
-                                      {reinterpret_cast<const char*>(p + 5), plen - 1}});
+  return std::optional<Record>(
+      Record{static_cast<RecordType>(type), {reinterpret_cast<const char*>(p + 5), plen - 1}});
 }
 
 }  // namespace rap::mesh

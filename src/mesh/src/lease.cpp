@@ -87,8 +87,8 @@ Result<Lease> verify_lease(std::string_view wire, const TrustView& view, config:
   for (const auto& hop : *h) {
     Hop x;
     std::string pk;
-    if (!hop.is_object() || !get_string(hop, "node", x.node) || !get_string(hop, "public_key", pk) ||
-        !config::from_hex(pk, x.public_key))
+    if (!hop.is_object() || !get_string(hop, "node", x.node) ||
+        !get_string(hop, "public_key", pk) || !config::from_hex(pk, x.public_key))
       return fail("lease_malformed", "a hop needs node and public_key");
     if (out.index_of(x.node)) return fail("lease_malformed", "a route visits a node twice");
     out.hops.push_back(std::move(x));

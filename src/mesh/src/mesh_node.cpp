@@ -203,7 +203,7 @@ class Channel final : public RouteChannel {
         fail_stream(r.error().message);
         co_return tl::unexpected(r.error());
       }
-      if (*r) co_return std::move(**r);
+      if (*r) co_return **r;
       if (rbuf_.empty()) rbuf_.resize(kReadChunk);
       auto n = co_await st_->read_some(asio::buffer(rbuf_));
       if (!n) co_return tl::unexpected(n.error());
@@ -318,7 +318,8 @@ asio::awaitable<std::uint64_t> splice(
 // Resets `st` unless disarmed before `after`: bounds every setup phase.
 class RouteDeadline {
  public:
-  RouteDeadline(asio::any_io_executor ex, std::shared_ptr<Stream> st, std::chrono::seconds after)
+  RouteDeadline(const asio::any_io_executor& ex, std::shared_ptr<Stream> st,
+                std::chrono::seconds after)
       : timer_(std::make_shared<asio::steady_timer>(ex, after)) {
     timer_->async_wait([st = std::move(st)](const boost::system::error_code& ec) {
       if (!ec) st->reset(fabric::ErrorCode::kCancel, "route setup timed out");
@@ -346,8 +347,7 @@ Result<std::unique_ptr<MeshNode>> MeshNode::create(asio::any_io_executor ex,
 }
 
 MeshNode::MeshNode(asio::any_io_executor ex, std::unique_ptr<fabric::FabricNode> fabric,
-                   crypto::Ed25519Key key, MeshOptions options, const Clock& clock,
-                   Random& random)
+                   crypto::Ed25519Key key, MeshOptions options, const Clock& clock, Random& random)
     : ex_(std::move(ex)),
       fabric_(std::move(fabric)),
       key_(std::move(key)),
@@ -356,9 +356,8 @@ MeshNode::MeshNode(asio::any_io_executor ex, std::unique_ptr<fabric::FabricNode>
       random_(random) {
   config_.trust.node_id = fabric_->identity().node_id;
   config_.trust.cluster_id = fabric_->identity().cluster_id;
-  fabric_->register_service(kRouteService, [this](std::shared_ptr<Stream> st) {
-    return on_route_stream(std::move(st));
-  });
+  fabric_->register_service(
+      kRouteService, [this](std::shared_ptr<Stream> st) { return on_route_stream(std::move(st)); });
 }
 
 MeshNode::~MeshNode() = default;
@@ -475,8 +474,8 @@ asio::awaitable<void> MeshNode::dial(MeshPeer peer) {
   auto& st = peers_[peer.id];
   if (s && (*s)->peer().node_id != peer.id) {
     (*s)->close("endpoint answered as another node");
-    s = fail("wrong_peer", "endpoint " + peer.fabric_endpoint + " answered as node " +
-                               (*s)->peer().node_id);
+    s = fail("wrong_peer",
+             "endpoint " + peer.fabric_endpoint + " answered as node " + (*s)->peer().node_id);
   }
   if (s) {
     st.state = "connected";
@@ -534,8 +533,9 @@ asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
     co_return;
   }
   if (lease->hops[hop - 1].node != st->peer_node_id()) {
-    const Error e_{"wrong_previous_hop", "route stream came from a node the lease does "
-                                                "not name as the previous hop"};
+    const Error e_{"wrong_previous_hop",
+                   "route stream came from a node the lease does "
+                   "not name as the previous hop"};
     co_await refuse(e_);
     co_return;
   }
@@ -603,8 +603,7 @@ asio::awaitable<void> MeshNode::relay(std::shared_ptr<Stream> in, const Lease& l
   const std::string& next = lease.hops[hop + 1].node;
   auto refuse = [&](const Error& e) -> asio::awaitable<void> {
     counters_["refused_" + e.code]++;
-    spdlog::warn("mesh: relay refused route={} code={} reason=\"{}\"", lease.id, e.code,
-                 e.message);
+    spdlog::warn("mesh: relay refused route={} code={} reason=\"{}\"", lease.id, e.code, e.message);
     (void)co_await write_message(*in, error_json(e));
     (void)in->close_write();
   };
@@ -633,8 +632,8 @@ asio::awaitable<void> MeshNode::relay(std::shared_ptr<Stream> in, const Lease& l
   counters_["routes_relayed"]++;
   active_relays_++;
   using namespace asio::experimental::awaitable_operators;
-  auto [up, down] = co_await (splice(in, *out, options_.relay_tap) &&
-                                 splice(*out, in, options_.relay_tap));
+  auto [up, down] =
+      co_await (splice(in, *out, options_.relay_tap) && splice(*out, in, options_.relay_tap));
   relay_bytes_ += up + down;
   active_relays_--;
 }
@@ -659,8 +658,7 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
     if ((*st)->peer_node_id() != lease.hops[1].node)
       co_return fail("wrong_peer", "session peer is not the lease's exit");
     const Json direct_open{{"v", 1}, {"lease", lease.wire}, {"hop", 1}, {"hello", hello}};
-    if (auto w = co_await write_message(**st, direct_open); !w)
-      co_return tl::unexpected(w.error());
+    if (auto w = co_await write_message(**st, direct_open); !w) co_return tl::unexpected(w.error());
     std::string dbuf;
     auto ans = co_await read_message(**st, dbuf);
     if (!ans) co_return tl::unexpected(ans.error());

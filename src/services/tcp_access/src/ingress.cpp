@@ -53,8 +53,9 @@ Result<std::optional<std::string_view>> FrameReader::next() {
   const auto* p = reinterpret_cast<const std::uint8_t*>(buf_.data()) + pos_;
   const std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
                         (std::size_t{p[2]} << 8) | std::size_t{p[3]};
-  if (n > max_) return fail("bad_frame", "frame of " + std::to_string(n) + " bytes exceeds " +
-                                             std::to_string(max_));
+  if (n > max_)
+    return fail("bad_frame",
+                "frame of " + std::to_string(n) + " bytes exceeds " + std::to_string(max_));
   if (buf_.size() - pos_ < 4 + n) return std::nullopt;
   const std::string_view out(buf_.data() + pos_ + 4, n);
   pos_ += 4 + n;

@@ -45,7 +45,7 @@ bool split_host_port(const std::string& s, std::string& host, std::string& port)
 
 // Closes `sock`'s lowest layer after `after` unless cancelled: bounds a setup phase.
 template <typename Socket>
-std::shared_ptr<asio::steady_timer> arm(asio::any_io_executor ex, std::weak_ptr<Socket> sock,
+std::shared_ptr<asio::steady_timer> arm(const asio::any_io_executor& ex, std::weak_ptr<Socket> sock,
                                         std::chrono::seconds after) {
   auto t = std::make_shared<asio::steady_timer>(ex, after);
   t->async_wait([sock = std::move(sock)](const boost::system::error_code& ec) {
@@ -144,7 +144,7 @@ asio::awaitable<void> TcpAccessExit::serve(std::unique_ptr<mesh::RouteChannel> c
   });
   if (!listed) {
     const Error e_{"target_not_permitted",
-                          "this exit's signed configuration does not name the target"};
+                   "this exit's signed configuration does not name the target"};
     co_await refuse(e_);
     co_return;
   }
@@ -165,7 +165,7 @@ asio::awaitable<void> TcpAccessExit::serve(std::unique_ptr<mesh::RouteChannel> c
     timer->cancel();
     if (cec) {
       const Error e_{"target_unreachable", grant->target + ": " + cec.message()};
-    co_await refuse(e_);
+      co_await refuse(e_);
       co_return;
     }
   }
@@ -234,7 +234,7 @@ asio::awaitable<void> TcpAccessExit::serve(std::unique_ptr<mesh::RouteChannel> c
 TcpAccessEntry::TcpAccessEntry(asio::any_io_executor ex, mesh::MeshNode& mesh, AccessSink sink)
     : ex_(std::move(ex)), mesh_(mesh), sink_(std::move(sink)) {}
 
-Result<std::unique_ptr<TcpAccessEntry>> TcpAccessEntry::start(asio::any_io_executor ex,
+Result<std::unique_ptr<TcpAccessEntry>> TcpAccessEntry::start(const asio::any_io_executor& ex,
                                                               mesh::MeshNode& mesh,
                                                               const crypto::NodeCredentials& creds,
                                                               const std::string& listen,
@@ -454,8 +454,8 @@ std::string tcp_prometheus(const TcpCounters& entry, const TcpCounters& exit) {
   out += fmt::format("rap_tcp_access_active{{side=\"exit\"}} {}\n", exit.active);
   out += "# TYPE rap_tcp_access_bytes_total counter\n";
   out += fmt::format("rap_tcp_access_bytes_total{{side=\"exit\",dir=\"up\"}} {}\n", exit.bytes_up);
-  out += fmt::format("rap_tcp_access_bytes_total{{side=\"exit\",dir=\"down\"}} {}\n",
-                     exit.bytes_down);
+  out +=
+      fmt::format("rap_tcp_access_bytes_total{{side=\"exit\",dir=\"down\"}} {}\n", exit.bytes_down);
   out += "# TYPE rap_tcp_access_refused_total counter\n";
   for (const auto& [side, c] : {std::pair{"entry", &entry}, std::pair{"exit", &exit}}) {
     for (const auto& [code, n] : c->refused_by_code)

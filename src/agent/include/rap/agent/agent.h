@@ -70,9 +70,9 @@ struct AgentConfig {
   std::uint32_t crash_loop_threshold = 5;
   std::map<std::string, std::string> programs;
   std::string config_storage_listen;  // "" = never serve the config-storage role
-  std::string fabric_listen;           // "" = dial out only
+  std::string fabric_listen;          // "" = dial out only
   std::string fabric_advertise;
-  std::string client_ingress_listen;   // "" = no client ingress (entry-node needs it)
+  std::string client_ingress_listen;  // "" = no client ingress (entry-node needs it)
   std::string client_ingress_advertise;
   std::string metrics_listen;
   std::vector<MembershipConfig> memberships;

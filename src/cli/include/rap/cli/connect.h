@@ -15,8 +15,8 @@ struct ConnectArgs {
   std::string org;       // organization slug
   std::string listen = "127.0.0.1:0";
   std::string traffic_class = "interactive";
-  bool once = false;     // exit after the first connection ends
-  int ttl_seconds = 0;   // ticket lifetime asked for (0 = server default)
+  bool once = false;    // exit after the first connection ends
+  int ttl_seconds = 0;  // ticket lifetime asked for (0 = server default)
 };
 
 // Runs until SIGINT/SIGTERM (or the first connection's end with `once`). Prints the local

@@ -9,8 +9,8 @@
 #pragma once
 
 #include <array>
-#include <memory>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -24,7 +24,7 @@
 namespace rap::mesh {
 
 inline constexpr std::size_t kMaxRecordPlaintext = 16 * 1024;  // data bytes per record
-inline constexpr std::size_t kRecordOverhead = 4 + 1 + 16;      // length, type, tag
+inline constexpr std::size_t kRecordOverhead = 4 + 1 + 16;     // length, type, tag
 inline constexpr std::size_t kMaxRecordCiphertext = kMaxRecordPlaintext + 1 + 16;
 
 enum class RecordType : std::uint8_t { kData = 0, kEnd = 1, kHello = 2 };

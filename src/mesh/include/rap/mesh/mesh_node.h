@@ -107,8 +107,8 @@ class MeshNode {
   // handshake, sends `hello` and waits for the exit's answer. Errors carry the refusing hop's
   // code (e.g. "next_hop_unreachable", "lease_expired", "not_permitted").
   asio::awaitable<Result<std::unique_ptr<RouteChannel>>> open_route(const Lease& lease,
-                                                                     fabric::TrafficClass cls,
-                                                                     nlohmann::json hello);
+                                                                    fabric::TrafficClass cls,
+                                                                    nlohmann::json hello);
 
   // "host:port" this node advertises for fabric sessions ("" = none).
   std::string advertised_endpoint() const;

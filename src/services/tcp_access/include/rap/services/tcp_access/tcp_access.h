@@ -30,7 +30,7 @@ struct EgressTarget {
 // One access, reported to the control plane for the audit log (never payload).
 struct AccessRecord {
   std::string grant, user, org, resource, route;
-  std::int64_t started_at = 0, ended_at = 0;  // unix seconds
+  std::int64_t started_at = 0, ended_at = 0;   // unix seconds
   std::uint64_t bytes_up = 0, bytes_down = 0;  // user -> target, target -> user
   std::string outcome;                         // "ok" | "refused"
   std::string reason, message;                 // refusals
@@ -63,7 +63,7 @@ class TcpAccessExit {
 class TcpAccessEntry {
  public:
   // Listens on `listen` ("ip:port", port 0 = ephemeral) with TLS 1.3 and the node certificate.
-  static Result<std::unique_ptr<TcpAccessEntry>> start(asio::any_io_executor ex,
+  static Result<std::unique_ptr<TcpAccessEntry>> start(const asio::any_io_executor& ex,
                                                        mesh::MeshNode& mesh,
                                                        const crypto::NodeCredentials& creds,
                                                        const std::string& listen, AccessSink sink);
