@@ -87,6 +87,7 @@ class Lab {
     o.fabric_listen = "127.0.0.1:0";
     o.dial_interval = 100ms;
     o.handshake_timeout = handshake_timeout_;
+    o.max_active = max_active_;
     o.relay_tap = [this](std::span<const std::uint8_t> b) {
       std::lock_guard g(mu_);
       tapped_.append(reinterpret_cast<const char*>(b.data()), b.size());
@@ -281,6 +282,7 @@ class Lab {
   }
   const config::Signer& signer() const { return signer_; }
   std::chrono::seconds handshake_timeout_ = 10s;
+  std::size_t max_active_ = 0;
 
  private:
   asio::io_context io_;
@@ -458,4 +460,42 @@ TEST(MeshRoute, RoutesOutliveTheSetupDeadline) {
   auto got = lab.echo(**c, "still here");
   ASSERT_TRUE(got) << got.error().message;
   EXPECT_EQ(*got, "still here");
+}
+
+// Peer selection: a node keeps at most its active budget of sessions, dials the best-scored
+// candidates (relays first) and keeps the others warm; when an active peer goes away (revoked),
+// the best warm candidate takes its place.
+TEST(MeshRoute, ActivePeerBudgetKeepsTheRestWarmAndPromotesOnLoss) {
+  Lab lab;
+  lab.add("relay1", {"relay-node"});
+  lab.add("relay2", {"relay-node"});
+  lab.add("entry", {"entry-node"});
+  lab.max_active_ = 1;
+  lab.add("exit", {"exit-node"});
+  lab.configure();
+  for (int i = 0; i < 100 && !lab.connected("exit", "relay1") && !lab.connected("exit", "relay2");
+       ++i)
+    std::this_thread::sleep_for(50ms);
+  std::this_thread::sleep_for(500ms);  // a second dial would have happened by now
+  const bool r1 = lab.connected("exit", "relay1");
+  const bool r2 = lab.connected("exit", "relay2");
+  ASSERT_NE(r1, r2) << "exactly one active session within a budget of 1";
+  EXPECT_FALSE(lab.connected("exit", "entry"));
+  const std::string active = r1 ? "relay1" : "relay2";
+  const std::string warm = r1 ? "relay2" : "relay1";
+  auto tier_of = [&](const std::string& id) {
+    const Json st = lab.status("exit");
+    for (const auto& p : st["peers"])
+      if (p["id"] == id) return p.value("tier", std::string()) + "/" + p.value("state", "");
+    return std::string("missing");
+  };
+  EXPECT_EQ(tier_of(active), "active/connected");
+  EXPECT_EQ(tier_of(warm), "warm/warm");
+  EXPECT_EQ(tier_of("entry"), "warm/warm");  // relays score better than entries
+  config::Revocations rev;
+  rev.node_ids.insert(active);
+  lab.configure(rev);
+  for (int i = 0; i < 100 && !lab.connected("exit", warm); ++i) std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(lab.connected("exit", warm));
+  EXPECT_EQ(tier_of(active), "cold/revoked");
 }

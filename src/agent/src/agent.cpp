@@ -717,6 +717,7 @@ class Agent::Runner {
         o.client_ingress_advertise = cfg_.client_ingress_advertise;
       }
       o.metrics_listen = cfg_.metrics_listen;
+      if (cfg_.profile == "thin") o.max_active = 2;  // spec: thin / mobile nodes 1-3 active peers
       auto r = MeshRuntime::start(creds, o, mc_.cluster);
       if (!r) {
         if (!mesh_error_logged_)

@@ -50,6 +50,7 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
   mesh::MeshOptions mo;
   mo.fabric_listen = options.fabric_listen;
   mo.fabric_advertise = options.fabric_advertise;
+  mo.max_active = options.max_active;
   auto m = mesh::MeshNode::create(r->io_->get_executor(), creds, mo, r->clock_, r->random_);
   if (!m) return tl::unexpected(m.error());
   r->mesh_ = std::move(*m);

@@ -28,6 +28,7 @@ struct MeshRuntimeOptions {
   std::string client_ingress_listen;     // "ip:port" for entry nodes ("" = no client ingress)
   std::string client_ingress_advertise;  // "host:port" users connect to ("" = listen address)
   std::string metrics_listen;            // "ip:port": Prometheus /metrics and /status ("" = none)
+  std::size_t max_active = 0;            // active peer budget (0 = by role; thin profile: 2)
 };
 
 class MeshRuntime {

@@ -431,31 +431,77 @@ bool MeshNode::should_dial(const MeshPeer& peer) const {
   return node_id() < peer.id;      // one session per pair: the smaller id dials
 }
 
+double MeshNode::score(const MeshPeer& peer, PeerState& st, TimePoint now) const {
+  std::erase_if(st.recent_failures,
+                [&](TimePoint t) { return now - t > std::chrono::minutes(10); });
+  double role = 50;
+  if (std::find(peer.roles.begin(), peer.roles.end(), "relay-node") != peer.roles.end()) {
+    role = 0;
+  } else if (std::find(peer.roles.begin(), peer.roles.end(), "entry-node") != peer.roles.end()) {
+    role = 20;
+  }
+  return (st.rtt_ms >= 0 ? st.rtt_ms : 50.0) + 200.0 * static_cast<double>(st.recent_failures.size()) +
+         role;
+}
+
 asio::awaitable<void> MeshNode::peer_loop() {
   auto tick = tick_;
   while (!stopped_) {
     const auto now = clock_.now();
+    const std::size_t budget_total =
+        options_.max_active != 0 ? options_.max_active : (is_mesh(config_.roles) ? 12 : 4);
+    for (const auto& [peer_id, rtt] : session_peers()) {
+      if (auto it = peers_.find(peer_id); it != peers_.end()) it->second.rtt_ms = rtt;
+    }
+    std::size_t connected = 0;
+    std::vector<std::pair<double, const MeshPeer*>> ranked;
     for (const auto& peer : config_.peers) {
       auto& st = peers_[peer.id];
+      st.score = score(peer, st, now);
       if (revoked_.contains(peer.id)) {
         st.state = "revoked";
+        st.tier = "cold";
         st.reason = "listed in the revocation list";
         continue;
       }
       if (fabric_->session_to(peer.id)) {
         if (st.state != "connected") st.failures = 0;
         st.state = "connected";
+        st.tier = "active";
+        st.reason = fmt::format("session up (score {:.1f})", st.score);
+        connected++;
         continue;
       }
       if (!should_dial(peer)) {
-        st.state = "waiting";
-        st.reason = peer.fabric_endpoint.empty() ? "peer has no endpoint; it dials us"
-                                                 : "peer dials us (pairing rule)";
+        // Neither side listens: no session is possible (both behind NAT); bootstrap only.
+        const bool cold = peer.fabric_endpoint.empty() && advertised_endpoint().empty();
+        st.state = cold ? "cold" : "waiting";
+        st.tier = cold ? "cold" : "warm";
+        st.reason = cold ? "neither side accepts sessions (both dial out only)"
+                    : peer.fabric_endpoint.empty() ? "no endpoint: it dials us"
+                                                   : "it dials us (pairing rule)";
         continue;
       }
+      ranked.emplace_back(st.score, &peer);
+    }
+    std::sort(ranked.begin(), ranked.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    const std::size_t budget = budget_total > connected ? budget_total - connected : 0;
+    for (std::size_t i = 0; i < ranked.size(); ++i) {
+      const MeshPeer& peer = *ranked[i].second;
+      auto& st = peers_[peer.id];
+      if (i >= budget) {
+        if (st.state != "dialing") st.state = "warm";
+        st.tier = "warm";
+        st.reason = fmt::format("candidate #{} (score {:.1f}); active budget {} is full",
+                                i + 1, st.score, budget_total);
+        continue;
+      }
+      st.tier = "active";
       if (st.state == "dialing" || now < st.next_attempt) continue;
       st.state = "dialing";
-      st.reason = "active peer from the signed peer directory";
+      st.reason = fmt::format("best candidate #{} of {} (score {:.1f})", i + 1, ranked.size(),
+                              st.score);
       asio::co_spawn(ex_, dial(peer), asio::detached);
     }
     tick->expires_after(options_.dial_interval);
@@ -486,6 +532,8 @@ asio::awaitable<void> MeshNode::dial(MeshPeer peer) {
     co_return;
   }
   st.failures++;
+  st.recent_failures.push_back(clock_.now());
+  if (st.recent_failures.size() > 16) st.recent_failures.erase(st.recent_failures.begin());
   st.state = "backoff";
   st.last_error = s.error().code + ": " + s.error().message;
   counters_["dials_failed"]++;
@@ -725,6 +773,8 @@ Json MeshNode::status() const {
     Json e{{"id", p.id}, {"roles", p.roles}, {"endpoint", p.fabric_endpoint}};
     if (auto it = peers_.find(p.id); it != peers_.end()) {
       e["state"] = it->second.state;
+      e["tier"] = it->second.tier;
+      e["score"] = std::round(it->second.score * 10) / 10;
       e["reason"] = it->second.reason;
       e["failures"] = it->second.failures;
       if (!it->second.last_error.empty()) e["last_error"] = it->second.last_error;

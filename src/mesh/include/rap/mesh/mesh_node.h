@@ -54,6 +54,10 @@ struct MeshOptions {
   std::string fabric_advertise;  // "host:port" peers should dial ("" = the listen address)
   fabric::SessionConfig session;
   std::chrono::milliseconds dial_interval{1000};  // peer manager tick
+  // Active peer budget (spec defaults: relay/core 8-20, normal 3-5, thin 1-3): sessions beyond
+  // it are not dialed; the best-scored candidates are, the rest stay warm. 0 = by role: 12 for
+  // mesh nodes (entry/relay), 4 otherwise.
+  std::size_t max_active = 0;
   std::chrono::seconds handshake_timeout{10};     // route open + e2e handshake
   // Sees every byte this node relays (debugging and tests: proves relays only see ciphertext).
   std::function<void(std::span<const std::uint8_t>)> relay_tap;
@@ -130,12 +134,21 @@ class MeshNode {
   void count(const std::string& what) { counters_[what]++; }
 
   struct PeerState {
-    std::string state = "idle";  // idle | dialing | connected | backoff | waiting (they dial)
-    std::string reason;          // why this peer is (not) dialed, for status
-    std::uint32_t failures = 0;
+    // connected | dialing | backoff | warm (ranked below the active budget) | waiting (they dial)
+    // | cold (no endpoint, bootstrap only) | revoked
+    std::string state = "idle";
+    std::string tier;    // active | warm | cold
+    std::string reason;  // why this peer is (not) dialed, for status
+    std::uint32_t failures = 0;                // consecutive, for backoff
+    std::vector<TimePoint> recent_failures;    // last 10 minutes (score), at most 16
+    double rtt_ms = -1;                        // last measured on a session (-1 = never)
+    double score = 0;
     TimePoint next_attempt{};
     std::string last_error;
   };
+  // Lower is better: RTT (50 ms when never measured) + 200 per failure in the last 10 minutes
+  // + role suitability (relays first, then entries, then others).
+  double score(const MeshPeer& peer, PeerState& st, TimePoint now) const;
 
   asio::any_io_executor ex_;
   std::unique_ptr<fabric::FabricNode> fabric_;
