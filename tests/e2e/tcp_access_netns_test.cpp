@@ -353,6 +353,11 @@ TEST_F(TcpAccessNetns, SshScpPsqlCurlThroughEntryRelayExit) {
       60s))
       << status("entry") << status("exit") << agents_.at("exit").output();
   EXPECT_FALSE(connected("entry", "exit"));
+  // The node's local stream API for service workloads is up (Unix socket, 0660).
+  const json entry_status = status("entry");
+  EXPECT_NE(entry_status.value("local_api", json::object()).value("socket", "").find("fabric.sock"),
+            std::string::npos)
+      << entry_status;
 
   // --- alice connects with rapctl ---
   const std::string ctl_url =

@@ -3,12 +3,16 @@
 // ingress client. Covers relaying with end-to-end encryption (a tap on the relay never sees the
 // plaintext), half-close, refusals with clear codes, revocation and falling back to an alternate.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
@@ -16,6 +20,7 @@
 #include <thread>
 
 #include "rap/config/signer.h"
+#include "rap/mesh/local_api.h"
 #include "rap/mesh/mesh_node.h"
 #include "rap/services/tcp_access/tcp_access.h"
 #include "test_pki.h"
@@ -53,6 +58,8 @@ class Lab {
     asio::co_spawn(
         io_,
         [this]() -> asio::awaitable<void> {
+          if (local_) local_->stop();
+          local_.reset();
           for (auto& [id, n] : nodes_) {
             if (n.entry) n.entry->stop();
             n.mesh->stop("test over");
@@ -269,6 +276,78 @@ class Lab {
     return "127.0.0.1:" + std::to_string(port);
   }
 
+  // The local stream API on `node`'s mesh.
+  void start_local(const std::string& node, const std::string& path,
+                   LocalStreamServer::Authorize authorize) {
+    auto r = sync([&] {
+      return LocalStreamServer::start(io_.get_executor(), *nodes_[node].mesh, path,
+                                      std::move(authorize));
+    });
+    ASSERT_TRUE(r) << r.error().message;
+    local_ = std::move(*r);
+  }
+  // A workload's use of the local API: open `lease` with `hello`, send `data`, half-close, read
+  // everything back. Returns the reply to the open request and the bytes read.
+  std::pair<Json, std::string> local_exchange(const std::string& path, const std::string& lease,
+                                              const Json& hello, const std::string& data,
+                                              std::size_t chunk = 100000) {
+    return await([&]() -> asio::awaitable<std::pair<Json, std::string>> {
+      namespace local = asio::local;
+      local::stream_protocol::socket sock(co_await asio::this_coro::executor);
+      auto [cec] = co_await sock.async_connect(local::stream_protocol::endpoint(path),
+                                               asio::as_tuple(asio::use_awaitable));
+      if (cec) co_return std::pair{Json{{"connect_error", cec.message()}}, std::string()};
+      auto frame = [](std::string_view body) {
+        std::string f(4, '\0');
+        const auto n = static_cast<std::uint32_t>(body.size());
+        f[0] = static_cast<char>(n >> 24);
+        f[1] = static_cast<char>(n >> 16);
+        f[2] = static_cast<char>(n >> 8);
+        f[3] = static_cast<char>(n);
+        return f + std::string(body);
+      };
+      const std::string req = frame(
+          Json{{"v", 1}, {"op", "open"}, {"lease", lease}, {"class", "bulk"}, {"hello", hello}}
+              .dump());
+      co_await asio::async_write(sock, asio::buffer(req), asio::as_tuple(asio::use_awaitable));
+      std::string in;
+      std::vector<char> buf(65536);
+      auto next_frame = [&]() -> asio::awaitable<std::optional<std::string>> {
+        for (;;) {
+          if (in.size() >= 4) {
+            const auto* p = reinterpret_cast<const std::uint8_t*>(in.data());
+            const std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
+                                  (std::size_t{p[2]} << 8) | p[3];
+            if (in.size() >= 4 + n) {
+              std::string f = in.substr(4, n);
+              in.erase(0, 4 + n);
+              co_return f;
+            }
+          }
+          auto [ec, n] =
+              co_await sock.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+          if (ec) co_return std::nullopt;
+          in.append(buf.data(), n);
+        }
+      };
+      auto first = co_await next_frame();
+      Json reply = first ? Json::parse(*first, nullptr, false) : Json();
+      std::string got;
+      if (!reply.is_object() || !reply.value("ok", false)) co_return std::pair{reply, got};
+      std::string out;
+      for (std::size_t off = 0; off < data.size(); off += chunk)
+        out += frame(std::string_view(data).substr(off, chunk));
+      out += frame("");
+      co_await asio::async_write(sock, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
+      for (;;) {
+        auto f = co_await next_frame();
+        if (!f || f->empty()) break;
+        got += *f;
+      }
+      co_return std::pair{reply, got};
+    }());
+  }
+
   std::vector<AccessRecord> records() {
     std::lock_guard g(mu_);
     return records_;
@@ -294,6 +373,7 @@ class Lab {
   config::Signer signer_{"cluster-1", *crypto::Ed25519Key::generate()};
   config::TrustStore trust_;
   std::map<std::string, Node> nodes_;
+  std::unique_ptr<LocalStreamServer> local_;
   std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;
   std::mutex mu_;
   std::vector<AccessRecord> records_;
@@ -498,4 +578,47 @@ TEST(MeshRoute, ActivePeerBudgetKeepsTheRestWarmAndPromotesOnLoss) {
   for (int i = 0; i < 100 && !lab.connected("exit", warm); ++i) std::this_thread::sleep_for(50ms);
   EXPECT_TRUE(lab.connected("exit", warm));
   EXPECT_EQ(tier_of(active), "cold/revoked");
+}
+
+// The local stream API: a workload process on the entry node opens a route with a lease through
+// the node's Unix socket (it never holds a peer session); peers that the agent does not
+// authorize are refused; the socket file is not world-accessible.
+TEST(MeshRoute, LocalStreamApiGivesAuthorizedWorkloadsRoutes) {
+  Lab lab;
+  lab.add("entry", {"entry-node"});
+  lab.add("relay", {"relay-node"});
+  lab.add("exit", {"exit-node"});
+  lab.configure();
+  const auto target = lab.start_echo();
+  lab.set_egress("exit", target);
+  lab.wait_connected("entry", "relay");
+  lab.wait_connected("relay", "exit");
+  const std::string path = ::testing::TempDir() + "/rap-local-" + std::to_string(::getpid());
+  std::atomic<bool> allow{true};
+  lab.start_local("entry", path, [&](const LocalPeer& p) -> Result<std::string> {
+    if (!allow || p.pid != ::getpid()) return fail("not_authorized", "not a workload of this node");
+    return std::string("test-workload");
+  });
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  const auto grant = lab.grant("entry", {"exit"}, target);
+  const auto lease = lab.lease("local-route", {"entry", "relay", "exit"});
+  const std::string data = payload(300000);
+  auto [reply, got] = lab.local_exchange(path, lease, Json{{"grant", grant}}, data);
+  ASSERT_TRUE(reply.value("ok", false)) << reply;
+  EXPECT_EQ(reply["route"], "local-route");
+  EXPECT_TRUE(got == data) << got.size();
+  // A chunk above the limit (256 KiB) ends the connection; the workload is not left hanging.
+  auto [over, partial] =
+      lab.local_exchange(path, lease, Json{{"grant", grant}}, payload(300000), 300000);
+  EXPECT_TRUE(over.value("ok", false)) << over;
+  EXPECT_TRUE(partial.empty());
+  allow = false;
+  auto [refused, none] = lab.local_exchange(path, lease, Json{{"grant", grant}}, data);
+  EXPECT_EQ(refused["error"]["code"], "not_authorized") << refused;
+  allow = true;
+  auto [bad, none2] = lab.local_exchange(path, lab.lease("x", {"entry", "relay", "exit"}, -1s),
+                                         Json::object(), data);
+  EXPECT_EQ(bad["error"]["code"], "lease_expired") << bad;
 }

@@ -297,6 +297,16 @@ class Agent::Runner {
 
   const std::string& cluster() const { return mc_.cluster; }
 
+  // Running workloads of this membership by pid (who may use the local stream API).
+  struct WorkloadPids {
+    std::mutex mu;
+    std::map<int, std::string> by_pid;
+  };
+  void set_workload_pids(std::map<int, std::string> pids) {
+    std::lock_guard g(workload_pids_->mu);
+    workload_pids_->by_pid = std::move(pids);
+  }
+
   void set_workload_report(json report) {
     std::lock_guard g(mu_);
     workload_report_ = std::move(report);
@@ -718,6 +728,16 @@ class Agent::Runner {
       }
       o.metrics_listen = cfg_.metrics_listen;
       if (cfg_.profile == "thin") o.max_active = 2;  // spec: thin / mobile nodes 1-3 active peers
+      // Service workloads of this membership obtain routes through the node's one fabric.
+      o.local_socket = store_.dir() + "/fabric.sock";
+      o.authorize_local = [pids = workload_pids_](const mesh::LocalPeer& p) -> Result<std::string> {
+        std::lock_guard g(pids->mu);
+        auto it = pids->by_pid.find(p.pid);
+        if (it == pids->by_pid.end())
+          return fail("not_authorized",
+                      "pid " + std::to_string(p.pid) + " is not a workload this agent supervises");
+        return it->second;
+      };
       auto r = MeshRuntime::start(creds, o, mc_.cluster);
       if (!r) {
         if (!mesh_error_logged_)
@@ -1016,6 +1036,7 @@ class Agent::Runner {
   // The mesh (heartbeat thread starts/stops it; mesh_ itself under mesh_mu_).
   mutable std::mutex mesh_mu_;
   std::shared_ptr<MeshRuntime> mesh_;
+  std::shared_ptr<WorkloadPids> workload_pids_ = std::make_shared<WorkloadPids>();
   bool mesh_error_logged_ = false;
 };
 
@@ -1070,12 +1091,15 @@ Result<void> Agent::run(const std::atomic<bool>& stop) {
     for (auto& r : runners_) {
       // Each cluster hears only about its own workloads (named "<cluster>-<name>" locally).
       json report = json::array();
+      std::map<int, std::string> pids;
       const std::string prefix = r->cluster() + "-";
       for (const auto& w : st) {
         if (w.name.rfind(prefix, 0) != 0) continue;
         report.push_back({{"name", w.name.substr(prefix.size())}, {"state", to_string(w.state)}});
+        if (w.pid > 0) pids[w.pid] = w.name.substr(prefix.size());
       }
       r->set_workload_report(std::move(report));
+      r->set_workload_pids(std::move(pids));
     }
     if (clock_.now() >= next_status) {
       write_status();

@@ -75,6 +75,15 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
     r->ingress_endpoint_ = advertise(options.client_ingress_advertise,
                                      options.client_ingress_listen, r->entry_->port());
   }
+  if (!options.local_socket.empty()) {
+    auto l = mesh::LocalStreamServer::start(r->io_->get_executor(), *r->mesh_, options.local_socket,
+                                            options.authorize_local);
+    if (l) {
+      r->local_ = std::move(*l);
+    } else {  // degraded, not fatal: routing and TCP access work without it
+      spdlog::error("cluster {}: local stream API off: {}", cluster_label, l.error().message);
+    }
+  }
   if (!options.metrics_listen.empty()) {
     const auto colon = options.metrics_listen.rfind(':');
     boost::system::error_code ec;
@@ -120,6 +129,7 @@ MeshRuntime::~MeshRuntime() {
   if (thread_.joinable()) {
     asio::post(*io_, [this] {
       if (entry_) entry_->stop();
+      if (local_) local_->stop();
       mesh_->stop("node agent stopping");
     });
     // Let GOAWAYs go out, then end the loop.
@@ -131,6 +141,7 @@ MeshRuntime::~MeshRuntime() {
   // must go while their io_context still exists; suspended coroutine frames are destroyed
   // (never resumed) with the io_context afterwards.
   entry_.reset();
+  local_.reset();
   exit_.reset();
   mesh_.reset();
   io_.reset();
@@ -143,6 +154,11 @@ void MeshRuntime::refresh_snapshot() {
   st["tcp_access"] = services::tcp::tcp_status(
       entry_ ? entry_->counters() : services::tcp::TcpCounters{}, exit_->counters());
   st["client_ingress"] = ingress_endpoint_.empty() ? json(nullptr) : json(ingress_endpoint_);
+  if (local_) {
+    st["local_api"] = {{"socket", local_->path()},
+                       {"routes_opened", local_->opened()},
+                       {"refused", local_->refused()}};
+  }
   std::lock_guard g(mu_);
   rtts_ = std::move(rtts);
   st["access_records_pending"] = records_.size();

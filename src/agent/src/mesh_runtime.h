@@ -17,6 +17,7 @@
 #include "rap/agent/config_sync.h"
 #include "rap/common/clock.h"
 #include "rap/common/random.h"
+#include "rap/mesh/local_api.h"
 #include "rap/mesh/mesh_node.h"
 #include "rap/services/tcp_access/tcp_access.h"
 
@@ -29,6 +30,9 @@ struct MeshRuntimeOptions {
   std::string client_ingress_advertise;  // "host:port" users connect to ("" = listen address)
   std::string metrics_listen;            // "ip:port": Prometheus /metrics and /status ("" = none)
   std::size_t max_active = 0;            // active peer budget (0 = by role; thin profile: 2)
+  // The local stream API for service workloads ("" = off) and who may use it.
+  std::string local_socket;
+  mesh::LocalStreamServer::Authorize authorize_local;
 };
 
 class MeshRuntime {
@@ -66,6 +70,7 @@ class MeshRuntime {
   std::unique_ptr<mesh::MeshNode> mesh_;
   std::unique_ptr<services::tcp::TcpAccessExit> exit_;
   std::unique_ptr<services::tcp::TcpAccessEntry> entry_;
+  std::unique_ptr<mesh::LocalStreamServer> local_;
   std::unique_ptr<boost::asio::io_context> io_;  // reset last, after the mesh (see ~MeshRuntime)
   std::thread thread_;
   std::string fabric_endpoint_;

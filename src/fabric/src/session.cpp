@@ -91,6 +91,7 @@ void Stream::reset(ErrorCode code, const std::string& reason) {
   if (reset_) return;
   reset_ = Error{std::string(to_string(code)), "reset locally: " + reason};
   session_->core_.reset_stream(id_, code, reason);
+  wake();  // a reader or writer waiting on this stream returns the reset now
 }
 
 // ---------------- Session ----------------

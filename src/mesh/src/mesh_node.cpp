@@ -440,8 +440,8 @@ double MeshNode::score(const MeshPeer& peer, PeerState& st, TimePoint now) const
   } else if (std::find(peer.roles.begin(), peer.roles.end(), "entry-node") != peer.roles.end()) {
     role = 20;
   }
-  return (st.rtt_ms >= 0 ? st.rtt_ms : 50.0) + 200.0 * static_cast<double>(st.recent_failures.size()) +
-         role;
+  return (st.rtt_ms >= 0 ? st.rtt_ms : 50.0) +
+         200.0 * static_cast<double>(st.recent_failures.size()) + role;
 }
 
 asio::awaitable<void> MeshNode::peer_loop() {
@@ -493,15 +493,15 @@ asio::awaitable<void> MeshNode::peer_loop() {
       if (i >= budget) {
         if (st.state != "dialing") st.state = "warm";
         st.tier = "warm";
-        st.reason = fmt::format("candidate #{} (score {:.1f}); active budget {} is full",
-                                i + 1, st.score, budget_total);
+        st.reason = fmt::format("candidate #{} (score {:.1f}); active budget {} is full", i + 1,
+                                st.score, budget_total);
         continue;
       }
       st.tier = "active";
       if (st.state == "dialing" || now < st.next_attempt) continue;
       st.state = "dialing";
-      st.reason = fmt::format("best candidate #{} of {} (score {:.1f})", i + 1, ranked.size(),
-                              st.score);
+      st.reason =
+          fmt::format("best candidate #{} of {} (score {:.1f})", i + 1, ranked.size(), st.score);
       asio::co_spawn(ex_, dial(peer), asio::detached);
     }
     tick->expires_after(options_.dial_interval);

@@ -184,6 +184,8 @@ asio::awaitable<void> TcpAccessExit::serve(std::unique_ptr<mesh::RouteChannel> c
       if (!n || *n == 0) {
         boost::system::error_code e;
         if (!n) {
+          spdlog::info("tcp exit: route={} ended by the entry side: {} {}", rec.route,
+                       n.error().code, n.error().message);
           sock->close(e);
         } else {
           sock->shutdown(asio::ip::tcp::socket::shutdown_send, e);

@@ -58,7 +58,7 @@ struct MeshOptions {
   // it are not dialed; the best-scored candidates are, the rest stay warm. 0 = by role: 12 for
   // mesh nodes (entry/relay), 4 otherwise.
   std::size_t max_active = 0;
-  std::chrono::seconds handshake_timeout{10};     // route open + e2e handshake
+  std::chrono::seconds handshake_timeout{10};  // route open + e2e handshake
   // Sees every byte this node relays (debugging and tests: proves relays only see ciphertext).
   std::function<void(std::span<const std::uint8_t>)> relay_tap;
   // Wall time for lease and grant expiry (injectable for tests).
@@ -137,11 +137,11 @@ class MeshNode {
     // connected | dialing | backoff | warm (ranked below the active budget) | waiting (they dial)
     // | cold (no endpoint, bootstrap only) | revoked
     std::string state = "idle";
-    std::string tier;    // active | warm | cold
-    std::string reason;  // why this peer is (not) dialed, for status
-    std::uint32_t failures = 0;                // consecutive, for backoff
-    std::vector<TimePoint> recent_failures;    // last 10 minutes (score), at most 16
-    double rtt_ms = -1;                        // last measured on a session (-1 = never)
+    std::string tier;                        // active | warm | cold
+    std::string reason;                      // why this peer is (not) dialed, for status
+    std::uint32_t failures = 0;              // consecutive, for backoff
+    std::vector<TimePoint> recent_failures;  // last 10 minutes (score), at most 16
+    double rtt_ms = -1;                      // last measured on a session (-1 = never)
     double score = 0;
     TimePoint next_attempt{};
     std::string last_error;

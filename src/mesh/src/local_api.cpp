@@ -1,0 +1,257 @@
+#include "rap/mesh/local_api.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <cstring>
+
+namespace rap::mesh {
+
+namespace {
+
+using Json = nlohmann::json;
+using local = asio::local::stream_protocol;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kMaxChunk = 256 * 1024;
+
+void frame(std::string_view body, std::string& out) {
+  const auto n = static_cast<std::uint32_t>(body.size());
+  out.push_back(static_cast<char>(n >> 24));
+  out.push_back(static_cast<char>(n >> 16));
+  out.push_back(static_cast<char>(n >> 8));
+  out.push_back(static_cast<char>(n));
+  out.append(body);
+}
+
+// Length-prefixed frames from a byte stream; a view stays valid until the next feed.
+class Frames {
+ public:
+  explicit Frames(std::size_t max) : max_(max) {}
+  void set_max(std::size_t m) { max_ = m; }
+  void feed(const char* p, std::size_t n) {
+    if (pos_ == buf_.size()) {
+      buf_.clear();
+      pos_ = 0;
+    } else if (pos_ > 256 * 1024) {
+      buf_.erase(0, pos_);
+      pos_ = 0;
+    }
+    buf_.append(p, n);
+  }
+  Result<std::optional<std::string_view>> next() {
+    if (buf_.size() - pos_ < 4) return std::nullopt;
+    const auto* p = reinterpret_cast<const std::uint8_t*>(buf_.data()) + pos_;
+    const std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
+                          (std::size_t{p[2]} << 8) | std::size_t{p[3]};
+    if (n > max_) return fail("bad_frame", "frame too large");
+    if (buf_.size() - pos_ < 4 + n) return std::nullopt;
+    std::string_view out(buf_.data() + pos_ + 4, n);
+    pos_ += 4 + n;
+    return std::optional<std::string_view>(out);
+  }
+
+ private:
+  std::size_t max_;
+  std::string buf_;
+  std::size_t pos_ = 0;
+};
+
+Json error_json(const Error& e) {
+  return Json{{"error", {{"code", e.code}, {"message", e.message}}}};
+}
+
+}  // namespace
+
+LocalStreamServer::LocalStreamServer(asio::any_io_executor ex, MeshNode& mesh, std::string path,
+                                     Authorize a)
+    : ex_(std::move(ex)), mesh_(mesh), path_(std::move(path)), authorize_(std::move(a)) {}
+
+LocalStreamServer::~LocalStreamServer() {
+  stop();
+}
+
+Result<std::unique_ptr<LocalStreamServer>> LocalStreamServer::start(const asio::any_io_executor& ex,
+                                                                    MeshNode& mesh,
+                                                                    const std::string& path,
+                                                                    Authorize authorize) {
+  if (path.empty() || path.size() >= sizeof(sockaddr_un{}.sun_path))
+    return fail("bad_config", "local stream socket path is empty or too long");
+  std::unique_ptr<LocalStreamServer> s(new LocalStreamServer(ex, mesh, path, std::move(authorize)));
+  ::unlink(path.c_str());
+  s->acceptor_ = std::make_shared<local::acceptor>(ex);
+  boost::system::error_code ec;
+  s->acceptor_->open(local(), ec);
+  // Created 0660 at once (no window where others could connect).
+  const mode_t old = ::umask(0117);
+  if (!ec) s->acceptor_->bind(local::endpoint(path), ec);
+  ::umask(old);
+  if (!ec) s->acceptor_->listen(64, ec);
+  if (ec) return fail("listen_failed", "local stream socket " + path + ": " + ec.message());
+  asio::co_spawn(ex, s->accept_loop(), asio::detached);
+  spdlog::info("mesh: local stream API on {}", path);
+  return s;
+}
+
+void LocalStreamServer::stop() {
+  if (acceptor_ && acceptor_->is_open()) {
+    boost::system::error_code ec;
+    acceptor_->close(ec);
+    ::unlink(path_.c_str());
+  }
+}
+
+asio::awaitable<void> LocalStreamServer::accept_loop() {
+  auto acc = acceptor_;
+  for (;;) {
+    auto [ec, sock] = co_await acc->async_accept(kTuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acc->is_open()) co_return;
+      continue;
+    }
+    asio::co_spawn(ex_, serve(std::move(sock)), asio::detached);
+  }
+}
+
+asio::awaitable<void> LocalStreamServer::serve(local::socket sock) {
+  std::string out;
+  auto reply = [&](const Json& j) -> asio::awaitable<bool> {
+    out.clear();
+    frame(j.dump(), out);
+    auto [ec, n] = co_await asio::async_write(sock, asio::buffer(out), kTuple);
+    co_return !ec;
+  };
+  auto refuse = [&](const Error& e) -> asio::awaitable<void> {
+    refused_++;
+    spdlog::warn("mesh: local stream API refused code={} reason=\"{}\"", e.code, e.message);
+    (void)co_await reply(error_json(e));
+  };
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(sock.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    const Error e{"not_authorized", "peer credentials unavailable"};
+    co_await refuse(e);
+    co_return;
+  }
+  auto who = authorize_(LocalPeer{cred.pid, cred.uid});
+  if (!who) {
+    co_await refuse(who.error());
+    co_return;
+  }
+  // The request, bounded in size and time.
+  asio::steady_timer timer(ex_, std::chrono::seconds(10));
+  timer.async_wait([&sock](const boost::system::error_code& ec) {
+    if (!ec) {
+      boost::system::error_code ig;
+      sock.close(ig);
+    }
+  });
+  Frames frames(kMaxControlMessage);
+  std::vector<char> buf(64 * 1024);
+  std::optional<Json> req;
+  while (!req) {
+    auto f = frames.next();
+    if (!f) {
+      co_await refuse(f.error());
+      co_return;
+    }
+    if (*f) {
+      auto j = Json::parse((*f)->begin(), (*f)->end(), nullptr, false);
+      if (j.is_discarded() || !j.is_object()) {
+        const Error e{"bad_request", "request is not a JSON object"};
+        co_await refuse(e);
+        co_return;
+      }
+      req = std::move(j);
+      break;
+    }
+    auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), kTuple);
+    if (ec) co_return;
+    frames.feed(buf.data(), n);
+  }
+  if (req->value("v", 0) != 1 || req->value("op", std::string()) != "open" ||
+      !req->contains("lease") || !(*req)["lease"].is_string()) {
+    const Error e{"bad_request", "expected {\"v\":1,\"op\":\"open\",\"lease\":...}"};
+    co_await refuse(e);
+    co_return;
+  }
+  fabric::TrafficClass cls = fabric::TrafficClass::kInteractive;
+  if (req->contains("class") &&
+      (!(*req)["class"].is_string() ||
+       !fabric::parse_traffic_class((*req)["class"].get<std::string>(), cls))) {
+    const Error e{"bad_request", "unknown traffic class"};
+    co_await refuse(e);
+    co_return;
+  }
+  auto lease = verify_lease((*req)["lease"].get<std::string>(), mesh_.trust(), mesh_.wall_now());
+  if (!lease) {
+    co_await refuse(lease.error());
+    co_return;
+  }
+  const Json hello = req->value("hello", Json::object());
+  auto ch = co_await mesh_.open_route(*lease, cls, hello);
+  if (!ch) {
+    co_await refuse(ch.error());
+    co_return;
+  }
+  timer.cancel();
+  opened_++;
+  spdlog::info("mesh: workload {} (pid {}) opened route {}", *who, cred.pid, lease->id);
+  const Json ok{{"ok", true}, {"route", lease->id}, {"answer", (*ch)->hello()}};
+  if (!co_await reply(ok)) co_return;
+  auto& channel = **ch;
+  frames.set_max(kMaxChunk);
+  auto up = [&]() -> asio::awaitable<void> {  // workload -> route
+    for (;;) {
+      auto f = frames.next();
+      if (!f) {
+        channel.reset("workload sent a bad frame");
+        boost::system::error_code ig;
+        sock.close(ig);
+        co_return;
+      }
+      if (*f) {
+        if ((*f)->empty()) {
+          (void)co_await channel.close_write();
+          co_return;
+        }
+        if (!co_await channel.write(asio::buffer((*f)->data(), (*f)->size()))) co_return;
+        continue;
+      }
+      auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), kTuple);
+      if (ec) {
+        channel.reset("workload went away");
+        co_return;
+      }
+      frames.feed(buf.data(), n);
+    }
+  };
+  auto down = [&]() -> asio::awaitable<void> {  // route -> workload
+    std::vector<char> data(64 * 1024);
+    std::string w;
+    for (;;) {
+      auto n = co_await channel.read_some(asio::buffer(data));
+      if (!n) {
+        boost::system::error_code ig;
+        sock.close(ig);
+        co_return;
+      }
+      w.clear();
+      frame({data.data(), *n}, w);
+      auto [ec, m] = co_await asio::async_write(sock, asio::buffer(w), kTuple);
+      if (ec || *n == 0) co_return;
+    }
+  };
+  using namespace asio::experimental::awaitable_operators;
+  co_await (up() && down());
+}
+
+}  // namespace rap::mesh
