@@ -116,6 +116,19 @@ class Lab {
     nodes_[id] = std::move(n);
   }
 
+  // entry -> relay -> exit with an echo target the exit may reach; returns the target address.
+  std::string three_hops() {
+    add("entry", {"entry-node"});
+    add("relay", {"relay-node"});
+    add("exit", {"exit-node"});
+    configure();
+    const auto target = start_echo();
+    set_egress("exit", target);
+    wait_connected("entry", "relay");
+    wait_connected("relay", "exit");
+    return target;
+  }
+
   // Every node learns every other node (with endpoint) and the trust store.
   void configure(const config::Revocations& rev = {}) {
     for (auto& [id, n] : nodes_) {
@@ -399,14 +412,7 @@ std::string payload(std::size_t n) {
 
 TEST(MeshRoute, RelayedRouteCarriesPayloadAndTheRelaySeesOnlyCiphertext) {
   Lab lab;
-  lab.add("entry", {"entry-node"});
-  lab.add("relay", {"relay-node"});
-  lab.add("exit", {"exit-node"});
-  lab.configure();
-  const auto target = lab.start_echo();
-  lab.set_egress("exit", target);
-  lab.wait_connected("entry", "relay");
-  lab.wait_connected("relay", "exit");
+  const auto target = lab.three_hops();
   const auto t = lab.ticket("entry", lab.grant("entry", {"exit"}, target),
                             {lab.lease("route-1", {"entry", "relay", "exit"})});
   auto c = lab.connect("entry", t);
@@ -437,14 +443,7 @@ TEST(MeshRoute, RelayedRouteCarriesPayloadAndTheRelaySeesOnlyCiphertext) {
 
 TEST(MeshRoute, RefusalsCarryClearCodes) {
   Lab lab;
-  lab.add("entry", {"entry-node"});
-  lab.add("relay", {"relay-node"});
-  lab.add("exit", {"exit-node"});
-  lab.configure();
-  const auto target = lab.start_echo();
-  lab.set_egress("exit", target);
-  lab.wait_connected("entry", "relay");
-  lab.wait_connected("relay", "exit");
+  const auto target = lab.three_hops();
   const auto grant = lab.grant("entry", {"exit"}, target);
   const auto path = std::vector<std::string>{"entry", "relay", "exit"};
   auto code = [&](const std::string& ticket) {
@@ -525,14 +524,7 @@ TEST(MeshRoute, RevokedRelayIsCutOffAndTheAlternateRouteIsUsed) {
 TEST(MeshRoute, RoutesOutliveTheSetupDeadline) {
   Lab lab;
   lab.handshake_timeout_ = 1s;
-  lab.add("entry", {"entry-node"});
-  lab.add("relay", {"relay-node"});
-  lab.add("exit", {"exit-node"});
-  lab.configure();
-  const auto target = lab.start_echo();
-  lab.set_egress("exit", target);
-  lab.wait_connected("entry", "relay");
-  lab.wait_connected("relay", "exit");
+  const auto target = lab.three_hops();
   auto c = lab.connect("entry", lab.ticket("entry", lab.grant("entry", {"exit"}, target),
                                            {lab.lease("r", {"entry", "relay", "exit"})}));
   ASSERT_TRUE(c) << c.error().message;
@@ -585,14 +577,7 @@ TEST(MeshRoute, ActivePeerBudgetKeepsTheRestWarmAndPromotesOnLoss) {
 // authorize are refused; the socket file is not world-accessible.
 TEST(MeshRoute, LocalStreamApiGivesAuthorizedWorkloadsRoutes) {
   Lab lab;
-  lab.add("entry", {"entry-node"});
-  lab.add("relay", {"relay-node"});
-  lab.add("exit", {"exit-node"});
-  lab.configure();
-  const auto target = lab.start_echo();
-  lab.set_egress("exit", target);
-  lab.wait_connected("entry", "relay");
-  lab.wait_connected("relay", "exit");
+  const auto target = lab.three_hops();
   const std::string path = ::testing::TempDir() + "/rap-local-" + std::to_string(::getpid());
   std::atomic<bool> allow{true};
   lab.start_local("entry", path, [&](const LocalPeer& p) -> Result<std::string> {

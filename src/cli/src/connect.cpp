@@ -127,39 +127,7 @@ class Connector {
       co_return;
     }
     connections_++;
-    auto up = [&]() -> asio::awaitable<void> {
-      std::vector<char> buf(64 * 1024);
-      for (;;) {
-        auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), kTuple);
-        if (ec) {
-          (void)co_await (*c)->close_write();
-          co_return;
-        }
-        if (!co_await (*c)->write(asio::buffer(buf.data(), n))) {
-          sock.close(ignored);
-          co_return;
-        }
-      }
-    };
-    auto down = [&]() -> asio::awaitable<void> {
-      std::vector<char> buf(64 * 1024);
-      for (;;) {
-        auto n = co_await (*c)->read_some(asio::buffer(buf));
-        if (!n || *n == 0) {
-          boost::system::error_code e;
-          if (!n) {
-            sock.close(e);
-          } else {
-            sock.shutdown(asio::ip::tcp::socket::shutdown_send, e);
-          }
-          co_return;
-        }
-        auto [ec, w] = co_await asio::async_write(sock, asio::buffer(buf.data(), *n), kTuple);
-        if (ec) co_return;
-      }
-    };
-    using namespace asio::experimental::awaitable_operators;
-    co_await (up() && down());
+    co_await services::tcp::pipe(sock, **c);
   }
 
   void set_timeout(double s) { timeout_s_ = s; }

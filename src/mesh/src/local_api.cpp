@@ -14,6 +14,8 @@
 #include <boost/asio/write.hpp>
 #include <cstring>
 
+#include "rap/common/framing.h"
+
 namespace rap::mesh {
 
 namespace {
@@ -22,48 +24,6 @@ using Json = nlohmann::json;
 using local = asio::local::stream_protocol;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxChunk = 256 * 1024;
-
-void frame(std::string_view body, std::string& out) {
-  const auto n = static_cast<std::uint32_t>(body.size());
-  out.push_back(static_cast<char>(n >> 24));
-  out.push_back(static_cast<char>(n >> 16));
-  out.push_back(static_cast<char>(n >> 8));
-  out.push_back(static_cast<char>(n));
-  out.append(body);
-}
-
-// Length-prefixed frames from a byte stream; a view stays valid until the next feed.
-class Frames {
- public:
-  explicit Frames(std::size_t max) : max_(max) {}
-  void set_max(std::size_t m) { max_ = m; }
-  void feed(const char* p, std::size_t n) {
-    if (pos_ == buf_.size()) {
-      buf_.clear();
-      pos_ = 0;
-    } else if (pos_ > 256 * 1024) {
-      buf_.erase(0, pos_);
-      pos_ = 0;
-    }
-    buf_.append(p, n);
-  }
-  Result<std::optional<std::string_view>> next() {
-    if (buf_.size() - pos_ < 4) return std::nullopt;
-    const auto* p = reinterpret_cast<const std::uint8_t*>(buf_.data()) + pos_;
-    const std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
-                          (std::size_t{p[2]} << 8) | std::size_t{p[3]};
-    if (n > max_) return fail("bad_frame", "frame too large");
-    if (buf_.size() - pos_ < 4 + n) return std::nullopt;
-    std::string_view out(buf_.data() + pos_ + 4, n);
-    pos_ += 4 + n;
-    return std::optional<std::string_view>(out);
-  }
-
- private:
-  std::size_t max_;
-  std::string buf_;
-  std::size_t pos_ = 0;
-};
 
 Json error_json(const Error& e) {
   return Json{{"error", {{"code", e.code}, {"message", e.message}}}};
@@ -125,7 +85,7 @@ asio::awaitable<void> LocalStreamServer::serve(local::socket sock) {
   std::string out;
   auto reply = [&](const Json& j) -> asio::awaitable<bool> {
     out.clear();
-    frame(j.dump(), out);
+    append_frame(j.dump(), out);
     auto [ec, n] = co_await asio::async_write(sock, asio::buffer(out), kTuple);
     co_return !ec;
   };
@@ -154,7 +114,7 @@ asio::awaitable<void> LocalStreamServer::serve(local::socket sock) {
       sock.close(ig);
     }
   });
-  Frames frames(kMaxControlMessage);
+  FrameReader frames(kMaxControlMessage);
   std::vector<char> buf(64 * 1024);
   std::optional<Json> req;
   while (!req) {
@@ -245,7 +205,7 @@ asio::awaitable<void> LocalStreamServer::serve(local::socket sock) {
         co_return;
       }
       w.clear();
-      frame({data.data(), *n}, w);
+      append_frame({data.data(), *n}, w);
       auto [ec, m] = co_await asio::async_write(sock, asio::buffer(w), kTuple);
       if (ec || *n == 0) co_return;
     }

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "rap/common/framing.h"
 #include "rap/config/canonical.h"
 
 namespace rap::mesh {
@@ -50,39 +51,27 @@ Json error_json(const Error& e) {
 
 // Writes one length-prefixed JSON control message.
 asio::awaitable<Result<void>> write_message(Stream& st, const Json& j) {
-  const std::string body = j.dump();
-  std::string msg(4, '\0');
-  const auto n = static_cast<std::uint32_t>(body.size());
-  msg[0] = static_cast<char>(n >> 24);
-  msg[1] = static_cast<char>(n >> 16);
-  msg[2] = static_cast<char>(n >> 8);
-  msg[3] = static_cast<char>(n);
-  msg += body;
+  std::string msg;
+  append_frame(j.dump(), msg);
   co_return co_await st.write(asio::buffer(msg));
 }
 
-// Reads one length-prefixed JSON object; bytes after it stay in `buf`.
-asio::awaitable<Result<Json>> read_message(Stream& st, std::string& buf) {
+// Reads one length-prefixed JSON object; bytes after it stay in `frames` (rest()).
+asio::awaitable<Result<Json>> read_message(Stream& st, FrameReader& frames) {
   std::array<char, 4096> chunk{};
   for (;;) {
-    if (buf.size() >= 4) {
-      const auto* p = reinterpret_cast<const std::uint8_t*>(buf.data());
-      const std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
-                            (std::size_t{p[2]} << 8) | std::size_t{p[3]};
-      if (n > kMaxControlMessage) co_return fail("bad_message", "control message too large");
-      if (buf.size() >= 4 + n) {
-        auto j = Json::parse(buf.begin() + 4, buf.begin() + 4 + static_cast<std::ptrdiff_t>(n),
-                             nullptr, false);
-        buf.erase(0, 4 + n);
-        if (j.is_discarded() || !j.is_object())
-          co_return fail("bad_message", "control message is not a JSON object");
-        co_return j;
-      }
+    auto f = frames.next();
+    if (!f) co_return fail("bad_message", "control message too large");
+    if (*f) {
+      auto j = Json::parse((*f)->begin(), (*f)->end(), nullptr, false);
+      if (j.is_discarded() || !j.is_object())
+        co_return fail("bad_message", "control message is not a JSON object");
+      co_return j;
     }
     auto r = co_await st.read_some(asio::buffer(chunk));
     if (!r) co_return tl::unexpected(r.error());
     if (*r == 0) co_return fail("route_closed", "route stream ended during setup");
-    buf.append(chunk.data(), *r);
+    frames.feed(chunk.data(), *r);
   }
 }
 
@@ -96,20 +85,43 @@ Result<E2eOffer> offer_of(const Json& j) {
   return E2eOffer{pub->get<std::string>(), sig->get<std::string>()};
 }
 
+// What both channel kinds share: the stream, the lease, the peer's hello, byte counters, and
+// resetting the stream when dropped before a clean close.
+class StreamChannel : public RouteChannel {
+ public:
+  StreamChannel(std::shared_ptr<Stream> st, Lease lease, Json hello)
+      : st_(std::move(st)), lease_(std::move(lease)), hello_(std::move(hello)) {}
+  ~StreamChannel() override {
+    if (!done_) st_->reset(fabric::ErrorCode::kCancel, "route channel dropped");
+  }
+  StreamChannel(const StreamChannel&) = delete;
+  StreamChannel& operator=(const StreamChannel&) = delete;
+  const Lease& lease() const override { return lease_; }
+  const Json& hello() const override { return hello_; }
+  void reset(const std::string& reason) override {
+    done_ = true;
+    st_->reset(fabric::ErrorCode::kCancel, reason);
+  }
+  std::uint64_t bytes_in() const override { return bytes_in_; }
+  std::uint64_t bytes_out() const override { return bytes_out_; }
+
+ protected:
+  std::shared_ptr<Stream> st_;
+  Lease lease_;
+  Json hello_;
+  bool done_ = false;
+  std::uint64_t bytes_in_ = 0;
+  std::uint64_t bytes_out_ = 0;
+};
+
 // The end-to-end channel over one route stream.
-class Channel final : public RouteChannel {
+class Channel final : public StreamChannel {
  public:
   Channel(std::shared_ptr<Stream> st, const E2eKeys& keys, Lease lease, std::string leftover)
-      : st_(std::move(st)), lease_(std::move(lease)), tx_(keys.tx), rx_(keys.rx) {
+      : StreamChannel(std::move(st), std::move(lease), Json()), tx_(keys.tx), rx_(keys.rx) {
     if (!leftover.empty())
       rx_.feed({reinterpret_cast<const std::uint8_t*>(leftover.data()), leftover.size()});
   }
-  ~Channel() override {
-    if (!done_) st_->reset(fabric::ErrorCode::kCancel, "route channel dropped");
-  }
-
-  const Lease& lease() const override { return lease_; }
-  const Json& hello() const override { return hello_; }
 
   asio::awaitable<Result<void>> send_hello(const Json& j) {
     const std::string s = j.dump();
@@ -184,13 +196,6 @@ class Channel final : public RouteChannel {
     co_return st_->close_write();
   }
 
-  void reset(const std::string& reason) override {
-    done_ = true;
-    st_->reset(fabric::ErrorCode::kCancel, reason);
-  }
-  std::uint64_t bytes_in() const override { return bytes_in_; }
-  std::uint64_t bytes_out() const override { return bytes_out_; }
-
  private:
   void fail_stream(const std::string& why) {
     done_ = true;
@@ -215,9 +220,6 @@ class Channel final : public RouteChannel {
     }
   }
 
-  std::shared_ptr<Stream> st_;
-  Lease lease_;
-  Json hello_;
   RecordSealer tx_;
   RecordOpener rx_;
   std::vector<std::uint8_t> rbuf_;
@@ -225,26 +227,16 @@ class Channel final : public RouteChannel {
   std::string_view plain_;
   std::size_t plain_pos_ = 0;
   bool eof_ = false;
-  bool done_ = false;
-  std::uint64_t bytes_in_ = 0;
-  std::uint64_t bytes_out_ = 0;
 };
 
 // A direct route (entry -> exit, no relay): the fabric session between the two ends is already
 // mutually authenticated TLS between exactly these nodes, so payload goes onto the stream as is
 // (no second encryption layer) and the stream's own end (FIN) is the half-close.
-class DirectChannel final : public RouteChannel {
+class DirectChannel final : public StreamChannel {
  public:
   DirectChannel(std::shared_ptr<Stream> st, Lease lease, std::string leftover, Json hello)
-      : st_(std::move(st)),
-        lease_(std::move(lease)),
-        hello_(std::move(hello)),
+      : StreamChannel(std::move(st), std::move(lease), std::move(hello)),
         leftover_(std::move(leftover)) {}
-  ~DirectChannel() override {
-    if (!done_) st_->reset(fabric::ErrorCode::kCancel, "route channel dropped");
-  }
-  const Lease& lease() const override { return lease_; }
-  const Json& hello() const override { return hello_; }
   asio::awaitable<Result<void>> answer(const Json& reply) override {
     co_return co_await write_message(*st_, reply);
   }
@@ -269,22 +261,10 @@ class DirectChannel final : public RouteChannel {
     done_ = true;
     co_return st_->close_write();
   }
-  void reset(const std::string& reason) override {
-    done_ = true;
-    st_->reset(fabric::ErrorCode::kCancel, reason);
-  }
-  std::uint64_t bytes_in() const override { return bytes_in_; }
-  std::uint64_t bytes_out() const override { return bytes_out_; }
 
  private:
-  std::shared_ptr<Stream> st_;
-  Lease lease_;
-  Json hello_;
   std::string leftover_;
   std::size_t leftover_pos_ = 0;
-  bool done_ = false;
-  std::uint64_t bytes_in_ = 0;
-  std::uint64_t bytes_out_ = 0;
 };
 
 // Copies `from` to `to` until EOF (then half-closes `to`) or an error (then resets both).
@@ -548,7 +528,7 @@ asio::awaitable<void> MeshNode::dial(MeshPeer peer) {
 
 asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
   RouteDeadline deadline(ex_, st, options_.handshake_timeout);
-  std::string buf;
+  FrameReader buf(kMaxControlMessage);
   auto refuse = [&](const Error& e) -> asio::awaitable<void> {
     counters_["refused_" + e.code]++;
     spdlog::warn("mesh: route refused from={} code={} reason=\"{}\"", st->peer_node_id(), e.code,
@@ -593,7 +573,8 @@ asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
     co_return;
   }
   if (hop + 1 < lease->hops.size()) {
-    co_await relay(st, *lease, hop, std::move(*open), std::move(buf), deadline);
+    std::string leftover(buf.rest());  // named: GCC 12 mishandles temporaries in co_await
+    co_await relay(st, *lease, hop, std::move(*open), std::move(leftover), deadline);
     co_return;
   }
   // Exit.
@@ -612,7 +593,7 @@ asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
       co_return;
     }
     deadline.disarm();
-    auto direct = std::make_unique<DirectChannel>(st, *lease, std::move(buf), *h);
+    auto direct = std::make_unique<DirectChannel>(st, *lease, std::string(buf.rest()), *h);
     counters_["routes_exited"]++;
     active_routes_++;
     co_await exit_handler_(std::move(direct));
@@ -632,7 +613,7 @@ asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
   const Json ok_{{"ok", true},
                  {"e2e", {{"pub", resp->second.pub_hex}, {"sig", resp->second.sig_hex}}}};
   if (!co_await write_message(*st, ok_)) co_return;
-  auto ch = std::make_unique<Channel>(st, resp->first, *lease, std::move(buf));
+  auto ch = std::make_unique<Channel>(st, resp->first, *lease, std::string(buf.rest()));
   auto hello = co_await ch->read_hello();
   if (!hello) {
     counters_["refused_" + hello.error().code]++;
@@ -707,7 +688,7 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
       co_return fail("wrong_peer", "session peer is not the lease's exit");
     const Json direct_open{{"v", 1}, {"lease", lease.wire}, {"hop", 1}, {"hello", hello}};
     if (auto w = co_await write_message(**st, direct_open); !w) co_return tl::unexpected(w.error());
-    std::string dbuf;
+    FrameReader dbuf(kMaxControlMessage);
     auto ans = co_await read_message(**st, dbuf);
     if (!ans) co_return tl::unexpected(ans.error());
     if (auto e = ans->find("error"); e != ans->end() && e->is_object()) {
@@ -719,7 +700,7 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
     deadline.disarm();
     counters_["routes_opened"]++;
     co_return std::unique_ptr<RouteChannel>(
-        std::make_unique<DirectChannel>(*st, lease, std::move(dbuf), std::move(*ans)));
+        std::make_unique<DirectChannel>(*st, lease, std::string(dbuf.rest()), std::move(*ans)));
   }
   E2eInitiator init(lease, key_, random_);
   Json open{{"v", 1},
@@ -727,7 +708,7 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
             {"hop", 1},
             {"e2e", {{"pub", init.offer().pub_hex}, {"sig", init.offer().sig_hex}}}};
   if (auto w = co_await write_message(**st, open); !w) co_return tl::unexpected(w.error());
-  std::string buf;
+  FrameReader buf(kMaxControlMessage);
   auto reply = co_await read_message(**st, buf);
   if (!reply) co_return tl::unexpected(reply.error());
   if (auto e = reply->find("error"); e != reply->end() && e->is_object()) {
@@ -742,7 +723,7 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
     (*st)->reset(fabric::ErrorCode::kAuthFailed, keys.error().message);
     co_return tl::unexpected(keys.error());
   }
-  auto ch = std::make_unique<Channel>(*st, *keys, lease, std::move(buf));
+  auto ch = std::make_unique<Channel>(*st, *keys, lease, std::string(buf.rest()));
   if (auto w = co_await ch->send_hello(hello); !w) co_return tl::unexpected(w.error());
   auto ans = co_await ch->read_hello();
   if (!ans) co_return tl::unexpected(ans.error());

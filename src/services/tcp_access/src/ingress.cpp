@@ -28,40 +28,6 @@ std::string hex_of(const unsigned char* p, std::size_t n) {
 }
 }  // namespace
 
-void append_frame(std::string_view body, std::string& out) {
-  const auto n = static_cast<std::uint32_t>(body.size());
-  out.push_back(static_cast<char>(n >> 24));
-  out.push_back(static_cast<char>(n >> 16));
-  out.push_back(static_cast<char>(n >> 8));
-  out.push_back(static_cast<char>(n));
-  out.append(body);
-}
-
-void FrameReader::feed(const void* data, std::size_t n) {
-  if (pos_ > 0 && pos_ == buf_.size()) {
-    buf_.clear();
-    pos_ = 0;
-  } else if (pos_ > 256 * 1024) {
-    buf_.erase(0, pos_);
-    pos_ = 0;
-  }
-  buf_.append(static_cast<const char*>(data), n);
-}
-
-Result<std::optional<std::string_view>> FrameReader::next() {
-  if (buf_.size() - pos_ < 4) return std::nullopt;
-  const auto* p = reinterpret_cast<const std::uint8_t*>(buf_.data()) + pos_;
-  const std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
-                        (std::size_t{p[2]} << 8) | std::size_t{p[3]};
-  if (n > max_)
-    return fail("bad_frame",
-                "frame of " + std::to_string(n) + " bytes exceeds " + std::to_string(max_));
-  if (buf_.size() - pos_ < 4 + n) return std::nullopt;
-  const std::string_view out(buf_.data() + pos_ + 4, n);
-  pos_ += 4 + n;
-  return std::optional<std::string_view>(out);
-}
-
 Result<ClientHello> parse_client_hello(std::string_view text) {
   auto j = Json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return fail("bad_hello", "hello is not a JSON object");
@@ -205,6 +171,43 @@ asio::awaitable<Result<void>> IngressClient::close_write() {
   auto [ec, n] = co_await asio::async_write(*tls_, asio::buffer(wbuf_), kTuple);
   if (ec) co_return fail("entry_closed", "write to entry: " + ec.message());
   co_return Result<void>{};
+}
+
+asio::awaitable<void> pipe(asio::ip::tcp::socket& sock, IngressClient& client) {
+  auto up = [&]() -> asio::awaitable<void> {
+    std::vector<char> buf(64 * 1024);
+    for (;;) {
+      auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), kTuple);
+      if (ec) {
+        (void)co_await client.close_write();
+        co_return;
+      }
+      if (!co_await client.write(asio::buffer(buf.data(), n))) {
+        boost::system::error_code ignored;
+        sock.close(ignored);
+        co_return;
+      }
+    }
+  };
+  auto down = [&]() -> asio::awaitable<void> {
+    std::vector<char> buf(64 * 1024);
+    for (;;) {
+      auto n = co_await client.read_some(asio::buffer(buf));
+      if (!n || *n == 0) {
+        boost::system::error_code e;
+        if (!n) {
+          sock.close(e);
+        } else {
+          sock.shutdown(asio::ip::tcp::socket::shutdown_send, e);
+        }
+        co_return;
+      }
+      auto [ec, w] = co_await asio::async_write(sock, asio::buffer(buf.data(), *n), kTuple);
+      if (ec) co_return;
+    }
+  };
+  using namespace asio::experimental::awaitable_operators;
+  co_await (up() && down());
 }
 
 }  // namespace rap::services::tcp

@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include "rap/common/framing.h"
 #include "rap/common/result.h"
 
 namespace rap::services::tcp {
@@ -25,25 +26,9 @@ namespace asio = boost::asio;
 inline constexpr std::size_t kMaxHello = 64 * 1024;
 inline constexpr std::size_t kMaxChunk = 256 * 1024;
 
-// Appends one length-prefixed message (hello JSON or a data chunk) to `out`.
-void append_frame(std::string_view body, std::string& out);
-
-// Splits a byte stream into frames. Errors: "bad_frame" (longer than the limit).
-class FrameReader {
- public:
-  explicit FrameReader(std::size_t max) : max_(max) {}
-  void feed(const void* data, std::size_t n);
-  // The next whole frame (possibly empty = half-close), nullopt when more bytes are needed. The
-  // view stays valid until the next feed().
-  Result<std::optional<std::string_view>> next();
-  std::size_t buffered() const { return buf_.size() - pos_; }
-  void set_max(std::size_t max) { max_ = max; }
-
- private:
-  std::size_t max_;
-  std::string buf_;
-  std::size_t pos_ = 0;
-};
+// The framing (rap/common/framing.h), re-exported for the ingress protocol.
+using rap::append_frame;
+using rap::FrameReader;
 
 // Hello from the client: {"v":1,"ticket":b64,"class":"interactive|bulk"}.
 struct ClientHello {
@@ -82,5 +67,9 @@ class IngressClient {
   std::string wbuf_;
   std::array<char, 64 * 1024> rbuf_{};
 };
+
+// Carries a local TCP connection over an ingress client both ways until both directions ended
+// (half-closes forwarded), as `rapctl connect` does for each accepted connection.
+asio::awaitable<void> pipe(asio::ip::tcp::socket& sock, IngressClient& client);
 
 }  // namespace rap::services::tcp
