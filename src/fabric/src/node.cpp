@@ -177,14 +177,20 @@ asio::awaitable<void> FabricNode::run_session(std::shared_ptr<Session> s) {
   });
 }
 
-void FabricNode::stop(const std::string& reason) {
+void FabricNode::stop(const std::string& reason, bool drain) {
   stopped_ = true;
   for (auto& a : acceptors_) {
     boost::system::error_code ec;
     a->close(ec);
   }
   for (auto& w : sessions_) {
-    if (auto s = w.lock()) s->goaway(ErrorCode::kShutdown, reason, true);
+    auto s = w.lock();
+    if (!s) continue;
+    if (drain) {
+      s->goaway(ErrorCode::kShutdown, reason, true);
+    } else {
+      s->close(reason);
+    }
   }
 }
 

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "flow_session.h"
 #include "rap/common/framing.h"
 #include "rap/config/canonical.h"
 
@@ -364,10 +365,14 @@ Result<std::uint16_t> MeshNode::start() {
   return port_;
 }
 
-void MeshNode::stop(const std::string& reason) {
+void MeshNode::stop(const std::string& reason, bool drain) {
   stopped_ = true;
   if (tick_) tick_->cancel();
-  fabric_->stop(reason);
+  const Error stopping{"node_stopping", reason};
+  for (auto& [id, w] : std::map(flows_))
+    if (auto f = w.lock()) f->fail(stopping);
+  flows_.clear();
+  fabric_->stop(reason, drain);
 }
 
 std::string MeshNode::advertised_endpoint() const {
@@ -594,10 +599,7 @@ asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
     }
     deadline.disarm();
     auto direct = std::make_unique<DirectChannel>(st, *lease, std::string(buf.rest()), *h);
-    counters_["routes_exited"]++;
-    active_routes_++;
-    co_await exit_handler_(std::move(direct));
-    active_routes_--;
+    co_await serve_exit(std::move(direct));
     co_return;
   }
   auto offer = offer_of(*open);
@@ -620,10 +622,134 @@ asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
     co_return;
   }
   deadline.disarm();  // the exit service bounds its own set-up (target connect)
+  co_await serve_exit(std::move(ch));
+}
+
+asio::awaitable<void> MeshNode::serve_exit(std::unique_ptr<RouteChannel> ch) {
+  const auto fw = ch->hello().find("flow");
+  if (fw == ch->hello().end()) {
+    counters_["routes_exited"]++;
+    active_routes_++;
+    co_await exit_handler_(std::move(ch));
+    active_routes_--;
+    co_return;
+  }
+  auto refuse = [&](const Error& e) -> asio::awaitable<void> {
+    counters_["refused_" + e.code]++;
+    spdlog::warn("mesh: flow refused route={} code={} reason=\"{}\"", ch->lease().id, e.code,
+                 e.message);
+    const Json err = error_json(e);
+    (void)co_await ch->answer(err);
+    (void)co_await ch->close_write();
+  };
+  const Json& f = *fw;
+  const auto idw = f.is_object() ? f.find("id") : f.end();
+  if (!f.is_object() || idw == f.end() || !idw->is_string() || idw->get_ref<const std::string&>().size() != 32) {
+    const Error e_{"bad_message", "flow needs a 32-hex-digit id"};
+    co_await refuse(e_);
+    co_return;
+  }
+  const std::string id = idw->get<std::string>();
+  if (!std::all_of(id.begin(), id.end(), ::isxdigit)) {
+    const Error e_{"bad_message", "flow needs a 32-hex-digit id"};
+    co_await refuse(e_);
+    co_return;
+  }
+  const auto rw = f.find("resume");
+  if (rw != f.end() && rw->is_boolean() && rw->get<bool>()) {
+    const auto rx = f.find("rx");
+    if (rx == f.end() || !rx->is_number_unsigned()) {
+      const Error e_{"bad_message", "a flow resume needs rx"};
+      co_await refuse(e_);
+      co_return;
+    }
+    auto it = flows_.find(id);
+    auto flow = it == flows_.end() ? nullptr : it->second.lock();
+    if (!flow || flow->side() != detail::Flow::Side::kExit) {
+      const Error e_{"flow_unknown", "no such flow here (it ended, or this exit restarted)"};
+      co_await refuse(e_);
+      co_return;
+    }
+    // Only the flow's own entry may move it, and only onto a route of the same grant.
+    if (ch->lease().grant != flow->lease().grant || ch->lease().org != flow->lease().org ||
+        ch->lease().hops.front().node != flow->lease().hops.front().node) {
+      const Error e_{"flow_mismatch", "the resume's lease is not the flow's grant and entry"};
+      co_await refuse(e_);
+      co_return;
+    }
+    const std::uint64_t peer_rx = rx->get<std::uint64_t>();
+    auto r = co_await flow->resume_on(std::move(ch), peer_rx);
+    if (!r) spdlog::warn("mesh: flow {} resume failed: {} {}", id, r.error().code, r.error().message);
+    co_return;
+  }
+  if (flows_.contains(id)) {
+    const Error e_{"flow_exists", "a flow with this id is open"};
+    co_await refuse(e_);
+    co_return;
+  }
+  Json hello = ch->hello();
+  hello.erase("flow");
+  const auto cls = fabric::TrafficClass::kBulk;  // unused on the exit side
+  auto flow = std::make_shared<detail::Flow>(*this, detail::Flow::Side::kExit, id, std::move(ch),
+                                             std::vector<Lease>{}, cls, std::move(hello));
+  flows_[id] = flow;
   counters_["routes_exited"]++;
+  counters_["flows_exited"]++;
   active_routes_++;
-  co_await exit_handler_(std::move(ch));
+  co_await exit_handler_(std::make_unique<detail::FlowHandle>(flow));
   active_routes_--;
+}
+
+asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_flow(
+    std::vector<Lease> leases, fabric::TrafficClass cls, Json hello) {
+  std::array<std::uint8_t, 16> raw{};
+  random_.fill(raw);
+  std::string id;
+  for (auto b : raw) id += fmt::format("{:02x}", b);
+  hello["flow"] = Json{{"id", id}, {"resume", false}};
+  Error last{"no_route", "no usable route lease"};
+  for (const auto& lease : leases) {
+    auto r = co_await open_route(lease, cls, hello);
+    if (!r) {
+      last = r.error();
+      spdlog::info("mesh: route {} ({}) failed: {} {}", lease.id, lease.role, last.code,
+                   last.message);
+      const bool next = last.code == "next_hop_unreachable" || last.code == "next_hop_revoked" ||
+                        last.code == "route_closed" || last.code == "session_closed" ||
+                        last.code == "stream_reset" || last.code == "e2e_truncated";
+      if (!next) break;
+      continue;
+    }
+    Json answer = (*r)->hello();
+    if (!answer.contains("flow")) {
+      (*r)->reset("exit does not speak flows");
+      co_return fail("flow_unsupported", "the exit does not support resumable flows");
+    }
+    answer.erase("flow");
+    auto flow = std::make_shared<detail::Flow>(*this, detail::Flow::Side::kEntry, id,
+                                               std::move(*r), leases, cls, std::move(answer));
+    flows_[id] = flow;
+    counters_["flows_opened"]++;
+    co_return std::unique_ptr<RouteChannel>(std::make_unique<detail::FlowHandle>(flow));
+  }
+  co_return tl::unexpected(last);
+}
+
+void MeshNode::flow_switched(const std::string& flow, const std::string& from,
+                             const std::string& to, const std::string& reason, double ms) {
+  counters_["flow_switches"]++;
+  counters_["flow_switch_" + reason]++;
+  switches_.push_back(Json{{"at", std::chrono::duration_cast<std::chrono::seconds>(
+                                      options_.wall_clock().time_since_epoch())
+                                      .count()},
+                           {"flow", flow},
+                           {"from", from},
+                           {"to", to},
+                           {"reason", reason},
+                           {"ms", std::round(ms * 10) / 10}});
+  if (switches_.size() > 32) switches_.erase(switches_.begin());
+  recovery_ms_.push_back(ms);
+  if (recovery_ms_.size() > 256) recovery_ms_.erase(recovery_ms_.begin());
 }
 
 asio::awaitable<void> MeshNode::relay(std::shared_ptr<Stream> in, const Lease& lease,
@@ -765,7 +891,27 @@ Json MeshNode::status() const {
   }
   Json counters = Json::object();
   for (const auto& [k, v] : counters_) counters[k] = v;
+  Json flows = Json::array();
+  std::size_t resend = 0;
+  for (const auto& [id, w] : flows_) {
+    auto f = w.lock();
+    if (!f) continue;
+    resend += f->resend_bytes();
+    if (flows.size() < 64) flows.push_back(f->status());
+  }
+  auto sorted = recovery_ms_;
+  std::sort(sorted.begin(), sorted.end());
+  auto pct = [&](double q) -> Json {
+    if (sorted.empty()) return nullptr;
+    return sorted[std::min(sorted.size() - 1, static_cast<std::size_t>(q * sorted.size()))];
+  };
+  Json routing{{"flows", flows.size()},
+               {"resend_bytes", resend},
+               {"switches", switches_},
+               {"recovery_ms", {{"count", sorted.size()}, {"p50", pct(0.5)}, {"p99", pct(0.99)}}}};
   return Json{{"node_id", node_id()},
+              {"open_flows", flows},
+              {"route_health", routing},
               {"fabric_endpoint", advertised_endpoint()},
               {"roles", config_.roles},
               {"sessions", fabric_->session_count()},
@@ -787,6 +933,11 @@ std::string MeshNode::prometheus() const {
   out += fmt::format("rap_mesh_active_relays {}\n", active_relays_);
   out += "# TYPE rap_mesh_relay_bytes_total counter\n";
   out += fmt::format("rap_mesh_relay_bytes_total {}\n", relay_bytes_);
+  out += "# TYPE rap_mesh_flows gauge\n";
+  out += fmt::format("rap_mesh_flows {}\n", flows_.size());
+  out += "# TYPE rap_mesh_route_recovery_seconds_last gauge\n";
+  out += fmt::format("rap_mesh_route_recovery_seconds_last {}\n",
+                     recovery_ms_.empty() ? 0.0 : recovery_ms_.back() / 1000);
   out += "# TYPE rap_mesh_peer_up gauge\n";
   for (const auto& [id, st] : peers_)
     out += fmt::format("rap_mesh_peer_up{{peer=\"{}\"}} {}\n", id, st.state == "connected" ? 1 : 0);

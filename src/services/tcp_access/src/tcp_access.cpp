@@ -63,12 +63,6 @@ void count_refusal(TcpCounters& c, const std::string& code) {
   c.refused_by_code[code]++;
 }
 
-// The route's only retryable failures: the next hop is not reachable right now.
-bool try_next_lease(const Error& e) {
-  return e.code == "next_hop_unreachable" || e.code == "next_hop_revoked" ||
-         e.code == "route_closed" || e.code == "session_closed";
-}
-
 }  // namespace
 
 Json AccessRecord::to_json() const {
@@ -354,8 +348,10 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
   }
   fabric::TrafficClass cls = fabric::TrafficClass::kInteractive;
   (void)fabric::parse_traffic_class(hello->traffic_class, cls);
+  // The mesh picks among the ticket's leases (primary first) and moves the open flow to an
+  // alternate if its route fails later; this service never chooses routes.
   Error last{"no_route", "the ticket holds no usable route"};
-  std::unique_ptr<mesh::RouteChannel> ch;
+  std::vector<mesh::Lease> leases;
   for (const auto& wire : ticket->leases) {
     auto lease = mesh::verify_lease(wire, mesh_.trust(), mesh_.wall_now());
     if (!lease) {
@@ -366,22 +362,23 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
       last = Error{"lease_grant_mismatch", "a route lease of another grant"};
       continue;
     }
-    rec.route = lease->id;
-    const Json hello_{{"grant", ticket->grant}};
-    auto r = co_await mesh_.open_route(*lease, cls, hello_);
-    if (r) {
-      ch = std::move(*r);
-      break;
-    }
-    last = r.error();
-    spdlog::info("tcp entry: route {} ({}) failed: {} {}", lease->id, lease->role, last.code,
-                 last.message);
-    if (!try_next_lease(last)) break;
+    leases.push_back(std::move(*lease));
   }
-  if (!ch) {
+  if (leases.empty()) {
     co_await refuse(last);
     co_return;
   }
+  rec.route = leases.front().id;
+  const Json hello_{{"grant", ticket->grant}};
+  auto opened = co_await mesh_.open_flow(leases, cls, hello_);
+  if (!opened) {
+    spdlog::info("tcp entry: no route opened: {} {}", opened.error().code,
+                 opened.error().message);
+    co_await refuse(opened.error());
+    co_return;
+  }
+  std::unique_ptr<mesh::RouteChannel> ch = std::move(*opened);
+  rec.route = ch->lease().id;
   const Json ok_{{"ok", true}, {"route", ch->lease().id}};
   if (!co_await reply(ok_)) {
     ch->reset("client went away");

@@ -41,8 +41,9 @@ class FabricNode {
   Result<std::uint16_t> listen(CarrierKind kind, const asio::ip::tcp::endpoint& ep);
   asio::awaitable<Result<std::shared_ptr<Session>>> connect(CarrierKind kind, std::string host,
                                                             std::uint16_t port);
-  // Stops listeners and sends GOAWAY(drain) on every session.
-  void stop(const std::string& reason);
+  // Closes the listeners and ends every session: with `drain`, by GOAWAY (open streams finish);
+  // without, at once (open streams are reset, as when the process dies).
+  void stop(const std::string& reason, bool drain = true);
 
   // The newest open session with `node_id` (either direction), or nullptr.
   std::shared_ptr<Session> session_to(const std::string& node_id) const;

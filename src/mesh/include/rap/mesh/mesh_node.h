@@ -30,6 +30,9 @@ namespace rap::mesh {
 
 namespace asio = boost::asio;
 class RouteDeadline;
+namespace detail {
+class Flow;
+}
 
 inline constexpr char kRouteService[] = "rap.route";
 inline constexpr std::size_t kMaxControlMessage = 64 * 1024;
@@ -63,6 +66,14 @@ struct MeshOptions {
   std::function<void(std::span<const std::uint8_t>)> relay_tap;
   // Wall time for lease and grant expiry (injectable for tests).
   std::function<config::WallTime()> wall_clock = [] { return std::chrono::system_clock::now(); };
+  // Resumable flows (open_flow, PROTOCOL.md §14.7): unacknowledged bytes kept per direction for
+  // resending after a route switch (a writer waits when full), how often the receiver
+  // acknowledges, how long the entry tries to move a flow whose route failed, and how long the
+  // exit keeps such a flow (and its target connection) waiting for the entry's resume.
+  std::size_t flow_resend_limit = 4 * 1024 * 1024;
+  std::size_t flow_ack_every = 256 * 1024;
+  std::chrono::milliseconds flow_resume_timeout{15000};
+  std::chrono::milliseconds flow_resume_grace{20000};
 };
 
 // A counted, end-to-end protected byte stream over a route. Errors are Results; nothing throws.
@@ -95,7 +106,8 @@ class MeshNode {
 
   // Starts the listener (if any) and the peer manager. Returns the bound fabric port (0 = none).
   Result<std::uint16_t> start();
-  void stop(const std::string& reason);
+  // Ends every flow and session: drained (GOAWAY) or, with drain=false, at once.
+  void stop(const std::string& reason, bool drain = true);
 
   // Applies a new signed configuration: peers to keep sessions with, trust for leases, and the
   // revocation list (sessions with revoked nodes are closed at once and refused afterwards).
@@ -113,6 +125,14 @@ class MeshNode {
   asio::awaitable<Result<std::unique_ptr<RouteChannel>>> open_route(const Lease& lease,
                                                                     fabric::TrafficClass cls,
                                                                     nlohmann::json hello);
+
+  // Entry side: a resumable flow over the first usable of `leases` (the ticket's primary, then
+  // alternates). When its route fails later (a relay dies, a link goes down) the flow moves to the
+  // best other lease and resends what the exit has not received, in order and exactly once; the
+  // caller only sees a pause. Errors as open_route, once no lease could be opened.
+  asio::awaitable<Result<std::unique_ptr<RouteChannel>>> open_flow(std::vector<Lease> leases,
+                                                                   fabric::TrafficClass cls,
+                                                                   nlohmann::json hello);
 
   // "host:port" this node advertises for fabric sessions ("" = none).
   std::string advertised_endpoint() const;
@@ -132,6 +152,13 @@ class MeshNode {
                               std::size_t hop, nlohmann::json open, std::string leftover,
                               class RouteDeadline& setup);
   void count(const std::string& what) { counters_[what]++; }
+  // Exit side: a route whose hello starts or resumes a flow goes to the flow, others to the
+  // exit handler as they are.
+  asio::awaitable<void> serve_exit(std::unique_ptr<RouteChannel> ch);
+  // A flow moved from one route to another after `ms` (status, metrics).
+  void flow_switched(const std::string& flow, const std::string& from, const std::string& to,
+                     const std::string& reason, double ms);
+  friend class detail::Flow;
 
   struct PeerState {
     // connected | dialing | backoff | warm (ranked below the active budget) | waiting (they dial)
@@ -167,6 +194,9 @@ class MeshNode {
   std::uint64_t relay_bytes_ = 0;
   std::uint32_t active_relays_ = 0;
   std::uint32_t active_routes_ = 0;
+  std::map<std::string, std::weak_ptr<detail::Flow>> flows_;  // open flows by id
+  std::vector<nlohmann::json> switches_;                      // the last 32 route switches
+  std::vector<double> recovery_ms_;                           // the last 256 switch times
 };
 
 }  // namespace rap::mesh

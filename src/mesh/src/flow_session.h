@@ -1,0 +1,143 @@
+// Internal to rap_mesh: one resumable flow (docs/PROTOCOL.md §14.7) over a replaceable route
+// channel. The entry side moves it to another lease when its route fails; the exit side keeps it
+// suspended for a grace period and accepts the entry's resume on a new route. Runs on the mesh
+// executor; every coroutine holds a shared_ptr to the flow.
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+#include <list>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "rap/mesh/flow.h"
+#include "rap/mesh/mesh_node.h"
+
+namespace rap::mesh::detail {
+
+// Wakes every coroutine waiting at the time of notify() (a condition variable for one thread).
+class Notifier {
+ public:
+  asio::awaitable<void> wait(const asio::any_io_executor& ex);
+  void notify();
+
+ private:
+  std::list<std::weak_ptr<asio::steady_timer>> waiters_;
+};
+
+class Flow : public std::enable_shared_from_this<Flow> {
+ public:
+  enum class Side { kEntry, kExit };
+  enum class State { kAttached, kResuming, kSuspended, kFailed };
+
+  Flow(MeshNode& mesh, Side side, std::string id, std::unique_ptr<RouteChannel> ch,
+       std::vector<Lease> leases, fabric::TrafficClass cls, nlohmann::json hello);
+
+  const std::string& id() const { return id_; }
+  Side side() const { return side_; }
+  const Lease& lease() const { return lease_; }
+  const nlohmann::json& hello() const { return hello_; }
+  State state() const { return state_; }
+  std::uint64_t bytes_in() const { return bytes_in_; }
+  std::uint64_t bytes_out() const { return bytes_out_; }
+  std::size_t resend_bytes() const { return tx_.unacked_bytes(); }
+  std::uint64_t stale_bytes() const { return rx_.stale; }
+  std::uint32_t switches() const { return switches_; }
+
+  asio::awaitable<Result<void>> answer(const nlohmann::json& reply);
+  asio::awaitable<Result<std::size_t>> read_some(asio::mutable_buffer buf);
+  asio::awaitable<Result<void>> write(asio::const_buffer buf);
+  asio::awaitable<Result<void>> close_write();
+  void reset(const std::string& reason);
+  // The application dropped its handle: a clean close when both halves ended, else a reset.
+  void release();
+
+  // Exit side: the entry resumed the flow on `ch`; `peer_rx` is the entry's receive position.
+  // Answers the resume, then resends what the entry has not received.
+  asio::awaitable<Result<void>> resume_on(std::unique_ptr<RouteChannel> ch, std::uint64_t peer_rx);
+  // Ends the flow with an error for every waiter.
+  void fail(const Error& e);
+  nlohmann::json status() const;
+
+ private:
+  asio::awaitable<void> lock();
+  void unlock();
+  // Installs `ch` as the current route; the caller holds the lock.
+  asio::awaitable<Result<void>> install(std::shared_ptr<RouteChannel> ch, std::uint64_t peer_rx,
+                                        bool answer);
+  void route_failed(std::uint64_t epoch, const Error& why);
+  asio::awaitable<void> reattach(Error why);
+  asio::awaitable<void> grace(std::uint64_t epoch);
+  void maybe_ack(bool force);
+  asio::awaitable<void> ack_writer();
+  // Processes ACK frames when the application no longer reads (after END) and a writer needs
+  // room in the resend buffer.
+  asio::awaitable<void> pump_acks();
+  // Parses buffered frames; fills `out` with DATA for the application. Returns bytes copied,
+  // or nullopt when more input is needed. Sets eof_ on END.
+  Result<std::optional<std::size_t>> parse(asio::mutable_buffer out);
+  asio::awaitable<Result<void>> send_frame(RouteChannel& ch, FlowFrameType type,
+                                           std::uint64_t offset,
+                                           std::span<const std::uint8_t> data);
+  std::vector<const Lease*> candidates() const;
+
+  MeshNode& mesh_;
+  asio::any_io_executor ex_;
+  Side side_;
+  std::string id_;
+  std::shared_ptr<RouteChannel> ch_;
+  std::vector<Lease> leases_;  // entry: the ticket's leases, primary first
+  Lease lease_;                // the current route's lease
+  fabric::TrafficClass cls_;
+  nlohmann::json hello_;
+  State state_ = State::kAttached;
+  Error error_;
+  std::uint64_t epoch_ = 0;  // bumped on every route change: fences the old route's bytes
+  FlowTx tx_;
+  FlowRx rx_;
+  std::uint64_t ack_sent_ = 0;
+  bool ack_writer_running_ = false;
+  bool reader_active_ = false;
+  bool eof_ = false;
+  bool released_ = false;
+  bool refused_ = false;  // the exit service answered with an error
+  bool locked_ = false;
+  Notifier changed_;
+  std::vector<std::uint8_t> rbuf_;
+  std::size_t rpos_ = 0, rend_ = 0;
+  std::uint64_t data_left_ = 0, data_seq_ = 0;  // the DATA frame being read
+  std::uint64_t bytes_in_ = 0, bytes_out_ = 0;
+  std::uint32_t switches_ = 0;
+  TimePoint failed_at_{};
+  std::string failure_reason_;
+};
+
+// The RouteChannel services hold; dropping it releases the flow.
+class FlowHandle final : public RouteChannel {
+ public:
+  explicit FlowHandle(std::shared_ptr<Flow> f) : f_(std::move(f)) {}
+  ~FlowHandle() override { f_->release(); }
+  FlowHandle(const FlowHandle&) = delete;
+  FlowHandle& operator=(const FlowHandle&) = delete;
+  const Lease& lease() const override { return f_->lease(); }
+  const nlohmann::json& hello() const override { return f_->hello(); }
+  asio::awaitable<Result<void>> answer(const nlohmann::json& reply) override {
+    co_return co_await f_->answer(reply);
+  }
+  asio::awaitable<Result<std::size_t>> read_some(asio::mutable_buffer buf) override {
+    co_return co_await f_->read_some(buf);
+  }
+  asio::awaitable<Result<void>> write(asio::const_buffer buf) override {
+    co_return co_await f_->write(buf);
+  }
+  asio::awaitable<Result<void>> close_write() override { co_return co_await f_->close_write(); }
+  void reset(const std::string& reason) override { f_->reset(reason); }
+  std::uint64_t bytes_in() const override { return f_->bytes_in(); }
+  std::uint64_t bytes_out() const override { return f_->bytes_out(); }
+
+ private:
+  std::shared_ptr<Flow> f_;
+};
+
+}  // namespace rap::mesh::detail

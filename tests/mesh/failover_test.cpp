@@ -1,0 +1,142 @@
+// Open flows survive the death of their relay (issue 8): the entry moves the flow to the ticket's
+// alternate route and both ends resend what the other has not received, so the client's stream
+// carries every byte exactly once and in order. Real MeshNodes, TLS sessions, leases, the TCP
+// access entry and exit and a TCP echo target, in one process (the netns test kills real
+// processes).
+#include "lab.h"
+
+using namespace mesh_lab;
+
+namespace {
+
+// entry -> relay-a -> exit (route-a) and entry -> relay-b -> exit (route-b).
+std::string two_relays(Lab& lab) {
+  lab.add("entry", {"entry-node"});
+  lab.add("relay-a", {"relay-node"});
+  lab.add("relay-b", {"relay-node"});
+  lab.add("exit", {"exit-node"});
+  lab.configure();
+  const auto target = lab.start_echo();
+  lab.set_egress("exit", target);
+  for (const auto* r : {"relay-a", "relay-b"}) {
+    lab.wait_connected("entry", r);
+    lab.wait_connected(r, "exit");
+  }
+  return target;
+}
+
+}  // namespace
+
+TEST(MeshFailover, RelayDeathMovesTheOpenFlowAndEveryByteArrivesOnce) {
+  Lab lab;
+  const auto target = two_relays(lab);
+  const auto t = lab.ticket("entry", lab.grant("entry", {"exit"}, target),
+                            {lab.lease("route-a", {"entry", "relay-a", "exit"}),
+                             lab.lease("route-b", {"entry", "relay-b", "exit"})});
+  auto c = lab.connect("entry", t, "bulk");
+  ASSERT_TRUE(c) << c.error().code << ": " << c.error().message;
+  EXPECT_EQ((*c)->route(), "route-a");
+
+  const std::string data = payload(48 * 1024 * 1024);
+  std::atomic<std::size_t> progress{0};
+  Result<std::string> got = fail("not_run", "");
+  std::thread io([&] { got = lab.echo(**c, data, &progress); });
+  for (int i = 0; i < 600 && progress.load() < data.size() / 3; ++i)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_GE(progress.load(), data.size() / 3) << "transfer did not start";
+  lab.kill("relay-a");
+  io.join();
+
+  ASSERT_TRUE(got) << got.error().code << ": " << got.error().message;
+  ASSERT_EQ(got->size(), data.size());
+  EXPECT_TRUE(*got == data) << "bytes differ after the switch";
+
+  const Json entry = lab.status("entry");
+  const Json& sw = entry["route_health"]["switches"];
+  ASSERT_EQ(sw.size(), 1u) << entry.dump(2);
+  EXPECT_EQ(sw[0]["from"], "route-a");
+  EXPECT_EQ(sw[0]["to"], "route-b");
+  EXPECT_FALSE(sw[0]["reason"].get<std::string>().empty());
+  EXPECT_LT(sw[0]["ms"].get<double>(), 1000.0) << "time to recovery";
+  EXPECT_EQ(entry["route_health"]["recovery_ms"]["count"], 1);
+  EXPECT_EQ(entry["counters"]["flow_switches"], 1);
+  const Json exit = lab.status("exit");
+  EXPECT_EQ(exit["counters"]["flow_resumed_here"], 1) << exit.dump(2);
+
+  // The exit's access record counts each byte once, though some crossed twice.
+  for (int i = 0; i < 100 && lab.records().empty(); ++i) std::this_thread::sleep_for(20ms);
+  auto recs = lab.records();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].outcome, "ok");
+  EXPECT_EQ(recs[0].bytes_up, data.size());
+  EXPECT_EQ(recs[0].bytes_down, data.size());
+  // Nothing is left in resend buffers once the flow is closed.
+  EXPECT_EQ(lab.status("entry")["route_health"]["flows"], 0);
+}
+
+TEST(MeshFailover, WithoutAnAlternateTheFlowFailsCleanlyInsteadOfHanging) {
+  Lab lab;
+  lab.flow_resume_timeout_ = 1500ms;
+  lab.flow_resume_grace_ = 2s;
+  const auto target = two_relays(lab);
+  const auto t = lab.ticket("entry", lab.grant("entry", {"exit"}, target),
+                            {lab.lease("route-a", {"entry", "relay-a", "exit"})});
+  auto c = lab.connect("entry", t, "bulk");
+  ASSERT_TRUE(c) << c.error().message;
+  const std::string data = payload(64 * 1024 * 1024);
+  std::atomic<std::size_t> progress{0};
+  Result<std::string> got = fail("not_run", "");
+  std::thread io([&] { got = lab.echo(**c, data, &progress); });
+  for (int i = 0; i < 600 && progress.load() < 4 * 1024 * 1024; ++i)
+    std::this_thread::sleep_for(10ms);
+  const auto killed_at = std::chrono::steady_clock::now();
+  lab.kill("relay-a");
+  io.join();
+  const auto took = std::chrono::steady_clock::now() - killed_at;
+  EXPECT_FALSE(got) << "the transfer cannot complete without a route";
+  EXPECT_LT(took, 10s) << "the client must learn of the failure, not hang";
+  EXPECT_EQ(lab.status("entry")["counters"]["flow_resume_failed"], 1);
+  // The exit gives up after its grace period and reports the access.
+  for (int i = 0; i < 200 && lab.records().empty(); ++i) std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(lab.records().size(), 1u);
+  EXPECT_EQ(lab.status("exit")["counters"]["flow_resume_expired"], 1);
+}
+
+TEST(MeshFailover, AnInteractiveExchangeContinuesAcrossTheSwitch) {
+  Lab lab;
+  const auto target = two_relays(lab);
+  const auto t = lab.ticket("entry", lab.grant("entry", {"exit"}, target),
+                            {lab.lease("route-a", {"entry", "relay-a", "exit"}),
+                             lab.lease("route-b", {"entry", "relay-b", "exit"})});
+  auto c = lab.connect("entry", t, "interactive");
+  ASSERT_TRUE(c) << c.error().message;
+  // Request/response pairs, as a shell would: each line must come back before the next goes.
+  auto roundtrip = [&](const std::string& line) {
+    return lab.await([&]() -> asio::awaitable<Result<std::string>> {
+      if (auto w = co_await (*c)->write(asio::buffer(line)); !w) co_return tl::unexpected(w.error());
+      std::string back;
+      std::vector<char> buf(4096);
+      while (back.size() < line.size()) {
+        auto n = co_await (*c)->read_some(asio::buffer(buf));
+        if (!n) co_return tl::unexpected(n.error());
+        if (*n == 0) co_return rap::fail("eof", "closed");
+        back.append(buf.data(), *n);
+      }
+      co_return back;
+    }());
+  };
+  for (int i = 0; i < 20; ++i) {
+    const std::string line = "keystroke " + std::to_string(i) + "\n";
+    auto r = roundtrip(line);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(*r, line);
+  }
+  lab.kill("relay-a");
+  for (int i = 20; i < 40; ++i) {
+    const std::string line = "keystroke " + std::to_string(i) + "\n";
+    auto r = roundtrip(line);
+    ASSERT_TRUE(r) << "after the switch: " << r.error().message;
+    EXPECT_EQ(*r, line);
+  }
+  EXPECT_EQ(lab.status("entry")["counters"]["flow_switches"], 1);
+}
