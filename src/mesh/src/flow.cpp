@@ -189,6 +189,7 @@ void Flow::route_failed(std::uint64_t epoch, const Error& why) {
   epoch_++;
   failed_at_ = mesh_.clock_.now();
   failure_reason_ = why.code;
+  failure_detail_ = why.message;
   if (ch_) ch_->reset("flow leaves this route: " + why.message);
   mesh_.count("flow_route_failures");
   spdlog::info("mesh: flow {} lost route {}: {} {}", id_, lease_.id, why.code, why.message);
@@ -227,7 +228,9 @@ asio::awaitable<void> Flow::reattach(Error why) {
   const auto deadline = start + mesh_.options_.flow_resume_timeout;
   const std::string from = lease_.id;
   Error last = why;
+  int round = 0;
   while (state_ == State::kResuming && !mesh_.stopped_) {
+    ++round;
     for (const Lease* cand : candidates()) {
       if (cand->expires_at <= mesh_.wall_now()) continue;
       const Json resume_hello{{"flow", {{"id", id_}, {"resume", true}, {"rx", rx_.next}}}};
@@ -235,8 +238,9 @@ asio::awaitable<void> Flow::reattach(Error why) {
       if (state_ != State::kResuming) co_return;
       if (!r) {
         last = r.error();
-        spdlog::info("mesh: flow {} resume on route {} failed: {} {}", id_, cand->id, last.code,
-                     last.message);
+        if (round == 1)
+          spdlog::info("mesh: flow {} resume on route {} failed: {} {}", id_, cand->id, last.code,
+                       last.message);
         if (last.code.rfind("flow_", 0) == 0) {  // the exit no longer has it
           mesh_.count("flow_resume_failed");
           fail(last);
@@ -268,7 +272,7 @@ asio::awaitable<void> Flow::reattach(Error why) {
       }
       const double ms =
           std::chrono::duration<double, std::milli>(mesh_.clock_.now() - failed_at_).count();
-      mesh_.flow_switched(id_, from, lease_.id, failure_reason_, ms);
+      mesh_.flow_switched(id_, from, lease_.id, failure_reason_, failure_detail_, ms);
       spdlog::info("mesh: flow {} moved from route {} to {} in {:.1f} ms ({})", id_, from,
                    lease_.id, ms, failure_reason_);
       co_return;
@@ -579,7 +583,10 @@ asio::awaitable<Result<void>> Flow::close_write() {
 
 Json Flow::status() const {
   static constexpr const char* kStates[] = {"attached", "resuming", "suspended", "failed"};
+  Json hops = Json::array();
+  for (const auto& h : lease_.hops) hops.push_back(h.node);
   return Json{{"id", id_},
+              {"hops", hops},
               {"side", side_ == Side::kEntry ? "entry" : "exit"},
               {"route", lease_.id},
               {"route_role", lease_.role},

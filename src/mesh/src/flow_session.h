@@ -111,6 +111,7 @@ class Flow : public std::enable_shared_from_this<Flow> {
   std::uint32_t switches_ = 0;
   TimePoint failed_at_{};
   std::string failure_reason_;
+  std::string failure_detail_;
 };
 
 // The RouteChannel services hold; dropping it releases the flow.

@@ -746,6 +746,7 @@ void MeshNode::flow_switched(const std::string& flow, const std::string& from,
                            {"from", from},
                            {"to", to},
                            {"reason", reason},
+                           {"detail", detail.substr(0, 200)},
                            {"ms", std::round(ms * 10) / 10}});
   if (switches_.size() > 32) switches_.erase(switches_.begin());
   recovery_ms_.push_back(ms);

@@ -52,10 +52,20 @@ struct MeshConfig {
   TrustView trust;
 };
 
+// Mesh sessions notice a dead peer or a dead link quickly (route failover waits on it): a PING
+// every second, closed after 4 s without any frame. The fabric's own defaults (10 s / 30 s) suit
+// idle links, not routes.
+inline fabric::SessionConfig mesh_session_defaults() {
+  fabric::SessionConfig c;
+  c.keepalive = std::chrono::seconds(1);
+  c.idle_timeout = std::chrono::seconds(4);
+  return c;
+}
+
 struct MeshOptions {
   std::string fabric_listen;     // "ip:port" to accept sessions on ("" = dial out only)
   std::string fabric_advertise;  // "host:port" peers should dial ("" = the listen address)
-  fabric::SessionConfig session;
+  fabric::SessionConfig session = mesh_session_defaults();
   std::chrono::milliseconds dial_interval{1000};  // peer manager tick
   // Active peer budget (spec defaults: relay/core 8-20, normal 3-5, thin 1-3): sessions beyond
   // it are not dialed; the best-scored candidates are, the rest stay warm. 0 = by role: 12 for
@@ -157,7 +167,7 @@ class MeshNode {
   asio::awaitable<void> serve_exit(std::unique_ptr<RouteChannel> ch);
   // A flow moved from one route to another after `ms` (status, metrics).
   void flow_switched(const std::string& flow, const std::string& from, const std::string& to,
-                     const std::string& reason, double ms);
+                     const std::string& reason, const std::string& detail, double ms);
   friend class detail::Flow;
 
   struct PeerState {

@@ -1,0 +1,164 @@
+// End to end, issue 8: open TCP access streams survive the death of their relay. Hosts client,
+// entry, relay-a, relay-b, exit and target in network namespaces; real rap-control, agents,
+// rapctl, OpenSSH. A 1 GB scp and an interactive ssh session run through the same route while the
+// relay carrying them is killed with SIGKILL at a third of the transfer; both finish (ssh never
+// reconnects: scp and ssh have no reconnect) and the file's sha256 matches. Then, with the control
+// plane stopped, the link between the entry and the relay carrying a new transfer is taken down:
+// the transfer still completes on the cached alternate.
+#include "access_netns.h"
+
+using namespace access_netns;
+
+namespace {
+
+class FailoverNetns : public AccessNetns {
+ protected:
+  FailoverNetns() { name_ = "failover-netns"; }
+
+  // The relay host carrying the entry's first open flow ("" when none).
+  std::string carrying_relay() {
+    for (const auto& f : status("entry").value("open_flows", json::array())) {
+      const auto hops = f.value("hops", json::array());
+      if (hops.size() != 3) continue;
+      for (const auto& [h, id] : ids_)
+        if (id == hops[1].get<std::string>()) return h;
+    }
+    return "";
+  }
+  std::uintmax_t size_of(const std::filesystem::path& p) {
+    std::error_code ec;
+    const auto n = std::filesystem::file_size(p, ec);
+    return ec ? 0 : n;
+  }
+  std::string sha256(const std::filesystem::path& p) {
+    auto r = rap::testing::run_command({"sha256sum", p.string()}, RunOptions{.timeout = 120s});
+    return r.output.substr(0, 64);
+  }
+  std::filesystem::path make_file(const std::string& name, int mb) {
+    const auto p = dir_->path() / name;
+    EXPECT_TRUE(rap::testing::run_command({"dd", "if=/dev/urandom", "of=" + p.string(), "bs=1M",
+                                           "count=" + std::to_string(mb), "status=none"},
+                                          RunOptions{.timeout = 120s})
+                    .ok());
+    return p;
+  }
+  // Waits until `p` holds at least `bytes` (the scp is under way); false on timeout.
+  bool wait_size(const std::filesystem::path& p, std::uintmax_t bytes, std::chrono::seconds t) {
+    return eventually([&] { return size_of(p) >= bytes; }, t);
+  }
+  double switches() {
+    return status("entry")
+        .value("route_health", json::object())
+        .value("switches", json::array())
+        .size();
+  }
+};
+
+}  // namespace
+
+TEST_F(FailoverNetns, ScpAndSshSurviveRelayKillAndLinkDownEvenWithoutControlPlane) {
+  start_control();
+  const auto ssh_opts = start_sshd();
+  setup_mesh();
+  const auto ssh_res = add_resource("ssh", "ssh", 22);
+  api("POST", "/api/v1/orgs/acme/policies",
+      json{{"name", "ssh"},
+           {"service", "ssh"},
+           {"users", {"alice@acme.io"}},
+           {"resources", {ssh_res}}});
+  wait_mesh();
+  const auto alice = user_token("alice@acme.io");
+  // Tickets carry an alternate route once the control plane has seen both relays' sessions in
+  // heartbeats (the owner's audit log says how many; the tenant's answer never does).
+  ASSERT_TRUE(eventually(
+      [&] {
+        int st = 0;
+        api("POST", "/api/v1/orgs/acme/resources/" + ssh_res + "/connect", json::object(), alice,
+            &st);
+        if (st != 200) return false;
+        const auto audit = api("GET", "/api/v1/audit?org=acme&limit=50");
+        for (const auto& e : audit.value("events", json::array()))
+          if (e.value("action", "") == "access.granted" &&
+              e["details"].value("alternates", 0) >= 1)
+            return true;
+        return false;
+      },
+      60s));
+  auto fwd = rapctl_connect(alice, "ssh", 2222, "rapctl-ssh.log");
+  ASSERT_TRUE(fwd.wait_for_output("forwarding", 30s)) << fwd.output();
+  auto ssh_argv = [&](std::vector<std::string> tail) {
+    std::vector<std::string> a = {"ssh", "-p", "2222"};
+    a.insert(a.end(), ssh_opts.begin(), ssh_opts.end());
+    a.push_back("root@127.0.0.1");
+    a.insert(a.end(), tail.begin(), tail.end());
+    return a;
+  };
+  auto scp_argv = [&](const std::filesystem::path& from, const std::filesystem::path& to) {
+    std::vector<std::string> a = {"scp", "-q", "-P", "2222"};
+    a.insert(a.end(), ssh_opts.begin(), ssh_opts.end());
+    a.insert(a.end(), {from.string(), "root@127.0.0.1:" + to.string()});
+    return a;
+  };
+
+  // --- 1: kill -9 of the relay carrying a 1 GB scp and an interactive session ---
+  const auto big = make_file("big.bin", 1024);
+  const auto received = dir_->path() / "received.bin";
+  // The interactive session: a shell printing a numbered line every 100 ms for 15 s.
+  auto ticks = spawn("client",
+                     ssh_argv({"for i in $(seq 1 150); do echo tick $i; sleep 0.1; done; echo done"}),
+                     "ssh-ticks.log");
+  ASSERT_TRUE(ticks.wait_for_output("tick 5", 30s)) << ticks.output() << fwd.output();
+  auto scp = spawn("client", scp_argv(big, received), "scp-1.log");
+  ASSERT_TRUE(wait_size(received, 340ull << 20, 180s)) << scp.output() << fwd.output();
+  const std::string victim = carrying_relay();
+  ASSERT_FALSE(victim.empty()) << status("entry");
+  const std::string survivor = victim == "relaya" ? "relayb" : "relaya";
+  std::cout << "killing " << victim << " (SIGKILL) at " << (size_of(received) >> 20) << " MB\n";
+  agents_.at(victim).kill(SIGKILL);
+  const auto code = scp.wait_exit(300s);
+  ASSERT_TRUE(code.has_value()) << "scp did not finish";
+  EXPECT_EQ(*code, 0) << scp.output();
+  EXPECT_EQ(sha256(big), sha256(received));
+  const auto tcode = ticks.wait_exit(60s);
+  ASSERT_TRUE(tcode.has_value());
+  EXPECT_EQ(*tcode, 0) << ticks.output();
+  const std::string out = ticks.output();
+  std::size_t pos = 0;
+  for (int i = 1; i <= 150; ++i) {
+    pos = out.find("tick " + std::to_string(i) + "\n", pos);
+    ASSERT_NE(pos, std::string::npos) << "missing or out of order: tick " << i << "\n" << out;
+  }
+  EXPECT_NE(out.find("done"), std::string::npos);
+  json st = status("entry");
+  const auto sw = st["route_health"]["switches"];
+  ASSERT_GE(sw.size(), 2u) << st.dump(2);  // both flows moved
+  for (const auto& s : sw) {
+    EXPECT_LT(s.value("ms", 1e9), 1000.0) << s;
+    std::cout << "route switch " << s.dump() << "\n";
+  }
+  EXPECT_EQ(carrying_relay(), "") << "flows closed";
+
+  // --- 2: control plane stopped; link down between entry and the carrying relay ---
+  restart_agent(victim);
+  wait_mesh();
+  control_->terminate();
+  const auto mid = make_file("mid.bin", 300);
+  const auto received2 = dir_->path() / "received2.bin";
+  const double before = switches();
+  auto scp2 = spawn("client", scp_argv(mid, received2), "scp-2.log");
+  ASSERT_TRUE(wait_size(received2, 100ull << 20, 180s)) << scp2.output() << fwd.output();
+  const std::string carrier = carrying_relay();
+  ASSERT_FALSE(carrier.empty());
+  std::cout << "link entry <-> " << carrier << " down at " << (size_of(received2) >> 20)
+            << " MB (control plane stopped)\n";
+  ASSERT_TRUE(topo_->set_link_up("entry", carrier, false));
+  const auto code2 = scp2.wait_exit(300s);
+  ASSERT_TRUE(code2.has_value()) << "scp did not finish";
+  EXPECT_EQ(*code2, 0) << scp2.output();
+  EXPECT_EQ(sha256(mid), sha256(received2));
+  EXPECT_GT(switches(), before);
+  const json after = status("entry");
+  for (const auto& s : after["route_health"]["switches"])
+    std::cout << "route switch " << s.dump() << "\n";
+  (void)survivor;
+}
