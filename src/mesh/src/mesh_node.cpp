@@ -736,7 +736,8 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_flow(
 }
 
 void MeshNode::flow_switched(const std::string& flow, const std::string& from,
-                             const std::string& to, const std::string& reason, double ms) {
+                             const std::string& to, const std::string& reason,
+                             const std::string& detail, double ms) {
   counters_["flow_switches"]++;
   counters_["flow_switch_" + reason]++;
   switches_.push_back(Json{{"at", std::chrono::duration_cast<std::chrono::seconds>(
