@@ -865,6 +865,11 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
   co_return std::unique_ptr<RouteChannel>(std::move(ch));
 }
 
+std::size_t MeshNode::drop_sessions_with(const std::string& peer, const std::string& reason) {
+  counters_["sessions_dropped"]++;
+  return fabric_->close_sessions_with(peer, reason);
+}
+
 std::map<std::string, double> MeshNode::session_peers() const {
   std::map<std::string, double> out;
   for (const auto& s : fabric_->snapshot()) {

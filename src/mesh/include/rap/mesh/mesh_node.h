@@ -144,6 +144,10 @@ class MeshNode {
                                                                    fabric::TrafficClass cls,
                                                                    nlohmann::json hello);
 
+  // Closes every session with `peer` at once (an operator's "disconnect", and how benchmarks and
+  // tests make a peer vanish): its routes fail over; the peer manager dials it again later.
+  std::size_t drop_sessions_with(const std::string& peer, const std::string& reason);
+
   // "host:port" this node advertises for fabric sessions ("" = none).
   std::string advertised_endpoint() const;
   // Peers with an open session (for the heartbeat's fabric.sessions) and their RTT in ms.
