@@ -193,3 +193,87 @@ TEST(RoutePlanner, PicksTheBestOfSeveralEntriesAndEdgesAreUndirected) {
 
 }  // namespace
 }  // namespace rap::control::routing
+
+// ---- hysteresis (issue 8) ----
+
+namespace rap::control::routing {
+namespace {
+
+// E - R1 - X and E - R2 - X with the given RTTs per hop.
+PlanInput two_paths(double r1_ms, double r2_ms) {
+  PlanInput in;
+  in.org = kOrg;
+  in.nodes = {entry("E"), relay("R1"), relay("R2"), exit_node("X")};
+  in.edges = {{"E", "R1", r1_ms}, {"R1", "X", r1_ms}, {"E", "R2", r2_ms}, {"R2", "X", r2_ms}};
+  in.entries = {"E"};
+  in.exits = {"X"};
+  return in;
+}
+
+Hops primary_of(const PlanInput& in, Stickiness& st, std::int64_t now_ms) {
+  auto p = plan_route(in);
+  EXPECT_TRUE(p.has_value());
+  return apply_hysteresis(in, *p, st, now_ms).primary.hops;
+}
+
+}  // namespace
+
+TEST(RouteHysteresis, RouteCostMatchesThePlannerAndRefusesUnusableRoutes) {
+  const auto in = two_paths(5, 20);
+  auto p = plan_route(in);
+  ASSERT_TRUE(p);
+  auto c = route_cost(in, p->primary.hops);
+  ASSERT_TRUE(c);
+  EXPECT_DOUBLE_EQ(*c, p->primary.cost);
+  EXPECT_FALSE(route_cost(in, {"E", "R1", "R2", "X"}));  // no R1-R2 session
+  EXPECT_FALSE(route_cost(in, {"E", "X"}));              // no direct session
+  auto stale = in;
+  stale.nodes[1].fresh = false;
+  EXPECT_FALSE(route_cost(stale, {"E", "R1", "X"}));
+}
+
+TEST(RouteHysteresis, SmallDifferencesNeverFlapThePrimary) {
+  Stickiness st;
+  std::int64_t now = 0;
+  EXPECT_EQ(primary_of(two_paths(5, 6), st, now), (Hops{"E", "R1", "X"}));
+  // R2 becomes marginally better, then R1 again, and so on: the primary stays R1.
+  for (int i = 0; i < 20; ++i) {
+    now += 5000;
+    const auto in = i % 2 == 0 ? two_paths(6, 5) : two_paths(5, 6);
+    EXPECT_EQ(primary_of(in, st, now), (Hops{"E", "R1", "X"})) << "round " << i;
+  }
+  EXPECT_EQ(st.kept_reason, "");  // the last round had R1 best anyway
+  primary_of(two_paths(6, 5), st, now + 1);
+  EXPECT_EQ(st.kept_reason, "within the hysteresis margin");
+}
+
+TEST(RouteHysteresis, AClearlyBetterRouteWinsOnceItStaysBetter) {
+  Stickiness st;
+  EXPECT_EQ(primary_of(two_paths(5, 40), st, 0), (Hops{"E", "R1", "X"}));
+  // Delay and loss on R1's links: R2 is clearly better, but only after the hold time.
+  const auto bad = two_paths(60, 5);
+  EXPECT_EQ(primary_of(bad, st, 1000), (Hops{"E", "R1", "X"}));
+  EXPECT_EQ(st.challenger, (Hops{"E", "R2", "X"}));
+  // The kept primary still lists the better route first among alternates.
+  auto p = plan_route(bad);
+  const auto kept = apply_hysteresis(bad, *p, st, 5000);
+  ASSERT_FALSE(kept.alternates.empty());
+  EXPECT_EQ(kept.alternates[0].hops, (Hops{"E", "R2", "X"}));
+  // A blip back resets the clock.
+  EXPECT_EQ(primary_of(two_paths(5, 40), st, 6000), (Hops{"E", "R1", "X"}));
+  EXPECT_TRUE(st.challenger.empty());
+  EXPECT_EQ(primary_of(bad, st, 7000), (Hops{"E", "R1", "X"}));
+  EXPECT_EQ(primary_of(bad, st, 16000), (Hops{"E", "R1", "X"}));
+  EXPECT_EQ(primary_of(bad, st, 17000), (Hops{"E", "R2", "X"}));
+  EXPECT_EQ(st.previous, (Hops{"E", "R2", "X"}));
+}
+
+TEST(RouteHysteresis, AnUnusablePreviousRouteIsLeftAtOnce) {
+  Stickiness st;
+  EXPECT_EQ(primary_of(two_paths(5, 6), st, 0), (Hops{"E", "R1", "X"}));
+  auto gone = two_paths(5, 6);
+  gone.nodes[1].fresh = false;  // R1 missed its heartbeats
+  EXPECT_EQ(primary_of(gone, st, 1), (Hops{"E", "R2", "X"}));
+}
+
+}  // namespace rap::control::routing

@@ -164,6 +164,71 @@ double load_penalty(const PlanNode& n) {
   return p;
 }
 
+std::optional<double> route_cost(const PlanInput& in, const std::vector<std::string>& hops) {
+  if (hops.size() < static_cast<std::size_t>(kMinHops) ||
+      hops.size() > static_cast<std::size_t>(kMaxHops))
+    return std::nullopt;
+  const Graph g(in);
+  std::vector<std::size_t> idx;
+  for (const auto& h : hops) {
+    auto it = g.index.find(h);
+    if (it == g.index.end()) return std::nullopt;
+    if (std::find(idx.begin(), idx.end(), it->second) != idx.end()) return std::nullopt;
+    idx.push_back(it->second);
+  }
+  if (!g.usable_entry(idx.front()) ||
+      std::find(in.entries.begin(), in.entries.end(), hops.front()) == in.entries.end())
+    return std::nullopt;
+  if (!g.exit[idx.back()]) return std::nullopt;
+  double cost = g.penalty[idx.front()];
+  for (std::size_t i = 1; i < idx.size(); ++i) {
+    if (i + 1 < idx.size() && !g.relay[idx[i]]) return std::nullopt;
+    const auto& nb = g.adj[idx[i - 1]];
+    auto e = std::find_if(nb.begin(), nb.end(), [&](const auto& p) { return p.first == idx[i]; });
+    if (e == nb.end()) return std::nullopt;
+    cost += 1.0 + e->second / 10.0 + g.penalty[idx[i]];
+  }
+  return cost;
+}
+
+Plan apply_hysteresis(const PlanInput& in, Plan best, Stickiness& st, std::int64_t now_ms,
+                      const HysteresisPolicy& policy) {
+  st.kept_reason.clear();
+  const auto adopt = [&](Plan p) {
+    st.previous = p.primary.hops;
+    st.challenger.clear();
+    st.challenger_since_ms = 0;
+    return p;
+  };
+  if (st.previous.empty() || st.previous == best.primary.hops) return adopt(std::move(best));
+  const auto prev_cost = route_cost(in, st.previous);
+  if (!prev_cost) return adopt(std::move(best));  // the old route is gone: leave it at once
+  const bool clearly_better = best.primary.cost <= *prev_cost * (1.0 - policy.margin_ratio) &&
+                              *prev_cost - best.primary.cost >= policy.margin_abs;
+  if (clearly_better) {
+    if (st.challenger == best.primary.hops) {
+      if (now_ms - st.challenger_since_ms >= policy.hold_ms) return adopt(std::move(best));
+    } else {
+      st.challenger = best.primary.hops;
+      st.challenger_since_ms = now_ms;
+    }
+    st.kept_reason = "better route held back until it stays better";
+  } else {
+    st.challenger.clear();
+    st.challenger_since_ms = 0;
+    st.kept_reason = "within the hysteresis margin";
+  }
+  // Keep the previous primary; the best route becomes the first alternate.
+  Plan kept;
+  kept.primary = Route{st.previous, *prev_cost};
+  kept.alternates.push_back(std::move(best.primary));
+  for (auto& a : best.alternates) {
+    if (kept.alternates.size() >= static_cast<std::size_t>(kMaxAlternates)) break;
+    if (a.hops != st.previous) kept.alternates.push_back(std::move(a));
+  }
+  return kept;
+}
+
 Result<Plan> plan_route(const PlanInput& in) {
   const Graph g(in);
   std::vector<std::size_t> entries;

@@ -85,4 +85,28 @@ Result<Plan> plan_route(const PlanInput& in);
 // The load penalty of a node (0 when nothing is reported).
 double load_penalty(const PlanNode& n);
 
+// The cost of `hops` under the rules above, or nullopt when that route is not usable now (a node
+// is stale or lost its role, an edge has no live session, the exit is no longer a candidate).
+std::optional<double> route_cost(const PlanInput& in, const std::vector<std::string>& hops);
+
+// Hysteresis (issue 8): the primary issued before for the same route key stays primary while it
+// is usable and the best route is not clearly better, so two paths of about equal quality never
+// flap. "Clearly better" = cheaper by `margin_ratio` of the previous cost and by `margin_abs`
+// (one unit = one hop, or 10 ms of RTT), continuously for `hold_ms`. An unusable previous route is
+// left at once.
+struct HysteresisPolicy {
+  double margin_ratio = 0.2;
+  double margin_abs = 1.0;
+  std::int64_t hold_ms = 10000;
+};
+struct Stickiness {
+  std::vector<std::string> previous;    // the primary issued last time (empty = none)
+  std::vector<std::string> challenger;  // a clearly better route seen...
+  std::int64_t challenger_since_ms = 0;  // ...continuously since then
+  std::string kept_reason;               // why the previous primary was kept (for audit)
+};
+// Returns the plan to issue (the previous primary kept, the best one otherwise) and updates `st`.
+Plan apply_hysteresis(const PlanInput& in, Plan best, Stickiness& st, std::int64_t now_ms,
+                      const HysteresisPolicy& policy = {});
+
 }  // namespace rap::control::routing

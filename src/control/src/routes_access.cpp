@@ -47,6 +47,12 @@ constexpr std::int64_t kConnectsPerMinute = 60;
 constexpr std::size_t kMaxRecords = 100;
 constexpr std::size_t kMaxMessage = 300;
 
+std::int64_t unix_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -326,6 +332,33 @@ HttpResponse post_connect(Ctx& ctx) {
       if (!p) {
         if (why.empty()) why = p.error().message;
         continue;
+      }
+      // Hysteresis: the primary issued last time for this resource stays while it is usable and
+      // not clearly worse (route_planner.h). Live state only: without Redis, no stickiness.
+      if (ctx.live != nullptr) {
+        const std::string scope = "route-sticky:" + cluster_id;
+        const std::string key = org_id + ":" + res.id;
+        routing::Stickiness sticky;
+        if (auto v = ctx.live->get_presence(scope, key); v && *v) {
+          auto j = json::parse(**v, nullptr, false);
+          if (j.is_object()) {
+            if (auto h = j.find("previous"); h != j.end() && h->is_array())
+              for (const auto& x : *h)
+                if (x.is_string()) sticky.previous.push_back(x.get<std::string>());
+            if (auto h = j.find("challenger"); h != j.end() && h->is_array())
+              for (const auto& x : *h)
+                if (x.is_string()) sticky.challenger.push_back(x.get<std::string>());
+            if (auto t = j.find("since_ms"); t != j.end() && t->is_number_integer())
+              sticky.challenger_since_ms = t->get<std::int64_t>();
+          }
+        }
+        *p = routing::apply_hysteresis(g->input, std::move(*p), sticky, unix_now_ms());
+        const json saved{{"previous", sticky.previous},
+                         {"challenger", sticky.challenger},
+                         {"since_ms", sticky.challenger_since_ms}};
+        (void)ctx.live->set_presence(scope, key, saved.dump(), std::chrono::minutes(10));
+        if (!sticky.kept_reason.empty())
+          spdlog::debug("connect: kept route for resource {}: {}", res.id, sticky.kept_reason);
       }
       if (!best || p->primary.cost < best->primary.cost) {
         best = std::move(*p);
