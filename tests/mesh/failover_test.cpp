@@ -40,11 +40,20 @@ TEST(MeshFailover, RelayDeathMovesTheOpenFlowAndEveryByteArrivesOnce) {
   const std::string data = payload(48 * 1024 * 1024);
   std::atomic<std::size_t> progress{0};
   Result<std::string> got = fail("not_run", "");
-  std::thread io([&] { got = lab.echo(**c, data, &progress); });
+  std::atomic<bool> done{false};
+  std::thread io([&] {
+    got = lab.echo(**c, data, &progress);
+    done = true;
+  });
   for (int i = 0; i < 600 && progress.load() < data.size() / 3; ++i)
     std::this_thread::sleep_for(10ms);
   ASSERT_GE(progress.load(), data.size() / 3) << "transfer did not start";
   lab.kill("relay-a");
+  for (int i = 0; i < 300 && !done.load(); ++i) std::this_thread::sleep_for(100ms);
+  if (!done.load()) {
+    std::cerr << "STUCK progress=" << progress.load() << "\nentry " << lab.status("entry").dump(1)
+              << "\nexit " << lab.status("exit").dump(1) << "\n";
+  }
   io.join();
 
   ASSERT_TRUE(got) << got.error().code << ": " << got.error().message;

@@ -554,6 +554,7 @@ class Agent::Runner {
       for (const auto& [k, v] : eps.items()) body["endpoints"][k] = v;
       body["fabric"] = {{"sessions", m->sessions()}};
       body["load"]["peer_rtt_ms"] = m->peer_rtts();
+      body["load"]["peer_jitter_ms"] = m->peer_jitters();
     }
     const auto id = identity();
     auto r = client_->request("POST", "/api/v1/node/heartbeat", body, {}, &id,

@@ -149,7 +149,7 @@ MeshRuntime::~MeshRuntime() {
 }
 
 void MeshRuntime::refresh_snapshot() {
-  auto rtts = mesh_->session_peers();
+  auto health = mesh_->session_health();
   json st = mesh_->status();
   st["tcp_access"] = services::tcp::tcp_status(
       entry_ ? entry_->counters() : services::tcp::TcpCounters{}, exit_->counters());
@@ -160,7 +160,12 @@ void MeshRuntime::refresh_snapshot() {
                        {"refused", local_->refused()}};
   }
   std::lock_guard g(mu_);
-  rtts_ = std::move(rtts);
+  rtts_.clear();
+  jitters_.clear();
+  for (const auto& [peer, h] : health) {
+    rtts_[peer] = h.rtt_ms;
+    jitters_[peer] = h.jitter_ms;
+  }
   st["access_records_pending"] = records_.size();
   st["access_records_dropped"] = records_dropped_;
   status_ = std::move(st);
@@ -220,6 +225,13 @@ json MeshRuntime::sessions() const {
   std::lock_guard g(mu_);
   json out = json::array();
   for (const auto& [peer, rtt] : rtts_) out.push_back({{"peer", peer}});
+  return out;
+}
+
+json MeshRuntime::peer_jitters() const {
+  std::lock_guard g(mu_);
+  json out = json::object();
+  for (const auto& [peer, j] : jitters_) out[peer] = j;
   return out;
 }
 

@@ -54,6 +54,8 @@ class MeshRuntime {
   nlohmann::json endpoints() const;
   nlohmann::json sessions() const;
   nlohmann::json peer_rtts() const;
+  // {"<peer id>": jitter ms} (RTT variation on the live session).
+  nlohmann::json peer_jitters() const;
   // Access records not yet reported (at most `max`).
   std::vector<services::tcp::AccessRecord> take_records(std::size_t max);
   void return_records(std::vector<services::tcp::AccessRecord> records);  // report failed
@@ -78,6 +80,7 @@ class MeshRuntime {
 
   mutable std::mutex mu_;  // guards the snapshot and the record queue
   std::map<std::string, double> rtts_;
+  std::map<std::string, double> jitters_;
   nlohmann::json status_ = nlohmann::json::object();
   std::deque<services::tcp::AccessRecord> records_;
   std::uint64_t records_dropped_ = 0;

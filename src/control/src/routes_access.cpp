@@ -41,7 +41,9 @@ constexpr std::int64_t kDefaultTtl = 600;
 constexpr std::int64_t kMinTtl = 60;
 constexpr std::int64_t kMaxTtl = 3600;
 // A node counts as live when it heartbeated (PostgreSQL) or was seen (live presence) this recently.
-constexpr std::int64_t kFreshSeconds = 60;
+// Path trust expires after about two missed heartbeats (10 s default interval) plus slack: a node
+// silent this long is no longer an entry, relay or exit of new routes.
+constexpr std::int64_t kFreshSeconds = 25;
 // Tickets per user per minute (fixed window in live state; not enforced without Redis).
 constexpr std::int64_t kConnectsPerMinute = 60;
 constexpr std::size_t kMaxRecords = 100;
@@ -131,7 +133,8 @@ Result<ClusterGraph> load_graph(pqxx::work& w, LiveState* live, const std::strin
   if (!ep.empty()) g.epoch = ep[0][0].as<std::uint64_t>();
   const auto presence = presence_of(live, cluster_id);
   const std::int64_t now_ms = unix_now() * 1000;
-  std::map<std::string, json> rtts;  // node -> load.peer_rtt_ms
+  std::map<std::string, json> rtts;     // node -> load.peer_rtt_ms
+  std::map<std::string, json> jitters;  // node -> load.peer_jitter_ms
   std::vector<std::pair<std::string, std::string>> sessions;
   for (const auto& r : w.exec_params(
            "SELECT n.id, n.public_key, COALESCE(n.org_id::text, ''), "
@@ -170,6 +173,8 @@ Result<ClusterGraph> load_graph(pqxx::work& w, LiveState* live, const std::strin
         if (mem_kib && !r[5].is_null() && r[5].as<std::int64_t>() > 0)
           n.memory_permille = *mem_kib * 1000 / (r[5].as<std::int64_t>() * 1024);
         if (auto rt = l->find("peer_rtt_ms"); rt != l->end() && rt->is_object()) rtts[n.id] = *rt;
+        if (auto jt = l->find("peer_jitter_ms"); jt != l->end() && jt->is_object())
+          jitters[n.id] = *jt;
       }
     }
     g.input.nodes.push_back(std::move(n));
@@ -189,12 +194,18 @@ Result<ClusterGraph> load_graph(pqxx::work& w, LiveState* live, const std::strin
   }
   // Edges: sessions reported by either end (the planner ignores non-fresh ends), with the
   // smallest RTT either end sampled.
+  // Effective RTT = RTT + 2 x jitter: a path with delay spikes or loss (retransmissions show as
+  // RTT variation) costs more than its average RTT says.
   const auto rtt_of = [&](const std::string& from, const std::string& to) {
     std::optional<double> out;
     auto it = rtts.find(from);
     if (it != rtts.end()) {
       if (auto v = it->second.find(to); v != it->second.end() && v->is_number())
         out = v->get<double>();
+    }
+    if (auto j = jitters.find(from); out && j != jitters.end()) {
+      if (auto v = j->second.find(to); v != j->second.end() && v->is_number())
+        *out += 2 * v->get<double>();
     }
     return out;
   };

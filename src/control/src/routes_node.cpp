@@ -349,23 +349,27 @@ Step<json> parse_load(const json& j) {
   if (!it->is_object())
     return tl::unexpected(error_response(400, "invalid_request", "field 'load' must be an object"));
   if (auto bad = reject_unknown_fields(*it, {"cpu_permille", "memory_kib", "net_rx_bps",
-                                             "net_tx_bps", "open_sessions", "fds", "peer_rtt_ms"}))
+                                             "net_tx_bps", "open_sessions", "fds", "peer_rtt_ms",
+                                             "peer_jitter_ms"}))
     return tl::unexpected(*bad);
   json out = json::object();
-  // peer_rtt_ms {"<node id>": ms}: sampled round-trip times to fabric peers (route planning).
-  if (auto rtt = it->find("peer_rtt_ms"); rtt != it->end() && !rtt->is_null()) {
+  // peer_rtt_ms / peer_jitter_ms {"<node id>": ms}: round-trip times and their variation
+  // measured on the live fabric sessions (route planning).
+  for (const std::string field : {"peer_rtt_ms", "peer_jitter_ms"}) {
+    auto rtt = it->find(field);
+    if (rtt == it->end() || rtt->is_null()) continue;
     if (!rtt->is_object() || rtt->size() > kMaxFabricPeers)
       return tl::unexpected(error_response(
-          400, "invalid_request", "field 'peer_rtt_ms' must be an object (at most 1024 peers)"));
+          400, "invalid_request", "field '" + field + "' must be an object (at most 1024 peers)"));
     json rtts = json::object();
     for (auto e = rtt->begin(); e != rtt->end(); ++e) {
       if (!valid_uuid(e.key()) || !e.value().is_number() || e.value().get<double>() < 0 ||
           e.value().get<double>() > 600000)
         return tl::unexpected(error_response(
-            400, "invalid_request", "peer_rtt_ms must map node ids to milliseconds (0..600000)"));
+            400, "invalid_request", field + " must map node ids to milliseconds (0..600000)"));
       rtts[lower(e.key())] = std::llround(e.value().get<double>());
     }
-    out["peer_rtt_ms"] = std::move(rtts);
+    out[field] = std::move(rtts);
   }
   for (const char* k :
        {"cpu_permille", "memory_kib", "net_rx_bps", "net_tx_bps", "open_sessions", "fds"}) {

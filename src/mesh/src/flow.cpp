@@ -141,7 +141,7 @@ asio::awaitable<Result<void>> Flow::answer(const Json& reply) {
   if (reply.contains("error")) {
     refused_ = true;  // the service refused: the route ends after the answer, nothing resumes
   } else {
-    r["flow"] = Json{{"id", id_}, {"rx", rx_.next}};
+    r["flow"] = Json{{"id", id_}, {"rx", rx_.next}, {"window", mesh_.options_.flow_resend_limit}};
   }
   auto ch = ch_;
   co_return co_await ch->answer(r);
@@ -176,6 +176,10 @@ void Flow::release() {
           auto ch = self->ch_;
           (void)co_await ch->close_write();
           self->unlock();
+          // Linger for the peer's own close, then let the route go (ends the pump).
+          asio::steady_timer t(self->ex_, std::chrono::seconds(5));
+          (void)co_await t.async_wait(kTuple);
+          ch->reset("flow closed");
         },
         asio::detached);
     return;
@@ -192,6 +196,7 @@ void Flow::route_failed(std::uint64_t epoch, const Error& why) {
   failure_detail_ = why.message;
   if (ch_) ch_->reset("flow leaves this route: " + why.message);
   mesh_.count("flow_route_failures");
+  if (side_ == Side::kEntry) mesh_.note_route_failure(lease_);
   spdlog::info("mesh: flow {} lost route {}: {} {}", id_, lease_.id, why.code, why.message);
   if (side_ == Side::kEntry) {
     state_ = State::kResuming;
@@ -231,9 +236,15 @@ asio::awaitable<void> Flow::reattach(Error why) {
   int round = 0;
   while (state_ == State::kResuming && !mesh_.stopped_) {
     ++round;
-    for (const Lease* cand : candidates()) {
+    auto cands = candidates();
+    std::stable_partition(cands.begin(), cands.end(),
+                          [&](const Lease* l) { return !mesh_.recently_failed(*l); });
+    for (const Lease* cand : cands) {
       if (cand->expires_at <= mesh_.wall_now()) continue;
-      const Json resume_hello{{"flow", {{"id", id_}, {"resume", true}, {"rx", rx_.next}}}};
+      const Json resume_hello{
+          {"flow",
+           {{"id", id_}, {"resume", true}, {"rx", rx_.next},
+            {"window", mesh_.options_.flow_resend_limit}}}};
       auto r = co_await mesh_.open_route(*cand, cls_, resume_hello);
       if (state_ != State::kResuming) co_return;
       if (!r) {
@@ -307,12 +318,20 @@ asio::awaitable<Result<void>> Flow::install(std::shared_ptr<RouteChannel> ch,
   auto old = std::exchange(ch_, ch);
   if (old) old->reset("flow moved to route " + ch->lease().id);
   lease_ = ch->lease();
+  // Received but undelivered bytes are dropped: the peer resends from what was delivered.
   rpos_ = rend_ = 0;
   data_left_ = 0;
+  rxq_.clear();
+  rxq_pos_ = 0;
+  rxq_bytes_ = 0;
+  rx_recv_ = rx_.next;
+  if (end_at_ && *end_at_ >= rx_.next) end_at_.reset();
   ack_sent_ = rx_.next;
   switches_++;
   if (answer) {
-    const Json ok_{{"ok", true}, {"flow", {{"id", id_}, {"rx", rx_.next}}}};
+    const Json ok_{{"ok", true},
+                   {"flow",
+                    {{"id", id_}, {"rx", rx_.next}, {"window", mesh_.options_.flow_resend_limit}}}};
     if (auto w = co_await ch->answer(ok_); !w) co_return w;
   }
   // Resend what the other side has not received. Copies of the spans first: the buffer may
@@ -324,6 +343,10 @@ asio::awaitable<Result<void>> Flow::install(std::shared_ptr<RouteChannel> ch,
       [&](std::uint64_t off) { end_at = off; });
   const std::uint64_t ep = epoch_;
   state_ = State::kAttached;
+  // Read the new route now: the resend below can wait for flow-control credit that only our
+  // reading (the other side's resend, its acks) releases.
+  start_pump();
+  changed_.notify();
   std::uint64_t resent = 0;
   for (const auto& [off, bytes] : parts) {
     for (std::size_t i = 0; i < bytes.size(); i += kMaxFlowData) {
@@ -402,56 +425,94 @@ asio::awaitable<void> Flow::ack_writer() {
   ack_writer_running_ = false;
 }
 
-Result<std::optional<std::size_t>> Flow::parse(asio::mutable_buffer out) {
+Result<void> Flow::consume() {
   for (;;) {
     if (data_left_ > 0) {
-      if (out.size() == 0) return rap::fail("flow_bad_frame", "flow DATA after END");
       const std::size_t avail = std::min<std::uint64_t>(data_left_, rend_ - rpos_);
-      if (avail == 0) return std::optional<std::size_t>();
-      auto old = rx_.old_prefix(data_seq_, avail);
+      if (avail == 0) return {};
+      auto old = FlowRx{rx_recv_, 0}.old_prefix(data_seq_, avail);
       if (!old) return tl::unexpected(old.error());
-      if (*old > 0) {  // already delivered (a resend overlap or a late frame): dropped
+      if (*old > 0) {  // already received (a resend overlap or a late frame): dropped
         rpos_ += *old;
         data_seq_ += *old;
         data_left_ -= *old;
         rx_.stale += *old;
         continue;
       }
-      const std::size_t n = std::min(avail, out.size());
-      std::memcpy(out.data(), rbuf_.data() + rpos_, n);
-      rpos_ += n;
-      data_seq_ += n;
-      data_left_ -= n;
-      rx_.next += n;
-      bytes_in_ += n;
-      return std::optional<std::size_t>(n);
+      if (end_at_) return rap::fail("flow_bad_frame", "flow DATA after END");
+      if (rxq_bytes_ + avail > rx_limit_)
+        return rap::fail("flow_overrun", "the peer sent more than its announced window");
+      rxq_.emplace_back(rbuf_.begin() + static_cast<std::ptrdiff_t>(rpos_),
+                        rbuf_.begin() + static_cast<std::ptrdiff_t>(rpos_ + avail));
+      rxq_bytes_ += avail;
+      rpos_ += avail;
+      data_seq_ += avail;
+      data_left_ -= avail;
+      rx_recv_ += avail;
+      continue;
     }
     auto h = decode_flow_header({rbuf_.data() + rpos_, rend_ - rpos_});
     if (!h) return tl::unexpected(h.error());
-    if (!*h) return std::optional<std::size_t>();
+    if (!*h) return {};
     rpos_ += kFlowHeaderSize;
     switch ((*h)->type) {
       case FlowFrameType::kData:
         data_left_ = (*h)->length;
         data_seq_ = (*h)->offset;
         break;
-      case FlowFrameType::kAck: {
+      case FlowFrameType::kAck:
         if (auto a = tx_.ack((*h)->offset); !a) return tl::unexpected(a.error());
-        changed_.notify();  // room in the resend buffer
         break;
-      }
       case FlowFrameType::kEnd: {
         const std::uint64_t at = (*h)->offset;
-        if (at < rx_.next) {  // a resent END we already have
-          break;
-        }
-        if (at > rx_.next) return rap::fail("flow_gap", "flow END beyond the next position");
-        rx_.next = at + 1;
-        eof_ = true;
-        return std::optional<std::size_t>(0);
+        if (at < rx_recv_) break;  // a resent END we already have
+        if (at > rx_recv_) return rap::fail("flow_gap", "flow END beyond the next position");
+        end_at_ = at;
+        rx_recv_ = at + 1;
+        break;
       }
     }
   }
+}
+
+asio::awaitable<void> Flow::pump(std::uint64_t epoch) {
+  // Reads the route continuously, whether or not the service reads: acknowledgements must never
+  // wait behind unread data (the service's reading may itself wait on them). What it buffers is
+  // bounded by the peer's announced window (its resend limit).
+  auto self = shared_from_this();
+  auto ch = ch_;
+  while (epoch == epoch_ && state_ == State::kAttached) {
+    if (rpos_ == rend_) rpos_ = rend_ = 0;
+    if (rbuf_.size() - rend_ < kFlowHeaderSize) {
+      std::memmove(rbuf_.data(), rbuf_.data() + rpos_, rend_ - rpos_);
+      rend_ -= rpos_;
+      rpos_ = 0;
+    }
+    auto n = co_await ch->read_some(asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_));
+    if (epoch != epoch_) {
+      if (n && *n > 0) rx_.stale += *n;  // bytes of a route we left: fenced
+      co_return;
+    }
+    if (!n || *n == 0) {
+      // The peer closes the route only once both halves ended (release()); after its END that
+      // is the clean end of the flow, not a failure.
+      if (end_at_) co_return;
+      const Error e_ = n ? Error{"route_closed", "the route ended before the flow did"} : n.error();
+      route_failed(epoch, e_);
+      co_return;
+    }
+    rend_ += *n;
+    if (auto c = consume(); !c) {
+      mesh_.count("flow_protocol_errors");
+      fail(c.error());
+      co_return;
+    }
+    changed_.notify();
+  }
+}
+
+void Flow::start_pump() {
+  asio::co_spawn(ex_, pump(epoch_), asio::detached);
 }
 
 asio::awaitable<Result<std::size_t>> Flow::read_some(asio::mutable_buffer buf) {
@@ -460,72 +521,34 @@ asio::awaitable<Result<std::size_t>> Flow::read_some(asio::mutable_buffer buf) {
   for (;;) {
     if (state_ == State::kFailed) co_return tl::unexpected(error_);
     if (eof_) co_return std::size_t{0};
-    if (state_ != State::kAttached) {
-      co_await changed_.wait(ex_);
-      continue;
+    if (!rxq_.empty()) {
+      auto* out = static_cast<std::uint8_t*>(buf.data());
+      std::size_t n = 0;
+      while (n < buf.size() && !rxq_.empty()) {
+        auto& front = rxq_.front();
+        const std::size_t k = std::min(buf.size() - n, front.size() - rxq_pos_);
+        std::memcpy(out + n, front.data() + rxq_pos_, k);
+        n += k;
+        rxq_pos_ += k;
+        if (rxq_pos_ == front.size()) {
+          rxq_.pop_front();
+          rxq_pos_ = 0;
+        }
+      }
+      rxq_bytes_ -= n;
+      rx_.next += n;
+      bytes_in_ += n;
+      maybe_ack(false);
+      co_return n;
     }
-    auto p = parse(buf);
-    if (!p) {
-      mesh_.count("flow_protocol_errors");
-      fail(p.error());
-      continue;
+    if (end_at_ && rx_.next == *end_at_) {
+      eof_ = true;
+      rx_.next = *end_at_ + 1;
+      maybe_ack(true);
+      co_return std::size_t{0};
     }
-    if (*p) {
-      maybe_ack(eof_);
-      if (**p == 0 && !eof_) continue;
-      co_return **p;
-    }
-    if (rpos_ == rend_) rpos_ = rend_ = 0;
-    if (rbuf_.size() - rend_ < kFlowHeaderSize || (rpos_ > 0 && rend_ == rbuf_.size())) {
-      std::memmove(rbuf_.data(), rbuf_.data() + rpos_, rend_ - rpos_);
-      rend_ -= rpos_;
-      rpos_ = 0;
-    }
-    auto ch = ch_;
-    const std::uint64_t ep = epoch_;
-    reader_active_ = true;
-    auto n = co_await ch->read_some(asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_));
-    reader_active_ = false;
-    if (ep != epoch_) {
-      if (n && *n > 0) rx_.stale += *n;  // bytes of a route we left: fenced
-      continue;
-    }
-    if (!n) {
-      route_failed(ep, n.error());
-      continue;
-    }
-    if (*n == 0) {
-      const Error e_{"route_closed", "the route ended before the flow did"};
-      route_failed(ep, e_);
-      continue;
-    }
-    rend_ += *n;
+    co_await changed_.wait(ex_);
   }
-}
-
-asio::awaitable<void> Flow::pump_acks() {
-  // Only ACKs can follow END; anything else is a protocol error.
-  auto ch = ch_;
-  const std::uint64_t ep = epoch_;
-  reader_active_ = true;
-  if (rpos_ == rend_) rpos_ = rend_ = 0;
-  if (rbuf_.size() - rend_ < kFlowHeaderSize) {
-    std::memmove(rbuf_.data(), rbuf_.data() + rpos_, rend_ - rpos_);
-    rend_ -= rpos_;
-    rpos_ = 0;
-  }
-  auto n = co_await ch->read_some(asio::buffer(rbuf_.data() + rend_, rbuf_.size() - rend_));
-  reader_active_ = false;
-  if (ep != epoch_) co_return;
-  if (!n || *n == 0) {
-    const Error e_ = n ? Error{"route_closed", "the route ended before the flow did"} : n.error();
-    route_failed(ep, e_);
-    co_return;
-  }
-  rend_ += *n;
-  std::array<std::uint8_t, 1> none{};
-  auto p = parse(asio::buffer(none.data(), 0));
-  if (!p) fail(p.error());
 }
 
 asio::awaitable<Result<void>> Flow::write(asio::const_buffer buf) {
@@ -537,10 +560,6 @@ asio::awaitable<Result<void>> Flow::write(asio::const_buffer buf) {
       if (state_ == State::kFailed) co_return tl::unexpected(error_);
       if (tx_.ended()) co_return rap::fail("flow_closed", "write after close_write");
       if (tx_.unacked_bytes() < mesh_.options_.flow_resend_limit) break;
-      if (state_ == State::kAttached && eof_ && !reader_active_) {
-        co_await pump_acks();
-        continue;
-      }
       co_await changed_.wait(ex_);
     }
     const std::size_t n = std::min(left, kMaxFlowData);

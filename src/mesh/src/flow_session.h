@@ -5,6 +5,7 @@
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>
+#include <deque>
 #include <list>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -59,6 +60,10 @@ class Flow : public std::enable_shared_from_this<Flow> {
   // Ends the flow with an error for every waiter.
   void fail(const Error& e);
   nlohmann::json status() const;
+  // Starts reading the current route (after construction and after each route change).
+  void start_pump();
+  // Largest amount the peer may have unacknowledged (its announced window, bounded).
+  void set_peer_window(std::uint64_t w) { rx_limit_ = std::min<std::uint64_t>(w, 64u << 20); }
 
  private:
   asio::awaitable<void> lock();
@@ -71,12 +76,10 @@ class Flow : public std::enable_shared_from_this<Flow> {
   asio::awaitable<void> grace(std::uint64_t epoch);
   void maybe_ack(bool force);
   asio::awaitable<void> ack_writer();
-  // Processes ACK frames when the application no longer reads (after END) and a writer needs
-  // room in the resend buffer.
-  asio::awaitable<void> pump_acks();
-  // Parses buffered frames; fills `out` with DATA for the application. Returns bytes copied,
-  // or nullopt when more input is needed. Sets eof_ on END.
-  Result<std::optional<std::size_t>> parse(asio::mutable_buffer out);
+  // Reads the current route until it fails or is replaced; parses frames into rxq_.
+  asio::awaitable<void> pump(std::uint64_t epoch);
+  // Parses the bytes in rbuf_: DATA into rxq_, ACKs into tx_, END into end_at_.
+  Result<void> consume();
   asio::awaitable<Result<void>> send_frame(RouteChannel& ch, FlowFrameType type,
                                            std::uint64_t offset,
                                            std::span<const std::uint8_t> data);
@@ -98,7 +101,6 @@ class Flow : public std::enable_shared_from_this<Flow> {
   FlowRx rx_;
   std::uint64_t ack_sent_ = 0;
   bool ack_writer_running_ = false;
-  bool reader_active_ = false;
   bool eof_ = false;
   bool released_ = false;
   bool refused_ = false;  // the exit service answered with an error
@@ -107,6 +109,11 @@ class Flow : public std::enable_shared_from_this<Flow> {
   std::vector<std::uint8_t> rbuf_;
   std::size_t rpos_ = 0, rend_ = 0;
   std::uint64_t data_left_ = 0, data_seq_ = 0;  // the DATA frame being read
+  std::uint64_t rx_recv_ = 0;                   // next position expected from the route
+  std::optional<std::uint64_t> end_at_;         // the peer's END position, once received
+  std::deque<std::vector<std::uint8_t>> rxq_;   // received, not yet delivered (in order)
+  std::size_t rxq_pos_ = 0, rxq_bytes_ = 0;
+  std::uint64_t rx_limit_ = 4u << 20;  // the peer's window
   std::uint64_t bytes_in_ = 0, bytes_out_ = 0;
   std::uint32_t switches_ = 0;
   TimePoint failed_at_{};

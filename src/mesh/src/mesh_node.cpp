@@ -425,7 +425,7 @@ double MeshNode::score(const MeshPeer& peer, PeerState& st, TimePoint now) const
   } else if (std::find(peer.roles.begin(), peer.roles.end(), "entry-node") != peer.roles.end()) {
     role = 20;
   }
-  return (st.rtt_ms >= 0 ? st.rtt_ms : 50.0) +
+  return (st.rtt_ms >= 0 ? st.rtt_ms + 2 * st.jitter_ms : 50.0) +
          200.0 * static_cast<double>(st.recent_failures.size()) + role;
 }
 
@@ -435,8 +435,11 @@ asio::awaitable<void> MeshNode::peer_loop() {
     const auto now = clock_.now();
     const std::size_t budget_total =
         options_.max_active != 0 ? options_.max_active : (is_mesh(config_.roles) ? 12 : 4);
-    for (const auto& [peer_id, rtt] : session_peers()) {
-      if (auto it = peers_.find(peer_id); it != peers_.end()) it->second.rtt_ms = rtt;
+    for (const auto& [peer_id, h] : session_health()) {
+      if (auto it = peers_.find(peer_id); it != peers_.end()) {
+        it->second.rtt_ms = h.rtt_ms;
+        it->second.jitter_ms = h.jitter_ms;
+      }
     }
     std::size_t connected = 0;
     std::vector<std::pair<double, const MeshPeer*>> ranked;
@@ -692,7 +695,10 @@ asio::awaitable<void> MeshNode::serve_exit(std::unique_ptr<RouteChannel> ch) {
   const auto cls = fabric::TrafficClass::kBulk;  // unused on the exit side
   auto flow = std::make_shared<detail::Flow>(*this, detail::Flow::Side::kExit, id, std::move(ch),
                                              std::vector<Lease>{}, cls, std::move(hello));
+  if (auto w = f.find("window"); w != f.end() && w->is_number_unsigned())
+    flow->set_peer_window(w->get<std::uint64_t>());
   flows_[id] = flow;
+  flow->start_pump();
   counters_["routes_exited"]++;
   counters_["flows_exited"]++;
   active_routes_++;
@@ -706,8 +712,12 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_flow(
   random_.fill(raw);
   std::string id;
   for (auto b : raw) id += fmt::format("{:02x}", b);
-  hello["flow"] = Json{{"id", id}, {"resume", false}};
+  hello["flow"] =
+      Json{{"id", id}, {"resume", false}, {"window", options_.flow_resend_limit}};
   Error last{"no_route", "no usable route lease"};
+  // Routes through a relay that failed recently go last (demoted, still a fallback).
+  std::stable_partition(leases.begin(), leases.end(),
+                        [&](const Lease& l) { return !recently_failed(l); });
   for (const auto& lease : leases) {
     auto r = co_await open_route(lease, cls, hello);
     if (!r) {
@@ -721,18 +731,39 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_flow(
       continue;
     }
     Json answer = (*r)->hello();
-    if (!answer.contains("flow")) {
+    const auto fa = answer.find("flow");
+    if (fa == answer.end() || !fa->is_object()) {
       (*r)->reset("exit does not speak flows");
       co_return fail("flow_unsupported", "the exit does not support resumable flows");
     }
+    std::optional<std::uint64_t> window;
+    if (auto w = fa->find("window"); w != fa->end() && w->is_number_unsigned())
+      window = w->get<std::uint64_t>();
     answer.erase("flow");
     auto flow = std::make_shared<detail::Flow>(*this, detail::Flow::Side::kEntry, id,
                                                std::move(*r), leases, cls, std::move(answer));
+    if (window) flow->set_peer_window(*window);
     flows_[id] = flow;
+    flow->start_pump();
     counters_["flows_opened"]++;
     co_return std::unique_ptr<RouteChannel>(std::make_unique<detail::FlowHandle>(flow));
   }
   co_return tl::unexpected(last);
+}
+
+void MeshNode::note_route_failure(const Lease& lease) {
+  const auto now = clock_.now();
+  for (std::size_t i = 1; i + 1 < lease.hops.size(); ++i) failed_relays_[lease.hops[i].node] = now;
+}
+
+bool MeshNode::recently_failed(const Lease& lease) const {
+  constexpr auto kDemotion = std::chrono::seconds(30);
+  const auto now = clock_.now();
+  for (std::size_t i = 1; i + 1 < lease.hops.size(); ++i) {
+    auto it = failed_relays_.find(lease.hops[i].node);
+    if (it != failed_relays_.end() && now - it->second < kDemotion) return true;
+  }
+  return false;
 }
 
 void MeshNode::flow_switched(const std::string& flow, const std::string& from,
@@ -870,6 +901,21 @@ std::size_t MeshNode::drop_sessions_with(const std::string& peer, const std::str
   return fabric_->close_sessions_with(peer, reason);
 }
 
+std::map<std::string, MeshNode::PeerHealth> MeshNode::session_health() const {
+  std::map<std::string, PeerHealth> out;
+  for (const auto& s : fabric_->snapshot()) {
+    if (s.state != "open") continue;
+    PeerHealth h;
+    h.rtt_ms = std::round(static_cast<double>(s.stats.rtt_smoothed.count()) / 1e4) / 100;
+    h.jitter_ms = std::round(static_cast<double>(s.stats.rtt_var.count()) / 1e4) / 100;
+    h.queued_bytes = s.stats.send_queue_bytes;
+    for (const auto& [code, n] : s.stats.resets_received) h.resets += n;
+    for (const auto& [code, n] : s.stats.resets_sent) h.resets += n;
+    out[s.peer_node] = h;
+  }
+  return out;
+}
+
 std::map<std::string, double> MeshNode::session_peers() const {
   std::map<std::string, double> out;
   for (const auto& s : fabric_->snapshot()) {
@@ -882,7 +928,7 @@ std::map<std::string, double> MeshNode::session_peers() const {
 
 Json MeshNode::status() const {
   Json peers = Json::array();
-  const auto rtts = session_peers();
+  const auto health = session_health();
   for (const auto& p : config_.peers) {
     Json e{{"id", p.id}, {"roles", p.roles}, {"endpoint", p.fabric_endpoint}};
     if (auto it = peers_.find(p.id); it != peers_.end()) {
@@ -893,7 +939,12 @@ Json MeshNode::status() const {
       e["failures"] = it->second.failures;
       if (!it->second.last_error.empty()) e["last_error"] = it->second.last_error;
     }
-    if (auto r = rtts.find(p.id); r != rtts.end()) e["rtt_ms"] = r->second;
+    if (auto r = health.find(p.id); r != health.end()) {
+      e["rtt_ms"] = r->second.rtt_ms;
+      e["jitter_ms"] = r->second.jitter_ms;
+      e["queued_bytes"] = r->second.queued_bytes;
+      e["stream_resets"] = r->second.resets;
+    }
     peers.push_back(std::move(e));
   }
   Json counters = Json::object();

@@ -152,6 +152,14 @@ class MeshNode {
   std::string advertised_endpoint() const;
   // Peers with an open session (for the heartbeat's fabric.sessions) and their RTT in ms.
   std::map<std::string, double> session_peers() const;
+  // Route health measured on the live sessions (not probes): smoothed RTT and its variation
+  // (jitter; loss shows up here as retransmission delay), bytes queued for the peer, stream
+  // resets. Feeds the peer score and the heartbeat (route planning).
+  struct PeerHealth {
+    double rtt_ms = 0, jitter_ms = 0;
+    std::uint64_t queued_bytes = 0, resets = 0;
+  };
+  std::map<std::string, PeerHealth> session_health() const;
   nlohmann::json status() const;
   std::string prometheus() const;
 
@@ -183,11 +191,12 @@ class MeshNode {
     std::uint32_t failures = 0;              // consecutive, for backoff
     std::vector<TimePoint> recent_failures;  // last 10 minutes (score), at most 16
     double rtt_ms = -1;                      // last measured on a session (-1 = never)
+    double jitter_ms = 0;                    // RTT variation on that session
     double score = 0;
     TimePoint next_attempt{};
     std::string last_error;
   };
-  // Lower is better: RTT (50 ms when never measured) + 200 per failure in the last 10 minutes
+  // Lower is better: RTT + 2 x jitter (50 ms when never measured) + 200 per failure in the last 10 minutes
   // + role suitability (relays first, then entries, then others).
   double score(const MeshPeer& peer, PeerState& st, TimePoint now) const;
 
@@ -211,6 +220,11 @@ class MeshNode {
   std::map<std::string, std::weak_ptr<detail::Flow>> flows_;  // open flows by id
   std::vector<nlohmann::json> switches_;                      // the last 32 route switches
   std::vector<double> recovery_ms_;                           // the last 256 switch times
+  // Relays of routes that failed recently: routes through them are tried after the others for
+  // kDemotion (demoted, kept as fallbacks).
+  std::map<std::string, TimePoint> failed_relays_;
+  void note_route_failure(const Lease& lease);
+  bool recently_failed(const Lease& lease) const;
 };
 
 }  // namespace rap::mesh
