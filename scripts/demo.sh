@@ -89,16 +89,18 @@ echo demo-owner-password | "$rapctl" --ca-file "$ca_file" login --server "https:
   --email owner@demo.local --password-stdin >/dev/null
 echo demo-owner-password | "$rapctl" step-up --password-stdin >/dev/null
 "$rapctl" clusters create --slug main --name "Main mesh" >/dev/null
-"$rapctl" --json join-tokens create main --max-uses 3 --ttl 600 --description "make demo" 2>/dev/null |
+"$rapctl" --json join-tokens create main --max-uses 4 --ttl 600 --description "make demo" 2>/dev/null |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' >"$root/join-token"
 chmod 600 "$root/join-token"
-for n in entry relay exit; do
+for n in entry relay relay2 exit; do
   mkdir -p "$root/agents/$n"
-  # The mesh: the relay listens for fabric sessions; the entry (client ingress for users) and the
-  # exit (a connector, as behind NAT) only dial out, so user traffic crosses the relay.
+  # The mesh: the relays listen for fabric sessions; the entry (client ingress for users) and the
+  # exit (a connector, as behind NAT) only dial out, so user traffic crosses a relay (the second
+  # one is the alternate route a flow moves to when its relay dies).
   case $n in
     entry) mesh="\"client_ingress_listen\": \"127.0.0.1:$((base + 22))\", \"metrics_listen\": \"127.0.0.1:$((base + 64))\"," ;;
     relay) mesh="\"fabric_listen\": \"127.0.0.1:$((base + 21))\", \"metrics_listen\": \"127.0.0.1:$((base + 65))\"," ;;
+    relay2) mesh="\"fabric_listen\": \"127.0.0.1:$((base + 23))\", \"metrics_listen\": \"127.0.0.1:$((base + 67))\"," ;;
     exit) mesh="\"metrics_listen\": \"127.0.0.1:$((base + 66))\"," ;;
   esac
   cat >"$root/agents/$n.json" <<JSON
@@ -109,8 +111,8 @@ JSON
   "$agent" run --config "$root/agents/$n.json" >"$root/logs/agent-$n.log" 2>&1 &
   echo $! >"$root/pids/agent-$n"
 done
-declare -A role=([entry]=entry-node [relay]=relay-node [exit]=exit-node)
-for n in entry relay exit; do
+declare -A role=([entry]=entry-node [relay]=relay-node [relay2]=relay-node [exit]=exit-node)
+for n in entry relay relay2 exit; do
   req=""
   for _ in $(seq 1 100); do
     req=$("$agent" status --json --config "$root/agents/$n.json" |
@@ -129,14 +131,14 @@ done
 for _ in $(seq 1 100); do
   online=$("$rapctl" --json nodes list main |
     python3 -c 'import json,sys; print(sum(1 for n in json.load(sys.stdin)["nodes"] if n.get("health") == "online"))')
-  [ "$online" -ge 3 ] && break
+  [ "$online" -ge 4 ] && break
   sleep 0.3
 done
-echo "demo: 3 node agents enrolled (join token + approval) and heartbeating:"
+echo "demo: 4 node agents enrolled (join token + approval) and heartbeating:"
 "$rapctl" nodes list main
 # Signed configuration: each agent fetches its artifacts, verifies them (signature, signer,
-# cluster, scope, versions) and applies them; wait until all three run on a verified snapshot.
-for n in entry relay exit; do
+# cluster, scope, versions) and applies them; wait until all four run on a verified snapshot.
+for n in entry relay relay2 exit; do
   for _ in $(seq 1 100); do
     v=$("$agent" status --json --config "$root/agents/$n.json" |
       python3 -c 'import json,sys; m=json.load(sys.stdin)["memberships"][0]; print(m.get("config",{}).get("applied_versions",{}).get("cluster_snapshot",0))')
@@ -209,8 +211,13 @@ if [ -z "$routed" ]; then
 fi
 echo "demo: TCP access works: user@acme.demo -> rapctl connect -> entry -> relay -> exit -> intranet:"
 echo "  $routed"
-relayed=$(curl -s "http://127.0.0.1:$((base + 65))/metrics" | awk '/rap_mesh_events_total\{event="routes_relayed"\}/{print $2}')
-echo "demo: routes relayed by the relay node so far: ${relayed:-0}"
+relayed=0
+for p in $((base + 65)) $((base + 67)); do
+  r=$(curl -s "http://127.0.0.1:$p/metrics" | awk '/rap_mesh_events_total\{event="routes_relayed"\}/{print $2}')
+  relayed=$((relayed + ${r:-0}))
+done
+echo "demo: routes relayed by the relay nodes so far: $relayed"
+echo "$build" >"$root/build-dir"
 
 echo "demo: creating the demo cluster CA and node identities in $root"
 "$bin" pki init --dir "$root/ca" --cluster demo >/dev/null
@@ -279,7 +286,7 @@ The demo fabric is running (logs: $root/logs, stop with: make demo-stop).
     $rapctl join-requests list main
     $rapctl audit list --limit 10
     $rapctl audit verify
-  Node agents (entry, relay, exit; enrolled through rap-control):
+  Node agents (entry, relay, relay2, exit; enrolled through rap-control):
     $agent status --config $root/agents/relay.json
   Signed configuration (config-signing keys, published artifacts):
     $rapctl config keys main
@@ -291,6 +298,9 @@ TCP access through the mesh (user@acme.demo, organization acme; entry -> relay -
     curl -s http://127.0.0.1:$((base + 65))/metrics | grep -E 'rap_mesh|rap_tcp_access'
     curl -s http://127.0.0.1:$((base + 64))/status
   Who accessed what (audit, as the owner): $rapctl audit list --limit 10
+Route failover: a 200 MB download runs, the relay carrying it is killed (SIGKILL), the flow moves
+to the other relay and the download completes with the same checksum (route switch in status):
+    scripts/demo-failover.sh
 The rap-fabric nodes (edge, relay, exit, client) use a demo CA of their own; the agents' mesh above
 uses the certificates the control plane issued.
 EOT
