@@ -857,8 +857,8 @@ Failover run_failover(Mesh& mesh, Sink& sink, std::uint16_t port, int kills) {
     const auto s0 = Clk::now();
     const std::uint64_t b0 = sink.counted();
     std::this_thread::sleep_for(300ms);
-    const double steady =
-        static_cast<double>(sink.counted() - b0) / std::chrono::duration<double>(Clk::now() - s0).count();
+    const double steady = static_cast<double>(sink.counted() - b0) /
+                          std::chrono::duration<double>(Clk::now() - s0).count();
     const Json st = mesh.with("entry", [](mesh::MeshNode& n) { return n.status(); });
     out.peak_resend = std::max<std::size_t>(
         out.peak_resend, st["route_health"].value("resend_bytes", std::size_t{0}));
@@ -873,10 +873,10 @@ Failover run_failover(Mesh& mesh, Sink& sink, std::uint16_t port, int kills) {
       out.failed++;
       continue;
     }
-    const double switches_before =
-        st["route_health"]["recovery_ms"].value("count", 0.0);
+    const double switches_before = st["route_health"]["recovery_ms"].value("count", 0.0);
     const auto t_drop = Clk::now();
-    mesh.with("entry", [&](mesh::MeshNode& n) { return n.drop_sessions_with(carrier, "bench kill"); });
+    mesh.with("entry",
+              [&](mesh::MeshNode& n) { return n.drop_sessions_with(carrier, "bench kill"); });
     // Sample arrivals for 3 s: the longest pause after the drop.
     std::uint64_t last = sink.counted();
     auto last_t = t_drop;
@@ -967,7 +967,8 @@ int main(int argc, char** argv) {
       with_stunnel = false;
     else {
       std::fprintf(stderr,
-                   "usage: bench_route [--bytes N] [--rounds N] [--failover-kills N] [--no-ssh] [--no-stunnel] "
+                   "usage: bench_route [--bytes N] [--rounds N] [--failover-kills N] [--no-ssh] "
+                   "[--no-stunnel] "
                    "[--ssh-cipher NAME] [--initial-window BYTES] [--latency-target-us N]\n");
       return 2;
     }
@@ -985,11 +986,11 @@ int main(int argc, char** argv) {
   // ---- ours: entry, relay, exit; every node peers with every other ----
   Mesh mesh;
   mesh.session = session_cfg;
-  for (const auto& [id, roles] : std::vector<std::pair<std::string, std::vector<std::string>>>{
-           {"entry", {"entry-node"}},
-           {"relay", {"relay-node"}},
-           {"relay2", {"relay-node"}},
-           {"exit", {"exit-node"}}}) {
+  for (const auto& [id, roles] :
+       std::vector<std::pair<std::string, std::vector<std::string>>>{{"entry", {"entry-node"}},
+                                                                     {"relay", {"relay-node"}},
+                                                                     {"relay2", {"relay-node"}},
+                                                                     {"exit", {"exit-node"}}}) {
     if (auto r = mesh.add(id, roles); !r) {
       std::fprintf(stderr, "node %s: %s\n", id.c_str(), r.error().message.c_str());
       return 1;

@@ -234,8 +234,8 @@ class AccessNetns : public ::testing::Test {
     const auto sshdir = dir_->path() / "ssh";
     std::filesystem::create_directories(sshdir);
     for (const char* k : {"host_key", "client_key"})
-      EXPECT_TRUE(rap::testing::run_command({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                                             (sshdir / k).string()})
+      EXPECT_TRUE(rap::testing::run_command(
+                      {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", (sshdir / k).string()})
                       .ok());
     std::filesystem::copy_file(sshdir / "client_key.pub", sshdir / "authorized_keys",
                                std::filesystem::copy_options::overwrite_existing);

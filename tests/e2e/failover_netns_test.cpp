@@ -78,8 +78,7 @@ TEST_F(FailoverNetns, ScpAndSshSurviveRelayKillAndLinkDownEvenWithoutControlPlan
         if (st != 200) return false;
         const auto audit = api("GET", "/api/v1/audit?org=acme&limit=50");
         for (const auto& e : audit.value("events", json::array()))
-          if (e.value("action", "") == "access.granted" &&
-              e["details"].value("alternates", 0) >= 1)
+          if (e.value("action", "") == "access.granted" && e["details"].value("alternates", 0) >= 1)
             return true;
         return false;
       },
@@ -104,9 +103,9 @@ TEST_F(FailoverNetns, ScpAndSshSurviveRelayKillAndLinkDownEvenWithoutControlPlan
   const auto big = make_file("big.bin", 1024);
   const auto received = dir_->path() / "received.bin";
   // The interactive session: a shell printing a numbered line every 100 ms for 15 s.
-  auto ticks = spawn("client",
-                     ssh_argv({"for i in $(seq 1 150); do echo tick $i; sleep 0.1; done; echo done"}),
-                     "ssh-ticks.log");
+  auto ticks = spawn(
+      "client", ssh_argv({"for i in $(seq 1 150); do echo tick $i; sleep 0.1; done; echo done"}),
+      "ssh-ticks.log");
   ASSERT_TRUE(ticks.wait_for_output("tick 5", 30s)) << ticks.output() << fwd.output();
   auto scp = spawn("client", scp_argv(big, received), "scp-1.log");
   ASSERT_TRUE(wait_size(received, 340ull << 20, 180s)) << scp.output() << fwd.output();

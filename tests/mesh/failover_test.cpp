@@ -122,7 +122,8 @@ TEST(MeshFailover, AnInteractiveExchangeContinuesAcrossTheSwitch) {
   // Request/response pairs, as a shell would: each line must come back before the next goes.
   auto roundtrip = [&](const std::string& line) {
     return lab.await([&]() -> asio::awaitable<Result<std::string>> {
-      if (auto w = co_await (*c)->write(asio::buffer(line)); !w) co_return tl::unexpected(w.error());
+      if (auto w = co_await (*c)->write(asio::buffer(line)); !w)
+        co_return tl::unexpected(w.error());
       std::string back;
       std::vector<char> buf(4096);
       while (back.size() < line.size()) {

@@ -10,7 +10,9 @@
 using namespace rap::mesh;
 
 namespace {
-std::vector<std::uint8_t> bytes(const std::string& s) { return {s.begin(), s.end()}; }
+std::vector<std::uint8_t> bytes(const std::string& s) {
+  return {s.begin(), s.end()};
+}
 }  // namespace
 
 TEST(FlowFrame, HeaderRoundTripsAndRejectsMalformedInput) {

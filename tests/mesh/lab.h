@@ -26,7 +26,6 @@
 #include "rap/services/tcp_access/tcp_access.h"
 #include "test_pki.h"
 
-
 namespace mesh_lab {
 
 using namespace rap;
@@ -35,7 +34,6 @@ using namespace rap::services::tcp;
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
 using Json = nlohmann::json;
-
 
 constexpr char kOrg[] = "org-1";
 constexpr char kResource[] = "res-1";

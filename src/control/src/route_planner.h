@@ -100,8 +100,8 @@ struct HysteresisPolicy {
   std::int64_t hold_ms = 10000;
 };
 struct Stickiness {
-  std::vector<std::string> previous;    // the primary issued last time (empty = none)
-  std::vector<std::string> challenger;  // a clearly better route seen...
+  std::vector<std::string> previous;     // the primary issued last time (empty = none)
+  std::vector<std::string> challenger;   // a clearly better route seen...
   std::int64_t challenger_since_ms = 0;  // ...continuously since then
   std::string kept_reason;               // why the previous primary was kept (for audit)
 };

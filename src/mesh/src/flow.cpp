@@ -241,10 +241,11 @@ asio::awaitable<void> Flow::reattach(Error why) {
                           [&](const Lease* l) { return !mesh_.recently_failed(*l); });
     for (const Lease* cand : cands) {
       if (cand->expires_at <= mesh_.wall_now()) continue;
-      const Json resume_hello{
-          {"flow",
-           {{"id", id_}, {"resume", true}, {"rx", rx_.next},
-            {"window", mesh_.options_.flow_resend_limit}}}};
+      const Json resume_hello{{"flow",
+                               {{"id", id_},
+                                {"resume", true},
+                                {"rx", rx_.next},
+                                {"window", mesh_.options_.flow_resend_limit}}}};
       auto r = co_await mesh_.open_route(*cand, cls_, resume_hello);
       if (state_ != State::kResuming) co_return;
       if (!r) {
@@ -311,8 +312,8 @@ asio::awaitable<void> Flow::grace(std::uint64_t epoch) {
   }
 }
 
-asio::awaitable<Result<void>> Flow::install(std::shared_ptr<RouteChannel> ch,
-                                            std::uint64_t peer_rx, bool answer) {
+asio::awaitable<Result<void>> Flow::install(std::shared_ptr<RouteChannel> ch, std::uint64_t peer_rx,
+                                            bool answer) {
   if (auto a = tx_.ack(peer_rx); !a) co_return a;
   epoch_++;
   auto old = std::exchange(ch_, ch);
@@ -329,9 +330,9 @@ asio::awaitable<Result<void>> Flow::install(std::shared_ptr<RouteChannel> ch,
   ack_sent_ = rx_.next;
   switches_++;
   if (answer) {
-    const Json ok_{{"ok", true},
-                   {"flow",
-                    {{"id", id_}, {"rx", rx_.next}, {"window", mesh_.options_.flow_resend_limit}}}};
+    const Json ok_{
+        {"ok", true},
+        {"flow", {{"id", id_}, {"rx", rx_.next}, {"window", mesh_.options_.flow_resend_limit}}}};
     if (auto w = co_await ch->answer(ok_); !w) co_return w;
   }
   // Resend what the other side has not received. Copies of the spans first: the buffer may
@@ -339,7 +340,8 @@ asio::awaitable<Result<void>> Flow::install(std::shared_ptr<RouteChannel> ch,
   std::vector<std::pair<std::uint64_t, std::span<const std::uint8_t>>> parts;
   std::optional<std::uint64_t> end_at;
   tx_.resend_from(
-      peer_rx, [&](std::uint64_t off, std::span<const std::uint8_t> b) { parts.emplace_back(off, b); },
+      peer_rx,
+      [&](std::uint64_t off, std::span<const std::uint8_t> b) { parts.emplace_back(off, b); },
       [&](std::uint64_t off) { end_at = off; });
   const std::uint64_t ep = epoch_;
   state_ = State::kAttached;

@@ -647,7 +647,8 @@ asio::awaitable<void> MeshNode::serve_exit(std::unique_ptr<RouteChannel> ch) {
   };
   const Json& f = *fw;
   const auto idw = f.is_object() ? f.find("id") : f.end();
-  if (!f.is_object() || idw == f.end() || !idw->is_string() || idw->get_ref<const std::string&>().size() != 32) {
+  if (!f.is_object() || idw == f.end() || !idw->is_string() ||
+      idw->get_ref<const std::string&>().size() != 32) {
     const Error e_{"bad_message", "flow needs a 32-hex-digit id"};
     co_await refuse(e_);
     co_return;
@@ -682,7 +683,8 @@ asio::awaitable<void> MeshNode::serve_exit(std::unique_ptr<RouteChannel> ch) {
     }
     const std::uint64_t peer_rx = rx->get<std::uint64_t>();
     auto r = co_await flow->resume_on(std::move(ch), peer_rx);
-    if (!r) spdlog::warn("mesh: flow {} resume failed: {} {}", id, r.error().code, r.error().message);
+    if (!r)
+      spdlog::warn("mesh: flow {} resume failed: {} {}", id, r.error().code, r.error().message);
     co_return;
   }
   if (flows_.contains(id)) {
@@ -712,8 +714,7 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_flow(
   random_.fill(raw);
   std::string id;
   for (auto b : raw) id += fmt::format("{:02x}", b);
-  hello["flow"] =
-      Json{{"id", id}, {"resume", false}, {"window", options_.flow_resend_limit}};
+  hello["flow"] = Json{{"id", id}, {"resume", false}, {"window", options_.flow_resend_limit}};
   Error last{"no_route", "no usable route lease"};
   // Routes through a relay that failed recently go last (demoted, still a fallback).
   std::stable_partition(leases.begin(), leases.end(),
@@ -740,8 +741,8 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_flow(
     if (auto w = fa->find("window"); w != fa->end() && w->is_number_unsigned())
       window = w->get<std::uint64_t>();
     answer.erase("flow");
-    auto flow = std::make_shared<detail::Flow>(*this, detail::Flow::Side::kEntry, id,
-                                               std::move(*r), leases, cls, std::move(answer));
+    auto flow = std::make_shared<detail::Flow>(*this, detail::Flow::Side::kEntry, id, std::move(*r),
+                                               leases, cls, std::move(answer));
     if (window) flow->set_peer_window(*window);
     flows_[id] = flow;
     flow->start_pump();
@@ -961,7 +962,8 @@ Json MeshNode::status() const {
   std::sort(sorted.begin(), sorted.end());
   auto pct = [&](double q) -> Json {
     if (sorted.empty()) return nullptr;
-    return sorted[std::min(sorted.size() - 1, static_cast<std::size_t>(q * sorted.size()))];
+    return sorted[std::min(sorted.size() - 1,
+                           static_cast<std::size_t>(q * static_cast<double>(sorted.size())))];
   };
   Json routing{{"flows", flows.size()},
                {"resend_bytes", resend},

@@ -196,7 +196,8 @@ class MeshNode {
     TimePoint next_attempt{};
     std::string last_error;
   };
-  // Lower is better: RTT + 2 x jitter (50 ms when never measured) + 200 per failure in the last 10 minutes
+  // Lower is better: RTT + 2 x jitter (50 ms when never measured) + 200 per failure in the last 10
+  // minutes
   // + role suitability (relays first, then entries, then others).
   double score(const MeshPeer& peer, PeerState& st, TimePoint now) const;
 
