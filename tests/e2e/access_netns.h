@@ -72,8 +72,12 @@ class AccessNetns : public ::testing::Test {
       ASSERT_TRUE(topo_->link("ctl", h));
     for (auto [a, b] :
          {std::pair{"client", "entry"}, std::pair{"entry", "relaya"}, std::pair{"entry", "relayb"},
-          std::pair{"relaya", "exit"}, std::pair{"relayb", "exit"}, std::pair{"exit", "target"}})
-      ASSERT_TRUE(topo_->link(a, b));
+          std::pair{"relaya", "exit"}, std::pair{"relayb", "exit"}, std::pair{"exit", "target"}}) {
+      // With wired_, the entry's links to the relays go through the harness's userspace wire
+      // (delay, jitter, loss settable with set_wire).
+      const bool wire = wired_ && std::string(a) == "entry" && std::string(b) != "exit";
+      ASSERT_TRUE(wire ? topo_->wire_link(a, b) : topo_->link(a, b)) << a << "-" << b;
+    }
     // Fabric endpoints: entry advertises its address towards relay-a, each relay its address
     // towards the exit. Routes let entry and relay-b reach those (no forwarding needed: the
     // addresses are local to the host that owns them).
@@ -335,6 +339,7 @@ class AccessNetns : public ::testing::Test {
   }
 
   std::string name_ = "access-netns";
+  bool wired_ = false;
   std::map<std::string, std::string> ids_;
   std::optional<Subprocess> sshd_;
   std::unique_ptr<TempDir> dir_;

@@ -161,3 +161,96 @@ TEST_F(FailoverNetns, ScpAndSshSurviveRelayKillAndLinkDownEvenWithoutControlPlan
     std::cout << "route switch " << s.dump() << "\n";
   (void)survivor;
 }
+
+namespace {
+
+class RouteChoiceNetns : public FailoverNetns {
+ protected:
+  RouteChoiceNetns() {
+    name_ = "route-choice-netns";
+    wired_ = true;
+  }
+};
+
+}  // namespace
+
+// New connections get their route from the planner: delay and loss on one relay's link move new
+// routes to the other relay (after the hysteresis hold), while a difference within the margin
+// never moves them.
+TEST_F(RouteChoiceNetns, ImpairedPathIsAvoidedAndNearEqualPathsDoNotFlap) {
+  start_control();
+  const auto ssh_opts = start_sshd();
+  setup_mesh();
+  const auto ssh_res = add_resource("ssh", "ssh", 22);
+  api("POST", "/api/v1/orgs/acme/policies",
+      json{{"name", "ssh"},
+           {"service", "ssh"},
+           {"users", {"alice@acme.io"}},
+           {"resources", {ssh_res}}});
+  wait_mesh();
+  const auto alice = user_token("alice@acme.io");
+  // Which relay does a brand-new ticket's route use? (A fresh rapctl fetches a fresh ticket; an
+  // ssh session holds the flow open while the entry's status is read.)
+  int port = 2300;
+  auto probe = [&]() -> std::string {
+    const int p = port++;
+    auto fwd = rapctl_connect(alice, "ssh", p, "rapctl-probe-" + std::to_string(p) + ".log");
+    if (!fwd.wait_for_output("forwarding", 30s)) return "no-forward";
+    std::vector<std::string> a = {"ssh", "-p", std::to_string(p)};
+    a.insert(a.end(), ssh_opts.begin(), ssh_opts.end());
+    a.insert(a.end(), {"root@127.0.0.1", "echo held; sleep 6"});
+    auto s = spawn("client", a, "ssh-probe-" + std::to_string(p) + ".log");
+    if (!s.wait_for_output("held", 30s)) return "no-ssh";
+    std::string relay;  // the agent's status is refreshed every heartbeat (1 s here)
+    eventually(
+        [&] {
+          relay = carrying_relay();
+          return !relay.empty();
+        },
+        5s);
+    if (relay.empty()) std::cout << "probe: no relayed flow in " << status("entry").dump() << "\n";
+    s.wait_exit(20s);
+    fwd.terminate();
+    return relay;
+  };
+  std::string first;
+  ASSERT_TRUE(eventually(
+      [&] {
+        first = probe();
+        return first == "relaya" || first == "relayb";
+      },
+      60s))
+      << first;
+  ASSERT_TRUE(first == "relaya" || first == "relayb") << first;
+  const std::string other = first == "relaya" ? "relayb" : "relaya";
+  std::cout << "initial primary: " << first << "\n";
+
+  // Within the margin: 1 ms each way on the primary's link makes the other relay marginally
+  // cheaper; new routes stay on the first one.
+  ASSERT_TRUE(topo_->set_wire("entry", first, rap::testing::WireParams().delay(1)));
+  std::this_thread::sleep_for(4s);  // heartbeats carry the new RTTs
+  for (int i = 0; i < 3; ++i) {
+    const auto got = probe();
+    EXPECT_EQ(got, first) << "flapped on probe " << i;
+    if (got != first) {
+      const auto audit = api("GET", "/api/v1/audit?org=acme&limit=20");
+      for (const auto& e : audit.value("events", json::array()))
+        if (e.value("action", "") == "access.granted") std::cout << e["details"].dump() << "\n";
+      std::cout << "entry: " << status("entry").value("peers", json::array()).dump() << "\n";
+    }
+  }
+
+  // Clearly worse: 40 ms and 3 % loss. New routes move to the other relay once that has held for
+  // the hysteresis hold time (10 s).
+  ASSERT_TRUE(topo_->set_wire("entry", first, rap::testing::WireParams().delay(40).loss(3)));
+  std::string now;
+  ASSERT_TRUE(eventually(
+      [&] {
+        now = probe();
+        return now == other;
+      },
+      90s))
+      << "still " << now;
+  // And it stays there.
+  EXPECT_EQ(probe(), other);
+}

@@ -336,6 +336,7 @@ HttpResponse post_connect(Ctx& ctx) {
     std::optional<routing::Plan> best;
     std::string best_cluster;
     std::string why;
+    std::map<std::string, std::string> choice;  // cluster -> how hysteresis decided (audit)
     for (const auto& [cluster_id, ids] : exits) {
       auto g = load_graph(w, ctx.live, cluster_id, org_id, ids);
       if (!g) return tl::unexpected(g.error());
@@ -347,7 +348,7 @@ HttpResponse post_connect(Ctx& ctx) {
       // Hysteresis: the primary issued last time for this resource stays while it is usable and
       // not clearly worse (route_planner.h). Live state only: without Redis, no stickiness.
       if (ctx.live != nullptr) {
-        const std::string scope = "route-sticky:" + cluster_id;
+        const std::string scope = "route-sticky." + cluster_id;
         const std::string key = org_id + ":" + res.id;
         routing::Stickiness sticky;
         if (auto v = ctx.live->get_presence(scope, key); v && *v) {
@@ -368,8 +369,8 @@ HttpResponse post_connect(Ctx& ctx) {
                          {"challenger", sticky.challenger},
                          {"since_ms", sticky.challenger_since_ms}};
         (void)ctx.live->set_presence(scope, key, saved.dump(), std::chrono::minutes(10));
-        if (!sticky.kept_reason.empty())
-          spdlog::debug("connect: kept route for resource {}: {}", res.id, sticky.kept_reason);
+        choice[cluster_id] =
+            sticky.kept_reason.empty() ? "best" : "kept previous (" + sticky.kept_reason + ")";
       }
       if (!best || p->primary.cost < best->primary.cost) {
         best = std::move(*p);
@@ -451,6 +452,9 @@ HttpResponse post_connect(Ctx& ctx) {
                                         {"route_id", primary_lease},
                                         {"hops", best->primary.hops.size()},
                                         {"alternates", best->alternates.size()},
+                                        {"route_choice", choice.count(best_cluster) != 0
+                                                             ? json(choice[best_cluster])
+                                                             : json(nullptr)},
                                         {"entry_node_id", entry.id},
                                         {"ttl_seconds", ttl}}});
     return json{{"ticket", base64_encode(*sealed)},
