@@ -369,15 +369,28 @@ TEST_F(AccessApiTest, ConnectPlansSignsAndSealsRoutesAndNodesReportAccess) {
               std::string::npos);
   }
 
-  // A direct session between entry and exit: the primary goes direct, the alternate through R1.
+  // A direct session between entry and exit is clearly better, but the primary issued before
+  // stays until that has held for the hysteresis time (route_planner.h, 10 s): meanwhile the
+  // direct route is the first alternate, and the audit says the previous route was kept.
   beat(e, {{RB, 1}, {R1, 5}, {R2, 20}, {X, 2}}, "10.0.0.10:7000", "10.0.0.10:8443");
   auto c2 = c_->call("POST", connect, "", alice);
   ASSERT_EQ(c2.status, 200) << c2;
   auto t2 = open_ticket(e.key, c2.j["ticket"].get<std::string>());
   ASSERT_TRUE(t2.has_value()) << t2.error().message;
   ASSERT_GE(t2->lease_payloads.size(), 2u);
-  EXPECT_EQ(hop_ids(t2->lease_payloads[0]), (std::vector<std::string>{E, X}));
-  EXPECT_EQ(hop_ids(t2->lease_payloads[1]), (std::vector<std::string>{E, R1, X}));
+  EXPECT_EQ(hop_ids(t2->lease_payloads[0]), (std::vector<std::string>{E, R1, X}));
+  EXPECT_EQ(hop_ids(t2->lease_payloads[1]), (std::vector<std::string>{E, X}));
+  {
+    pqxx::connection conn(pg_->conninfo(dbname_));
+    pqxx::read_transaction t(conn);
+    auto rows = t.exec(
+        "SELECT details->>'route_choice' FROM audit_events WHERE action = 'access.granted' "
+        "ORDER BY id");
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_EQ(rows[0][0].as<std::string>(), "best");
+    EXPECT_EQ(rows[1][0].as<std::string>(),
+              "kept previous (better route held back until it stays better)");
+  }
   EXPECT_NEAR(c2.j["expires_at"].get<double>(), static_cast<double>(unix_now() + 600), 5.0);
 
   // An entry that stops advertising its client ingress cannot be used: no route.

@@ -253,4 +253,9 @@ TEST_F(RouteChoiceNetns, ImpairedPathIsAvoidedAndNearEqualPathsDoNotFlap) {
       << "still " << now;
   // And it stays there.
   EXPECT_EQ(probe(), other);
+  // The loss is visible in the entry's peer health (TCP retransmits on the live session).
+  std::uint64_t retrans = 0;
+  for (const auto& p : status("entry").value("peers", json::array()))
+    if (p.value("id", "") == ids_[first]) retrans = p.value("tcp_retransmits", std::uint64_t{0});
+  EXPECT_GT(retrans, 0u) << status("entry").dump();
 }

@@ -69,6 +69,15 @@ TEST(MeshFailover, RelayDeathMovesTheOpenFlowAndEveryByteArrivesOnce) {
   EXPECT_LT(sw[0]["ms"].get<double>(), 1000.0) << "time to recovery";
   EXPECT_EQ(entry["route_health"]["recovery_ms"]["count"], 1);
   EXPECT_EQ(entry["counters"]["flow_switches"], 1);
+  // Peer health from the live session's carrier (TCP_INFO): the kernel measured an RTT.
+  bool saw_relay_b = false;
+  for (const auto& p : entry["peers"]) {
+    if (p.value("id", "") != "relay-b") continue;
+    saw_relay_b = true;
+    EXPECT_GT(p.value("tcp_rtt_ms", -1.0), 0.0) << p.dump();
+    EXPECT_TRUE(p.contains("tcp_retransmits")) << p.dump();
+  }
+  EXPECT_TRUE(saw_relay_b);
   const Json exit = lab.status("exit");
   EXPECT_EQ(exit["counters"]["flow_resumed_here"], 1) << exit.dump(2);
 

@@ -19,6 +19,8 @@ std::string describe_tls_failure(SSL* ssl, const boost::system::error_code& ec);
 // of bulk already handed to the socket (TCP_NOTSENT_LOWAT).
 inline constexpr int kNotSentLowat = 128 * 1024;
 void tune_socket(asio::ip::tcp::socket& s);
+// TCP_INFO of the connected socket `fd` (nullopt when the kernel does not answer).
+std::optional<TransportInfo> tcp_transport_info(int fd);
 // "address:port" of the peer, or "unknown".
 std::string endpoint_string(const asio::ip::tcp::socket& s);
 

@@ -221,7 +221,7 @@ std::vector<SessionSnapshot> FabricNode::snapshot() const {
     if (!s) continue;
     out.push_back(SessionSnapshot{base_.node_id, s->peer().node_id, std::string(s->carrier_kind()),
                                   std::string(to_string(s->core().state())), s->stats(),
-                                  s->stream_stats()});
+                                  s->stream_stats(), s->transport_info()});
   }
   return out;
 }

@@ -62,6 +62,17 @@ void tune_socket(tcp::socket& s) {
   ::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
 }
 
+std::optional<TransportInfo> tcp_transport_info(int fd) {
+  tcp_info ti{};
+  socklen_t len = sizeof ti;
+  if (fd < 0 || ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return std::nullopt;
+  TransportInfo out;
+  out.retransmits = ti.tcpi_total_retrans;
+  out.lost = ti.tcpi_lost;
+  out.rtt_ms = static_cast<double>(ti.tcpi_rtt) / 1000.0;
+  return out;
+}
+
 std::string endpoint_string(const tcp::socket& s) {
   boost::system::error_code ec;
   auto ep = s.remote_endpoint(ec);
@@ -133,10 +144,12 @@ struct SslFree {
 // connection holds no record buffers at all.
 class TlsSocket {
  public:
-  TlsSocket(tcp::socket sock, SSL* ssl) : sock_(std::move(sock)), ssl_(ssl) {}
+  TlsSocket(tcp::socket sock, SSL* ssl)
+      : sock_(std::move(sock)), fd_(sock_.native_handle()), ssl_(ssl) {}
 
   SSL* ssl() const { return ssl_.get(); }
   tcp::socket& socket() { return sock_; }
+  int fd() const { return fd_; }
 
   // Runs `op` until it succeeds, waiting for socket readiness as OpenSSL asks.
   template <class Op>
@@ -178,6 +191,7 @@ class TlsSocket {
 
  private:
   tcp::socket sock_;
+  int fd_;  // sock_'s descriptor (TCP_INFO)
   std::unique_ptr<SSL, SslFree> ssl_;
 };
 
@@ -218,6 +232,9 @@ class TlsCarrier final : public Carrier {
   std::string_view kind() const override { return "tls"; }
   std::string remote_endpoint() const override { return remote_; }
   void close() override { s_->close(); }
+  std::optional<TransportInfo> transport_info() const override {
+    return detail::tcp_transport_info(s_->fd());
+  }
 
  private:
   std::unique_ptr<TlsSocket> s_;

@@ -58,6 +58,9 @@ class WssCarrier final : public Carrier {
   const PeerProof& peer() const override { return peer_; }
   std::string_view kind() const override { return "wss"; }
   std::string remote_endpoint() const override { return remote_; }
+  std::optional<TransportInfo> transport_info() const override {
+    return detail::tcp_transport_info(beast::get_lowest_layer(*ws_).native_handle());
+  }
   void close() override {
     boost::system::error_code ec;
     beast::get_lowest_layer(*ws_).shutdown(tcp::socket::shutdown_both, ec);

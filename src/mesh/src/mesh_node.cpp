@@ -425,7 +425,9 @@ double MeshNode::score(const MeshPeer& peer, PeerState& st, TimePoint now) const
   } else if (std::find(peer.roles.begin(), peer.roles.end(), "entry-node") != peer.roles.end()) {
     role = 20;
   }
+  // Loss: each TCP retransmit per second on the session costs like 5 ms of RTT (at most 200).
   return (st.rtt_ms >= 0 ? st.rtt_ms + 2 * st.jitter_ms : 50.0) +
+         std::min(200.0, 5.0 * st.retransmit_rate) +
          200.0 * static_cast<double>(st.recent_failures.size()) + role;
 }
 
@@ -439,6 +441,12 @@ asio::awaitable<void> MeshNode::peer_loop() {
       if (auto it = peers_.find(peer_id); it != peers_.end()) {
         it->second.rtt_ms = h.rtt_ms;
         it->second.jitter_ms = h.jitter_ms;
+        const double secs = std::chrono::duration<double>(options_.dial_interval).count();
+        const auto delta = h.tcp_retransmits >= it->second.retransmits
+                               ? h.tcp_retransmits - it->second.retransmits
+                               : 0;
+        it->second.retransmit_rate = secs > 0 ? static_cast<double>(delta) / secs : 0;
+        it->second.retransmits = h.tcp_retransmits;
       }
     }
     std::size_t connected = 0;
@@ -912,6 +920,11 @@ std::map<std::string, MeshNode::PeerHealth> MeshNode::session_health() const {
     h.queued_bytes = s.stats.send_queue_bytes;
     for (const auto& [code, n] : s.stats.resets_received) h.resets += n;
     for (const auto& [code, n] : s.stats.resets_sent) h.resets += n;
+    if (s.transport) {
+      h.tcp_retransmits = s.transport->retransmits;
+      h.tcp_lost = s.transport->lost;
+      h.tcp_rtt_ms = s.transport->rtt_ms;
+    }
     out[s.peer_node] = h;
   }
   return out;
@@ -938,6 +951,7 @@ Json MeshNode::status() const {
       e["score"] = std::round(it->second.score * 10) / 10;
       e["reason"] = it->second.reason;
       e["failures"] = it->second.failures;
+      e["retransmits_per_s"] = std::round(it->second.retransmit_rate * 10) / 10;
       if (!it->second.last_error.empty()) e["last_error"] = it->second.last_error;
     }
     if (auto r = health.find(p.id); r != health.end()) {
@@ -945,6 +959,9 @@ Json MeshNode::status() const {
       e["jitter_ms"] = r->second.jitter_ms;
       e["queued_bytes"] = r->second.queued_bytes;
       e["stream_resets"] = r->second.resets;
+      e["tcp_retransmits"] = r->second.tcp_retransmits;
+      e["tcp_lost"] = r->second.tcp_lost;
+      e["tcp_rtt_ms"] = r->second.tcp_rtt_ms;
     }
     peers.push_back(std::move(e));
   }

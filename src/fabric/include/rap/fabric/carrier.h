@@ -10,6 +10,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,7 @@
 #include "rap/common/result.h"
 #include "rap/crypto/tls.h"
 #include "rap/fabric/session_core.h"
+#include "rap/fabric/stats.h"
 
 namespace rap::fabric {
 
@@ -34,6 +36,8 @@ class Carrier {
   virtual std::string_view kind() const = 0;  // "tls", "wss"
   virtual std::string remote_endpoint() const = 0;
   virtual void close() = 0;
+  // The transport's own counters, when it has any.
+  virtual std::optional<TransportInfo> transport_info() const { return std::nullopt; }
 };
 
 // Mutual-TLS context shared by all carriers of a process (client and server roles).

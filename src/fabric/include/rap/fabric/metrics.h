@@ -1,6 +1,7 @@
 // Prometheus text exposition of fabric counters (per session, per stream).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@ struct SessionSnapshot {
   std::string state;
   SessionStats stats;
   std::vector<StreamStats> streams;
+  std::optional<TransportInfo> transport;  // the carrier's TCP_INFO, when it has one
 };
 
 // Renders `rap_fabric_*` metrics. Label values are escaped per the exposition format.

@@ -104,6 +104,7 @@ class Session : public std::enable_shared_from_this<Session>, private SessionObs
   const PeerProof& peer() const { return core_.peer(); }
   std::string_view carrier_kind() const { return carrier_->kind(); }
   std::string remote_endpoint() const { return carrier_->remote_endpoint(); }
+  std::optional<TransportInfo> transport_info() const { return carrier_->transport_info(); }
   SessionStats stats() const { return core_.stats(); }
   std::vector<StreamStats> stream_stats() const { return core_.stream_stats(); }
   void set_node_load(std::uint16_t cpu_permille, std::uint32_t memory_kib) {

@@ -19,6 +19,13 @@ struct DirectionCounters {
   std::uint64_t wire_bytes = 0;  // all frame bytes including headers
 };
 
+// What the transport underneath measured (TCP_INFO for TCP carriers): loss shows here first.
+struct TransportInfo {
+  std::uint64_t retransmits = 0;  // segments retransmitted over the connection's life
+  std::uint32_t lost = 0;         // segments currently considered lost
+  double rtt_ms = 0;              // the kernel's smoothed RTT
+};
+
 struct SessionStats {
   DirectionCounters tx;
   DirectionCounters rx;

@@ -158,6 +158,9 @@ class MeshNode {
   struct PeerHealth {
     double rtt_ms = 0, jitter_ms = 0;
     std::uint64_t queued_bytes = 0, resets = 0;
+    std::uint64_t tcp_retransmits = 0;  // the carrier's TCP_INFO (loss), over the session's life
+    std::uint32_t tcp_lost = 0;
+    double tcp_rtt_ms = -1;  // the kernel's smoothed RTT (-1: the carrier has no TCP_INFO)
   };
   std::map<std::string, PeerHealth> session_health() const;
   nlohmann::json status() const;
@@ -192,6 +195,8 @@ class MeshNode {
     std::vector<TimePoint> recent_failures;  // last 10 minutes (score), at most 16
     double rtt_ms = -1;                      // last measured on a session (-1 = never)
     double jitter_ms = 0;                    // RTT variation on that session
+    std::uint64_t retransmits = 0;           // TCP retransmits on it at the last tick
+    double retransmit_rate = 0;              // per second, between the last two ticks
     double score = 0;
     TimePoint next_attempt{};
     std::string last_error;
