@@ -348,9 +348,9 @@ Step<json> parse_load(const json& j) {
   if (it == j.end() || it->is_null()) return json::object();
   if (!it->is_object())
     return tl::unexpected(error_response(400, "invalid_request", "field 'load' must be an object"));
-  if (auto bad = reject_unknown_fields(*it, {"cpu_permille", "memory_kib", "net_rx_bps",
-                                             "net_tx_bps", "open_sessions", "fds", "peer_rtt_ms",
-                                             "peer_jitter_ms"}))
+  if (auto bad =
+          reject_unknown_fields(*it, {"cpu_permille", "memory_kib", "net_rx_bps", "net_tx_bps",
+                                      "open_sessions", "fds", "peer_rtt_ms", "peer_jitter_ms"}))
     return tl::unexpected(*bad);
   json out = json::object();
   // peer_rtt_ms / peer_jitter_ms {"<node id>": ms}: round-trip times and their variation

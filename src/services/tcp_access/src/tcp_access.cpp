@@ -372,8 +372,7 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
   const Json hello_{{"grant", ticket->grant}};
   auto opened = co_await mesh_.open_flow(leases, cls, hello_);
   if (!opened) {
-    spdlog::info("tcp entry: no route opened: {} {}", opened.error().code,
-                 opened.error().message);
+    spdlog::info("tcp entry: no route opened: {} {}", opened.error().code, opened.error().message);
     co_await refuse(opened.error());
     co_return;
   }
