@@ -46,6 +46,23 @@ class FailoverNetns : public AccessNetns {
   bool wait_size(const std::filesystem::path& p, std::uintmax_t bytes, std::chrono::seconds t) {
     return eventually([&] { return size_of(p) >= bytes; }, t);
   }
+  // Control plane, sshd on the target, the mesh, resource "ssh" (ssh_res_) that alice may use;
+  // returns the ssh client options.
+  std::vector<std::string> ssh_lab() {
+    start_control();
+    auto opts = start_sshd();
+    setup_mesh();
+    ssh_res_ = add_resource("ssh", "ssh", 22);
+    api("POST", "/api/v1/orgs/acme/policies",
+        json{{"name", "ssh"},
+             {"service", "ssh"},
+             {"users", {"alice@acme.io"}},
+             {"resources", {ssh_res_}}});
+    wait_mesh();
+    return opts;
+  }
+  std::string ssh_res_;
+
   double switches() {
     return status("entry")
         .value("route_health", json::object())
@@ -57,16 +74,8 @@ class FailoverNetns : public AccessNetns {
 }  // namespace
 
 TEST_F(FailoverNetns, ScpAndSshSurviveRelayKillAndLinkDownEvenWithoutControlPlane) {
-  start_control();
-  const auto ssh_opts = start_sshd();
-  setup_mesh();
-  const auto ssh_res = add_resource("ssh", "ssh", 22);
-  api("POST", "/api/v1/orgs/acme/policies",
-      json{{"name", "ssh"},
-           {"service", "ssh"},
-           {"users", {"alice@acme.io"}},
-           {"resources", {ssh_res}}});
-  wait_mesh();
+  const auto ssh_opts = ssh_lab();
+  const auto& ssh_res = ssh_res_;
   const auto alice = user_token("alice@acme.io");
   // Tickets carry an alternate route once the control plane has seen both relays' sessions in
   // heartbeats (the owner's audit log says how many; the tenant's answer never does).
@@ -186,16 +195,7 @@ class RouteChoiceNetns : public FailoverNetns {
 // routes to the other relay (after the hysteresis hold), while a difference within the margin
 // never moves them.
 TEST_F(RouteChoiceNetns, ImpairedPathIsAvoidedAndNearEqualPathsDoNotFlap) {
-  start_control();
-  const auto ssh_opts = start_sshd();
-  setup_mesh();
-  const auto ssh_res = add_resource("ssh", "ssh", 22);
-  api("POST", "/api/v1/orgs/acme/policies",
-      json{{"name", "ssh"},
-           {"service", "ssh"},
-           {"users", {"alice@acme.io"}},
-           {"resources", {ssh_res}}});
-  wait_mesh();
+  const auto ssh_opts = ssh_lab();
   const auto alice = user_token("alice@acme.io");
   // Which relay does a brand-new ticket's route use? (A fresh rapctl fetches a fresh ticket; an
   // ssh session holds the flow open while the entry's status is read.)

@@ -25,14 +25,19 @@ std::string two_relays(Lab& lab) {
   return target;
 }
 
+// A ticket with route-a (primary, via relay-a) and route-b (alternate, via relay-b).
+std::string both_routes(Lab& lab, const std::string& target) {
+  return lab.ticket("entry", lab.grant("entry", {"exit"}, target),
+                    {lab.lease("route-a", {"entry", "relay-a", "exit"}),
+                     lab.lease("route-b", {"entry", "relay-b", "exit"})});
+}
+
 }  // namespace
 
 TEST(MeshFailover, RelayDeathMovesTheOpenFlowAndEveryByteArrivesOnce) {
   Lab lab;
   const auto target = two_relays(lab);
-  const auto t = lab.ticket("entry", lab.grant("entry", {"exit"}, target),
-                            {lab.lease("route-a", {"entry", "relay-a", "exit"}),
-                             lab.lease("route-b", {"entry", "relay-b", "exit"})});
+  const auto t = both_routes(lab, target);
   auto c = lab.connect("entry", t, "bulk");
   ASSERT_TRUE(c) << c.error().code << ": " << c.error().message;
   EXPECT_EQ((*c)->route(), "route-a");
@@ -123,9 +128,7 @@ TEST(MeshFailover, WithoutAnAlternateTheFlowFailsCleanlyInsteadOfHanging) {
 TEST(MeshFailover, AnInteractiveExchangeContinuesAcrossTheSwitch) {
   Lab lab;
   const auto target = two_relays(lab);
-  const auto t = lab.ticket("entry", lab.grant("entry", {"exit"}, target),
-                            {lab.lease("route-a", {"entry", "relay-a", "exit"}),
-                             lab.lease("route-b", {"entry", "relay-b", "exit"})});
+  const auto t = both_routes(lab, target);
   auto c = lab.connect("entry", t, "interactive");
   ASSERT_TRUE(c) << c.error().message;
   // Request/response pairs, as a shell would: each line must come back before the next goes.

@@ -163,7 +163,6 @@ void Flow::reset(const std::string& reason) {
 }
 
 void Flow::release() {
-  released_ = true;
   if (state_ == State::kAttached && ((tx_.ended() && eof_) || refused_) && ch_) {
     // Both halves ended: close the route cleanly.
     mesh_.flows_.erase(id_);

@@ -102,7 +102,6 @@ class Flow : public std::enable_shared_from_this<Flow> {
   std::uint64_t ack_sent_ = 0;
   bool ack_writer_running_ = false;
   bool eof_ = false;
-  bool released_ = false;
   bool refused_ = false;  // the exit service answered with an error
   bool locked_ = false;
   Notifier changed_;

@@ -932,11 +932,7 @@ std::map<std::string, MeshNode::PeerHealth> MeshNode::session_health() const {
 
 std::map<std::string, double> MeshNode::session_peers() const {
   std::map<std::string, double> out;
-  for (const auto& s : fabric_->snapshot()) {
-    if (s.state != "open") continue;
-    const double rtt = static_cast<double>(s.stats.rtt_smoothed.count()) / 1e6;
-    out[s.peer_node] = std::round(rtt * 100) / 100;
-  }
+  for (const auto& [peer, h] : session_health()) out[peer] = h.rtt_ms;
   return out;
 }
 
