@@ -34,8 +34,18 @@ class FailoverNetns : public AccessNetns {
     auto r = rap::testing::run_command({"sha256sum", p.string()}, RunOptions{.timeout = 120s});
     return r.output.substr(0, 64);
   }
+  // Bulk data (up to 2 GiB at once) lives in memory when the machine has little disk.
+  const std::filesystem::path& bulk() {
+    if (!bulk_) {
+      auto d = TempDir::create_for_bytes("failover-bulk-", 2ull << 30);
+      EXPECT_TRUE(d.has_value()) << d.error().message;
+      if (!d) d = TempDir::create("failover-bulk-");
+      bulk_.emplace(std::move(*d));
+    }
+    return bulk_->path();
+  }
   std::filesystem::path make_file(const std::string& name, int mb) {
-    const auto p = dir_->path() / name;
+    const auto p = bulk() / name;
     EXPECT_TRUE(rap::testing::run_command({"dd", "if=/dev/urandom", "of=" + p.string(), "bs=1M",
                                            "count=" + std::to_string(mb), "status=none"},
                                           RunOptions{.timeout = 120s})
@@ -62,6 +72,7 @@ class FailoverNetns : public AccessNetns {
     return opts;
   }
   std::string ssh_res_;
+  std::optional<TempDir> bulk_;
 
   double switches() {
     return status("entry")
@@ -110,7 +121,7 @@ TEST_F(FailoverNetns, ScpAndSshSurviveRelayKillAndLinkDownEvenWithoutControlPlan
 
   // --- 1: kill -9 of the relay carrying a 1 GB scp and an interactive session ---
   const auto big = make_file("big.bin", 1024);
-  const auto received = dir_->path() / "received.bin";
+  const auto received = bulk() / "received.bin";
   // The interactive session: a shell printing a numbered line every 100 ms until told to stop
   // (after the kill and the scp), so it is open across the switch however slow the machine.
   const auto stop_ticks = dir_->path() / "stop-ticks";
@@ -130,6 +141,8 @@ TEST_F(FailoverNetns, ScpAndSshSurviveRelayKillAndLinkDownEvenWithoutControlPlan
   ASSERT_TRUE(code.has_value()) << "scp did not finish";
   EXPECT_EQ(*code, 0) << scp.output();
   EXPECT_EQ(sha256(big), sha256(received));
+  std::filesystem::remove(big);
+  std::filesystem::remove(received);
   write_file(stop_ticks, "");
   const auto tcode = ticks.wait_exit(60s);
   ASSERT_TRUE(tcode.has_value());
@@ -159,7 +172,7 @@ TEST_F(FailoverNetns, ScpAndSshSurviveRelayKillAndLinkDownEvenWithoutControlPlan
   wait_mesh();
   control_->terminate();
   const auto mid = make_file("mid.bin", 300);
-  const auto received2 = dir_->path() / "received2.bin";
+  const auto received2 = bulk() / "received2.bin";
   const double before = switches();
   auto scp2 = spawn("client", scp_argv(mid, received2), "scp-2.log");
   ASSERT_TRUE(wait_size(received2, 100ull << 20, 180s)) << scp2.output() << fwd.output();

@@ -120,14 +120,16 @@ TEST_F(TcpAccessNetns, SshScpPsqlCurlThroughEntryRelayExit) {
   ssh.insert(ssh.end(), {"root@127.0.0.1", "echo ssh-ok $(hostname)"});
   auto s = in("client", ssh, 30s);
   EXPECT_NE(s.output.find("ssh-ok"), std::string::npos) << s.output << fwd_ssh.output();
-  const auto big = dir_->path() / "big.bin";
+  auto bulk = TempDir::create_for_bytes("tcp-access-bulk-", 400u << 20);
+  ASSERT_TRUE(bulk.has_value()) << bulk.error().message;
+  const auto big = bulk->path() / "big.bin";
   ASSERT_TRUE(rap::testing::run_command({"dd", "if=/dev/urandom", "of=" + big.string(), "bs=1M",
                                          "count=200", "status=none"},
                                         RunOptions{.timeout = 120s})
                   .ok());
   std::vector<std::string> scp = {"scp", "-q", "-P", "2222"};
   scp.insert(scp.end(), ssh_opts.begin(), ssh_opts.end());
-  const auto received = dir_->path() / "received.bin";
+  const auto received = bulk->path() / "received.bin";
   scp.insert(scp.end(), {big.string(), "root@127.0.0.1:" + received.string()});
   const auto t0 = std::chrono::steady_clock::now();
   auto cp = in("client", scp, 300s);

@@ -17,16 +17,39 @@ namespace rap::testing {
 namespace fs = std::filesystem;
 
 Result<TempDir> TempDir::create(std::string_view prefix) {
+  return create_in("/tmp", prefix);
+}
+
+Result<TempDir> TempDir::create_in(const fs::path& base, std::string_view prefix) {
   if (prefix.find('/') != std::string_view::npos) {
     return fail("bad_argument", "TempDir prefix must not contain '/': " + std::string(prefix));
   }
-  std::string tmpl = "/tmp/" + std::string(prefix) + "XXXXXX";
+  std::string tmpl = (base / (std::string(prefix) + "XXXXXX")).string();
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   if (::mkdtemp(buf.data()) == nullptr) {
     return fail("io_error", "mkdtemp(" + tmpl + "): " + std::strerror(errno));
   }
   return TempDir(fs::path(buf.data()));
+}
+
+Result<TempDir> TempDir::create_for_bytes(std::string_view prefix, std::uintmax_t bytes) {
+  // Leave headroom: other tests of a parallel run use the same file systems.
+  const std::uintmax_t want = bytes + bytes / 4 + (64u << 20);
+  std::string seen;
+  for (const char* base : {"/dev/shm", "/tmp"}) {
+    std::error_code ec;
+    const auto sp = fs::space(base, ec);
+    if (ec) {
+      seen += std::string(seen.empty() ? "" : ", ") + base + ": " + ec.message();
+      continue;
+    }
+    if (sp.available >= want) return create_in(base, prefix);
+    seen += std::string(seen.empty() ? "" : ", ") + base + ": " +
+            std::to_string(sp.available >> 20) + " MiB free";
+  }
+  return fail("no_space",
+              "no room for " + std::to_string(want >> 20) + " MiB of test data (" + seen + ")");
 }
 
 Result<TempDir> TempDir::create_owned(std::string_view prefix) {

@@ -1,6 +1,7 @@
 // TempDir: a fresh directory under /tmp (mkdtemp), removed recursively on destruction.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -13,6 +14,12 @@ class TempDir {
  public:
   // Creates /tmp/<prefix>XXXXXX (mode 0700). `prefix` must not contain '/'.
   static Result<TempDir> create(std::string_view prefix = "rap-test-");
+  // Creates <base>/<prefix>XXXXXX (mode 0700).
+  static Result<TempDir> create_in(const std::filesystem::path& base, std::string_view prefix);
+  // A directory for `bytes` of bulk test data: in /dev/shm (memory) when it has room, since
+  // CI machines may have little disk; else under /tmp when that has room; else an error
+  // naming both.
+  static Result<TempDir> create_for_bytes(std::string_view prefix, std::uintmax_t bytes);
   // Creates /tmp/<prefix><pid>-XXXXXX, so that remove_stale(prefix) can later find it if
   // this process dies without running destructors (crash, SIGKILL from a ctest timeout).
   static Result<TempDir> create_owned(std::string_view prefix);
