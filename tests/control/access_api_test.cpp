@@ -76,8 +76,10 @@ class AccessApiTest : public ClusterApiTest {
 
   // The mTLS heartbeat of a fabric node: endpoints, live sessions, RTTs.
   void beat(const TestNode& n, const std::vector<std::pair<std::string, int>>& peers,
-            const std::string& fabric_endpoint, const std::string& ingress = "") {
+            const std::string& fabric_endpoint, const std::string& ingress = "",
+            const json& extra_load = json::object()) {
     json hb = heartbeat_body();
+    for (const auto& [k, v] : extra_load.items()) hb["load"][k] = v;
     // An empty fabric endpoint: a node that only dials out (behind NAT).
     if (!fabric_endpoint.empty()) hb["endpoints"]["fabric"] = fabric_endpoint;
     if (!ingress.empty()) hb["endpoints"]["client_ingress"] = ingress;
@@ -499,6 +501,59 @@ TEST_F(AccessApiTest, ConnectPlansSignsAndSealsRoutesAndNodesReportAccess) {
             0);
 }
 
+// Loss reported in heartbeats (TCP retransmits on the carrier, measured by the nodes) makes the
+// planner prefer the clean relay even when the lossy one has the lower RTT.
+TEST_F(AccessApiTest, ReportedRetransmitsSteerRoutesAwayFromALossyRelay) {
+  start("access_loss");
+  ASSERT_FALSE(make_cluster("edge").empty());
+  ASSERT_EQ(owner("POST", "/api/v1/orgs", json{{"slug", "acme"}, {"name", "acme"}}.dump()).status,
+            201);
+  make_user("alice@acme.io", "alice-password-123");
+  add_member("acme", "alice@acme.io");
+  const std::string alice = login(*c_, "alice@acme.io", "alice-password-123");
+  auto [tid, token] = make_token("edge", 4);
+  TestNode e = TestNode::make(dir_->path(), "e");
+  TestNode r1 = TestNode::make(dir_->path(), "r1");
+  TestNode r2 = TestNode::make(dir_->path(), "r2");
+  TestNode x = TestNode::make(dir_->path(), "x");
+  const std::string E = enroll_and_approve(e, "edge", token);
+  const std::string R1 = enroll_and_approve(r1, "edge", token);
+  const std::string R2 = enroll_and_approve(r2, "edge", token);
+  const std::string X = enroll_and_approve(x, "edge", token);
+  ASSERT_FALSE(E.empty() || R1.empty() || R2.empty() || X.empty());
+  set_roles(E, {{{"role", "entry-node"}}});
+  set_roles(R1, {{{"role", "relay-node"}}});
+  set_roles(R2, {{{"role", "relay-node"}}});
+  auto pool = owner("POST", "/api/v1/orgs/acme/egress-pools", json{{"name", "office"}}.dump());
+  ASSERT_EQ(pool.status, 201) << pool;
+  ASSERT_EQ(owner("PUT",
+                  "/api/v1/orgs/acme/egress-pools/" +
+                      pool.j["egress_pool"]["id"].get<std::string>() + "/nodes",
+                  json{{"nodes", {{{"cluster", "edge"}, {"node", X}}}}}.dump())
+                .status,
+            200);
+  const std::string db = make_resource("acme", "db", "office");
+  allow("acme", "alice-db", "alice@acme.io", {db});
+  // R1 is 10 ms faster each way, but its sessions retransmit 30 segments a second (R1 reports
+  // it towards X, the entry towards R1): 150 ms of penalty each, so R2 wins.
+  beat(e, {{R1, 5}, {R2, 15}}, "10.0.0.10:7000", "10.0.0.10:8443",
+       json{{"peer_retransmits_per_s", {{R1, 30}}}});
+  beat(r1, {{E, 5}, {X, 5}}, "10.0.0.12:7000", "", json{{"peer_retransmits_per_s", {{X, 30.25}}}});
+  beat(r2, {{E, 15}, {X, 15}}, "10.0.0.13:7000");
+  beat(x, {{R1, 5}, {R2, 15}}, "", "", json{{"peer_retransmits_per_s", {{R1, 30}}}});
+  auto node = owner("GET", "/api/v1/clusters/edge/nodes/" + R1);
+  EXPECT_DOUBLE_EQ(node.j["node"]["last_state"]["load"]["peer_retransmits_per_s"][X].get<double>(),
+                   30.3)
+      << node;  // stored to a tenth
+  auto c = c_->call("POST", "/api/v1/orgs/acme/resources/" + db + "/connect", "", alice);
+  ASSERT_EQ(c.status, 200) << c;
+  auto t = open_ticket(e.key, c.j["ticket"].get<std::string>());
+  ASSERT_TRUE(t.has_value()) << t.error().message;
+  ASSERT_EQ(t->lease_payloads.size(), 2u);
+  EXPECT_EQ(hop_ids(t->lease_payloads[0]), (std::vector<std::string>{E, R2, X}));
+  EXPECT_EQ(hop_ids(t->lease_payloads[1]), (std::vector<std::string>{E, R1, X}));
+}
+
 // Heartbeat shape of the fabric additions: fabric.sessions and load.peer_rtt_ms are validated.
 TEST_F(AccessApiTest, HeartbeatFabricFieldsAreValidated) {
   start("access_heartbeat");
@@ -524,10 +579,15 @@ TEST_F(AccessApiTest, HeartbeatFabricFieldsAreValidated) {
     b["fabric"] = f;
     EXPECT_EQ(n.call(*c_, "POST", "/api/v1/node/heartbeat", b.dump()).status, 400) << f.dump();
   }
-  for (const json& rtt : {json{{peer, -1}}, json{{"nope", 1}}, json{{peer, "1"}}, json(5)}) {
-    json b = heartbeat_body();
-    b["load"]["peer_rtt_ms"] = rtt;
-    EXPECT_EQ(n.call(*c_, "POST", "/api/v1/node/heartbeat", b.dump()).status, 400) << rtt.dump();
+  for (const char* field : {"peer_rtt_ms", "peer_jitter_ms", "peer_retransmits_per_s"}) {
+    for (const json& v :
+         {json{{peer, -1}}, json{{"nope", 1}}, json{{peer, "1"}}, json(5), json{{peer, 2e6}}}) {
+      json b = heartbeat_body();
+      b["load"][field] = v;
+      auto r = n.call(*c_, "POST", "/api/v1/node/heartbeat", b.dump());
+      EXPECT_EQ(r.status, 400) << field << " " << v.dump();
+      EXPECT_NE(r.j["error"]["message"].get<std::string>().find(field), std::string::npos) << r;
+    }
   }
 }
 

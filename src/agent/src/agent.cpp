@@ -555,6 +555,7 @@ class Agent::Runner {
       body["fabric"] = {{"sessions", m->sessions()}};
       body["load"]["peer_rtt_ms"] = m->peer_rtts();
       body["load"]["peer_jitter_ms"] = m->peer_jitters();
+      body["load"]["peer_retransmits_per_s"] = m->peer_retransmits();
     }
     const auto id = identity();
     auto r = client_->request("POST", "/api/v1/node/heartbeat", body, {}, &id,

@@ -162,9 +162,11 @@ void MeshRuntime::refresh_snapshot() {
   std::lock_guard g(mu_);
   rtts_.clear();
   jitters_.clear();
+  retransmits_.clear();
   for (const auto& [peer, h] : health) {
     rtts_[peer] = h.rtt_ms;
     jitters_[peer] = h.jitter_ms;
+    retransmits_[peer] = h.retransmits_per_s;
   }
   st["access_records_pending"] = records_.size();
   st["access_records_dropped"] = records_dropped_;
@@ -232,6 +234,13 @@ json MeshRuntime::peer_jitters() const {
   std::lock_guard g(mu_);
   json out = json::object();
   for (const auto& [peer, j] : jitters_) out[peer] = j;
+  return out;
+}
+
+json MeshRuntime::peer_retransmits() const {
+  std::lock_guard g(mu_);
+  json out = json::object();
+  for (const auto& [peer, r] : retransmits_) out[peer] = r;
   return out;
 }
 

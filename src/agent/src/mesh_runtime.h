@@ -56,6 +56,8 @@ class MeshRuntime {
   nlohmann::json peer_rtts() const;
   // {"<peer id>": jitter ms} (RTT variation on the live session).
   nlohmann::json peer_jitters() const;
+  // {"<peer id>": TCP retransmits per second on the session's carrier} (loss).
+  nlohmann::json peer_retransmits() const;
   // Access records not yet reported (at most `max`).
   std::vector<services::tcp::AccessRecord> take_records(std::size_t max);
   void return_records(std::vector<services::tcp::AccessRecord> records);  // report failed
@@ -81,6 +83,7 @@ class MeshRuntime {
   mutable std::mutex mu_;  // guards the snapshot and the record queue
   std::map<std::string, double> rtts_;
   std::map<std::string, double> jitters_;
+  std::map<std::string, double> retransmits_;
   nlohmann::json status_ = nlohmann::json::object();
   std::deque<services::tcp::AccessRecord> records_;
   std::uint64_t records_dropped_ = 0;

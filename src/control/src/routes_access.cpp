@@ -26,6 +26,7 @@
 #include "cluster_ca.h"
 #include "config_compiler.h"
 #include "rap/common/base64.h"
+#include "rap/common/path_cost.h"
 #include "rap/config/artifact.h"
 #include "rap/config/signer.h"
 #include "rap/crypto/keys.h"
@@ -135,6 +136,7 @@ Result<ClusterGraph> load_graph(pqxx::work& w, LiveState* live, const std::strin
   const std::int64_t now_ms = unix_now() * 1000;
   std::map<std::string, json> rtts;     // node -> load.peer_rtt_ms
   std::map<std::string, json> jitters;  // node -> load.peer_jitter_ms
+  std::map<std::string, json> retrans;  // node -> load.peer_retransmits_per_s
   std::vector<std::pair<std::string, std::string>> sessions;
   for (const auto& r : w.exec_params(
            "SELECT n.id, n.public_key, COALESCE(n.org_id::text, ''), "
@@ -175,6 +177,8 @@ Result<ClusterGraph> load_graph(pqxx::work& w, LiveState* live, const std::strin
         if (auto rt = l->find("peer_rtt_ms"); rt != l->end() && rt->is_object()) rtts[n.id] = *rt;
         if (auto jt = l->find("peer_jitter_ms"); jt != l->end() && jt->is_object())
           jitters[n.id] = *jt;
+        if (auto rt = l->find("peer_retransmits_per_s"); rt != l->end() && rt->is_object())
+          retrans[n.id] = *rt;
       }
     }
     g.input.nodes.push_back(std::move(n));
@@ -192,29 +196,32 @@ Result<ClusterGraph> load_graph(pqxx::work& w, LiveState* live, const std::strin
     it->roles.push_back({r[1].as<std::string>(), r[2].as<std::string>()});
     if (r[1].as<std::string>() == "entry-node") g.input.entries.push_back(id);
   }
-  // Edges: sessions reported by either end (the planner ignores non-fresh ends), with the
-  // smallest RTT either end sampled.
-  // Effective RTT = RTT + 2 x jitter: a path with delay spikes or loss (retransmissions show as
-  // RTT variation) costs more than its average RTT says.
-  const auto rtt_of = [&](const std::string& from, const std::string& to) {
-    std::optional<double> out;
-    auto it = rtts.find(from);
-    if (it != rtts.end()) {
-      if (auto v = it->second.find(to); v != it->second.end() && v->is_number())
-        out = v->get<double>();
-    }
-    if (auto j = jitters.find(from); out && j != jitters.end()) {
-      if (auto v = j->second.find(to); v != j->second.end() && v->is_number())
-        *out += 2 * v->get<double>();
-    }
+  // Edges: sessions reported by either end (the planner ignores non-fresh ends). The hop's cost as
+  // the mesh weighs it (rap/common/path_cost.h): RTT + 2 x jitter, the smaller of what the two ends
+  // sampled, plus the penalty for TCP retransmits (loss) that the worse end reports (the sending
+  // side of a lossy direction sees them, the other side does not).
+  const auto member = [](const std::map<std::string, json>& m, const std::string& from,
+                         const std::string& to) -> std::optional<double> {
+    auto it = m.find(from);
+    if (it == m.end()) return std::nullopt;
+    auto v = it->second.find(to);
+    if (v == it->second.end() || !v->is_number()) return std::nullopt;
+    return v->get<double>();
+  };
+  const auto base_of = [&](const std::string& from, const std::string& to) {
+    std::optional<double> out = member(rtts, from, to);
+    if (out) *out = hop_cost_ms(*out, member(jitters, from, to).value_or(0), 0);
     return out;
   };
   for (const auto& [a, b] : sessions) {
-    auto x = rtt_of(a, b);
-    auto y = rtt_of(b, a);
-    std::optional<double> rtt = x;
-    if (y && (!rtt || *y < *rtt)) rtt = y;
-    g.input.edges.push_back({a, b, rtt});
+    auto x = base_of(a, b);
+    auto y = base_of(b, a);
+    std::optional<double> cost = x;
+    if (y && (!cost || *y < *cost)) cost = y;
+    const double loss =
+        std::max(member(retrans, a, b).value_or(0), member(retrans, b, a).value_or(0));
+    if (cost) *cost += hop_cost_ms(0, 0, loss);
+    g.input.edges.push_back({a, b, cost});
   }
   return g;
 }

@@ -21,6 +21,7 @@
 //    heartbeat on the I/O thread when the node's row is cached, and the node's presence goes
 //    to LiveState (Redis) in Api's once-a-second batch. Writes use asynchronous commit: a crash
 //    may lose the last fraction of a second of telemetry.
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <charconv>
@@ -348,14 +349,25 @@ Step<json> parse_load(const json& j) {
   if (it == j.end() || it->is_null()) return json::object();
   if (!it->is_object())
     return tl::unexpected(error_response(400, "invalid_request", "field 'load' must be an object"));
-  if (auto bad =
-          reject_unknown_fields(*it, {"cpu_permille", "memory_kib", "net_rx_bps", "net_tx_bps",
-                                      "open_sessions", "fds", "peer_rtt_ms", "peer_jitter_ms"}))
+  if (auto bad = reject_unknown_fields(
+          *it, {"cpu_permille", "memory_kib", "net_rx_bps", "net_tx_bps", "open_sessions", "fds",
+                "peer_rtt_ms", "peer_jitter_ms", "peer_retransmits_per_s"}))
     return tl::unexpected(*bad);
   json out = json::object();
-  // peer_rtt_ms / peer_jitter_ms {"<node id>": ms}: round-trip times and their variation
-  // measured on the live fabric sessions (route planning).
-  for (const std::string field : {"peer_rtt_ms", "peer_jitter_ms"}) {
+  // Per peer, measured on the live fabric sessions (route planning): peer_rtt_ms /
+  // peer_jitter_ms {"<node id>": ms}, round-trip times and their variation;
+  // peer_retransmits_per_s {"<node id>": rate}, the carrier's TCP retransmits (loss).
+  struct PeerField {
+    const char* name;
+    const char* unit;
+    double max;
+    bool whole;
+  };
+  for (const PeerField f :
+       {PeerField{"peer_rtt_ms", "milliseconds", 600000, true},
+        PeerField{"peer_jitter_ms", "milliseconds", 600000, true},
+        PeerField{"peer_retransmits_per_s", "retransmits per second", 1e6, false}}) {
+    const std::string field = f.name;
     auto rtt = it->find(field);
     if (rtt == it->end() || rtt->is_null()) continue;
     if (!rtt->is_object() || rtt->size() > kMaxFabricPeers)
@@ -364,10 +376,12 @@ Step<json> parse_load(const json& j) {
     json rtts = json::object();
     for (auto e = rtt->begin(); e != rtt->end(); ++e) {
       if (!valid_uuid(e.key()) || !e.value().is_number() || e.value().get<double>() < 0 ||
-          e.value().get<double>() > 600000)
+          e.value().get<double>() > f.max)
         return tl::unexpected(error_response(
-            400, "invalid_request", field + " must map node ids to milliseconds (0..600000)"));
-      rtts[lower(e.key())] = std::llround(e.value().get<double>());
+            400, "invalid_request",
+            fmt::format("{} must map node ids to {} (0..{:.0f})", field, f.unit, f.max)));
+      const double v = e.value().get<double>();
+      rtts[lower(e.key())] = f.whole ? json(std::llround(v)) : json(std::round(v * 10) / 10);
     }
     out[field] = std::move(rtts);
   }

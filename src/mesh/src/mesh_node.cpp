@@ -14,6 +14,7 @@
 
 #include "flow_session.h"
 #include "rap/common/framing.h"
+#include "rap/common/path_cost.h"
 #include "rap/config/canonical.h"
 
 namespace rap::mesh {
@@ -425,9 +426,9 @@ double MeshNode::score(const MeshPeer& peer, PeerState& st, TimePoint now) const
   } else if (std::find(peer.roles.begin(), peer.roles.end(), "entry-node") != peer.roles.end()) {
     role = 20;
   }
-  // Loss: each TCP retransmit per second on the session costs like 5 ms of RTT (at most 200).
-  return (st.rtt_ms >= 0 ? st.rtt_ms + 2 * st.jitter_ms : 50.0) +
-         std::min(200.0, 5.0 * st.retransmit_rate) +
+  // Path quality as the route planner weighs it (rap/common/path_cost.h); 50 ms when unmeasured.
+  return (st.rtt_ms >= 0 ? hop_cost_ms(st.rtt_ms, st.jitter_ms, st.retransmit_rate)
+                         : 50.0 + hop_cost_ms(0, 0, st.retransmit_rate)) +
          200.0 * static_cast<double>(st.recent_failures.size()) + role;
 }
 
@@ -920,6 +921,8 @@ std::map<std::string, MeshNode::PeerHealth> MeshNode::session_health() const {
     h.queued_bytes = s.stats.send_queue_bytes;
     for (const auto& [code, n] : s.stats.resets_received) h.resets += n;
     for (const auto& [code, n] : s.stats.resets_sent) h.resets += n;
+    if (auto p = peers_.find(s.peer_node); p != peers_.end())
+      h.retransmits_per_s = std::round(p->second.retransmit_rate * 10) / 10;
     if (s.transport) {
       h.tcp_retransmits = s.transport->retransmits;
       h.tcp_lost = s.transport->lost;

@@ -159,6 +159,7 @@ class MeshNode {
     double rtt_ms = 0, jitter_ms = 0;
     std::uint64_t queued_bytes = 0, resets = 0;
     std::uint64_t tcp_retransmits = 0;  // the carrier's TCP_INFO (loss), over the session's life
+    double retransmits_per_s = 0;       // their rate between the last two peer ticks
     std::uint32_t tcp_lost = 0;
     double tcp_rtt_ms = -1;  // the kernel's smoothed RTT (-1: the carrier has no TCP_INFO)
   };
