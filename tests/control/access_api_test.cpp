@@ -323,6 +323,12 @@ TEST_F(AccessApiTest, ConnectPlansSignsAndSealsRoutesAndNodesReportAccess) {
   EXPECT_EQ(t1->lease_payloads[0]["lease"]["classes"], json::array({"bulk", "interactive"}));
   for (const auto& l : t1->lease_payloads)
     for (const auto& h : l["lease"]["hops"]) EXPECT_NE(h["node"], RB);
+  // The offline horizon (default grace 1 h past expiry) is signed into the grant and every lease,
+  // and the user is told it.
+  const auto horizon = c1.j["expires_at"].get<std::int64_t>() + 3600;
+  EXPECT_EQ(c1.j["offline_until"], horizon);
+  EXPECT_EQ(g.at("offline_until"), horizon);
+  for (const auto& l : t1->lease_payloads) EXPECT_EQ(l.at("lease").at("offline_until"), horizon);
 
   // Nodes verify the credentials with the trust they hold (§13.6): the grant at the entry and
   // the exit, each lease at every hop; nodes outside the scope refuse them.
@@ -434,6 +440,7 @@ TEST_F(AccessApiTest, ConnectPlansSignsAndSealsRoutesAndNodesReportAccess) {
   refused["outcome"] = "refused";
   refused["reason"] = "target_unreachable";
   refused["message"] = "connect: connection refused";
+  refused["offline_renewal"] = true;  // used past expiry while the exit could not reach us
   auto ok = x.call(*c_, "POST", "/api/v1/node/access",
                    json{{"records", json::array({rec, refused})}}.dump());
   ASSERT_EQ(ok.status, 200) << ok;
@@ -456,6 +463,8 @@ TEST_F(AccessApiTest, ConnectPlansSignsAndSealsRoutesAndNodesReportAccess) {
     EXPECT_EQ(rows[1][0].as<std::string>(), "access.refused");
     EXPECT_EQ(rows[1][1].as<std::string>(), "denied");
     EXPECT_EQ(json::parse(rows[1][5].as<std::string>())["reason"], "target_unreachable");
+    EXPECT_EQ(json::parse(rows[1][5].as<std::string>())["offline_renewal"], true);
+    EXPECT_FALSE(d.contains("offline_renewal"));
   }
   // Strict validation.
   const auto bad = [&](const json& body) {
@@ -489,6 +498,9 @@ TEST_F(AccessApiTest, ConnectPlansSignsAndSealsRoutesAndNodesReportAccess) {
   bad(json{{"records", json::array({r})}});
   r = rec;
   r["secret"] = "x";
+  bad(json{{"records", json::array({r})}});
+  r = rec;
+  r["offline_renewal"] = "yes";
   bad(json{{"records", json::array({r})}});
   EXPECT_EQ(x.call(*c_, "POST", "/api/v1/node/access", "{nope").error_code(), "malformed_json");
   // Users cannot report access; nodes need their certificate.

@@ -329,11 +329,12 @@ class AccessNetns : public ::testing::Test {
   }
   // `rapctl connect RESOURCE --listen 127.0.0.1:PORT` on "client" as the holder of `token`.
   Subprocess rapctl_connect(const std::string& token, const std::string& resource, int port,
-                            const std::string& log) {
-    return spawn("client",
-                 {RAPCTL_BIN, "--server", ctl_url(), "--insecure", "connect", resource, "--org",
-                  "acme", "--listen", "127.0.0.1:" + std::to_string(port)},
-                 log,
+                            const std::string& log, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {
+        RAPCTL_BIN, "--server", ctl_url(), "--insecure", "connect",
+        resource,   "--org",    "acme",    "--listen",   "127.0.0.1:" + std::to_string(port)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return spawn("client", argv, log,
                  {{"RAPCTL_TOKEN", token},
                   {"RAPCTL_CONFIG", (dir_->path() / ("rapctl-" + log + ".json")).string()}});
   }

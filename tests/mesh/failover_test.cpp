@@ -50,9 +50,10 @@ TEST(MeshFailover, RelayDeathMovesTheOpenFlowAndEveryByteArrivesOnce) {
     got = lab.echo(**c, data, &progress);
     done = true;
   });
-  for (int i = 0; i < 600 && progress.load() < data.size() / 3; ++i)
+  for (int i = 0; i < 6000 && progress.load() < data.size() / 3; ++i)
     std::this_thread::sleep_for(10ms);
-  ASSERT_GE(progress.load(), data.size() / 3) << "transfer did not start";
+  // (Checked after the join: a failed ASSERT with the thread running would abort the test.)
+  const std::size_t before_kill = progress.load();
   lab.kill("relay-a");
   for (int i = 0; i < 300 && !done.load(); ++i) std::this_thread::sleep_for(100ms);
   if (!done.load()) {
@@ -60,6 +61,7 @@ TEST(MeshFailover, RelayDeathMovesTheOpenFlowAndEveryByteArrivesOnce) {
               << "\nexit " << lab.status("exit").dump(1) << "\n";
   }
   io.join();
+  ASSERT_GE(before_kill, data.size() / 3) << "transfer did not start";
 
   ASSERT_TRUE(got) << got.error().code << ": " << got.error().message;
   ASSERT_EQ(got->size(), data.size());
@@ -110,7 +112,7 @@ TEST(MeshFailover, WithoutAnAlternateTheFlowFailsCleanlyInsteadOfHanging) {
   std::atomic<std::size_t> progress{0};
   Result<std::string> got = fail("not_run", "");
   std::thread io([&] { got = lab.echo(**c, data, &progress); });
-  for (int i = 0; i < 600 && progress.load() < 4 * 1024 * 1024; ++i)
+  for (int i = 0; i < 6000 && progress.load() < 4 * 1024 * 1024; ++i)
     std::this_thread::sleep_for(10ms);
   const auto killed_at = std::chrono::steady_clock::now();
   lab.kill("relay-a");
@@ -161,4 +163,65 @@ TEST(MeshFailover, AnInteractiveExchangeContinuesAcrossTheSwitch) {
     EXPECT_EQ(*r, line);
   }
   EXPECT_EQ(lab.status("entry")["counters"]["flow_switches"], 1);
+}
+
+// Tickets outliving their expiry (issue 8). An open flow keeps failing over to the ticket's
+// alternates after expiry, up to the offline horizon signed into its leases. New connections on an
+// expired ticket are renewed from the cached signed policy up to that horizon, and only while the
+// nodes cannot reach their control plane.
+TEST(MeshFailover, ExpiredTicketsServeOpenFlowsAndOfflineNodesUpToTheirSignedHorizon) {
+  Lab lab;
+  const auto target = two_relays(lab);
+  const auto path_a = std::vector<std::string>{"entry", "relay-a", "exit"};
+  const auto path_b = std::vector<std::string>{"entry", "relay-b", "exit"};
+  // 10 minutes valid, renewable offline for an hour after that.
+  const auto t = lab.ticket("entry", lab.grant("entry", {"exit"}, target, 600s, 3600s),
+                            {lab.lease("route-a", path_a, 600s, nullptr, 3600s),
+                             lab.lease("route-b", path_b, 600s, nullptr, 3600s)});
+  // A ticket with the same lifetime but no horizon.
+  const auto plain = lab.ticket("entry", lab.grant("entry", {"exit"}, target),
+                                {lab.lease("route-a", path_a), lab.lease("route-b", path_b)});
+  auto code = [&](const std::string& ticket) {
+    auto c = lab.connect("entry", ticket);
+    if (!c) return c.error().code;
+    auto got = lab.echo(**c, "ping");
+    return got && *got == "ping" ? std::string("ok") : std::string("echo_failed");
+  };
+
+  // A bulk flow admitted while the ticket is valid...
+  auto c = lab.connect("entry", t, "bulk");
+  ASSERT_TRUE(c) << c.error().code << ": " << c.error().message;
+  EXPECT_EQ((*c)->route(), "route-a");
+  const std::string data = payload(16 * 1024 * 1024);
+  std::atomic<std::size_t> progress{0};
+  Result<std::string> got = fail("not_run", "");
+  std::thread io([&] { got = lab.echo(**c, data, &progress); });
+  for (int i = 0; i < 6000 && progress.load() < data.size() / 4; ++i)
+    std::this_thread::sleep_for(10ms);
+  // ...is 11 minutes later still moved when its relay dies, control plane reachable or not.
+  lab.set_wall_offset(660s);
+  lab.kill("relay-a");
+  io.join();
+  ASSERT_TRUE(got) << got.error().code << ": " << got.error().message;
+  EXPECT_TRUE(*got == data) << "bytes differ after the switch";
+  EXPECT_EQ(lab.status("entry")["counters"]["flow_switches"], 1);
+  EXPECT_GE(lab.status("relay-b")["counters"]["leases_renewed_for_resume"].get<int>(), 1);
+
+  // With the control plane reachable, a new connection needs a fresh ticket.
+  EXPECT_EQ(code(t), "grant_expired");
+  // Control plane unreachable: renewed from cached policy, counted by every hop.
+  lab.configure({}, /*offline=*/true);
+  EXPECT_EQ(code(t), "ok");
+  EXPECT_EQ(code(plain), "grant_offline_horizon_passed");
+  EXPECT_EQ(lab.status("entry")["authority_offline"], true);
+  EXPECT_GE(lab.status("relay-b")["counters"]["leases_renewed_offline"].get<int>(), 1);
+  EXPECT_GE(lab.status("exit")["counters"]["leases_renewed_offline"].get<int>(), 1);
+  bool renewed = false;
+  for (const auto& r : lab.records())
+    if (r.outcome == "ok" && r.offline_renewal) renewed = true;
+  EXPECT_TRUE(renewed) << "the access record says the grant was renewed offline";
+
+  // Past the horizon nothing is renewed, offline or not.
+  lab.set_wall_offset(600s + 3600s + 60s);
+  EXPECT_EQ(code(t), "grant_offline_horizon_passed");
 }

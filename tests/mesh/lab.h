@@ -100,6 +100,7 @@ class Lab {
     o.max_active = max_active_;
     o.flow_resume_timeout = flow_resume_timeout_;
     o.flow_resume_grace = flow_resume_grace_;
+    o.wall_clock = [this] { return std::chrono::system_clock::now() + wall_offset(); };
     o.relay_tap = [this](std::span<const std::uint8_t> b) {
       std::lock_guard g(mu_);
       tapped_.append(reinterpret_cast<const char*>(b.data()), b.size());
@@ -134,13 +135,15 @@ class Lab {
     return target;
   }
 
-  // Every node learns every other node (with endpoint) and the trust store.
-  void configure(const config::Revocations& rev = {}) {
+  // Every node learns every other node (with endpoint) and the trust store. `offline`: the nodes
+  // cannot reach their control plane (TrustView::authority_offline).
+  void configure(const config::Revocations& rev = {}, bool offline = false) {
     for (auto& [id, n] : nodes_) {
       MeshConfig c;
       c.roles = n.roles;
       c.trust.trust = trust_;
       c.trust.revocations = rev;
+      c.trust.authority_offline = offline;
       for (auto& [pid, p] : nodes_) {
         if (pid == id) continue;
         c.peers.push_back(
@@ -166,8 +169,10 @@ class Lab {
     ASSERT_TRUE(connected(a, b)) << a << " <-> " << b;
   }
 
+  // `offline`: the offline horizon past expiry signed into the credential (0s: none).
   std::string sign(config::ArtifactType type, std::vector<std::string> scope, Json payload,
-                   std::chrono::seconds ttl = 600s, const config::Signer* with = nullptr) {
+                   std::chrono::seconds ttl = 600s, const config::Signer* with = nullptr,
+                   std::chrono::seconds offline = 0s) {
     std::sort(scope.begin(), scope.end());
     scope.erase(std::unique(scope.begin(), scope.end()), scope.end());
     config::ArtifactDraft d;
@@ -178,13 +183,17 @@ class Lab {
     const auto now = std::chrono::system_clock::now();
     d.issued_at = ttl.count() > 0 ? now : now - 2h;
     d.expires_at = ttl.count() > 0 ? now + ttl : now - 1h;
+    if (offline.count() > 0)
+      payload.begin().value()["offline_until"] =
+          config::to_unix_seconds(d.expires_at) + offline.count();
     d.payload = std::move(payload);
     auto a = (with ? *with : signer_).sign(std::move(d));
     EXPECT_TRUE(a) << a.error().message;
     return *config::encode_artifact(*a);
   }
   std::string lease(const std::string& id, std::vector<std::string> hops,
-                    std::chrono::seconds ttl = 600s, const config::Signer* with = nullptr) {
+                    std::chrono::seconds ttl = 600s, const config::Signer* with = nullptr,
+                    std::chrono::seconds offline = 0s) {
     Json h = Json::array();
     for (const auto& n : hops)
       h.push_back({{"node", n}, {"public_key", config::to_hex(nodes_[n].tn->key.public_key())}});
@@ -197,10 +206,11 @@ class Lab {
                        {"hops", h},
                        {"classes", {"bulk", "interactive"}},
                        {"fence", 1}}}},
-                ttl, with);
+                ttl, with, offline);
   }
   std::string grant(const std::string& entry, std::vector<std::string> exits,
-                    const std::string& target, std::chrono::seconds ttl = 600s) {
+                    const std::string& target, std::chrono::seconds ttl = 600s,
+                    std::chrono::seconds offline = 0s) {
     std::vector<std::string> scope = exits;
     scope.push_back(entry);
     return sign(config::ArtifactType::access_grant, scope,
@@ -213,7 +223,7 @@ class Lab {
                        {"target", target},
                        {"entry", entry},
                        {"exits", exits}}}},
-                ttl);
+                ttl, nullptr, offline);
   }
   std::string ticket(const std::string& entry, const std::string& grant_wire,
                      std::vector<std::string> leases) {
@@ -390,6 +400,9 @@ class Lab {
       return 0;
     });
   }
+  // Moves the nodes' wall clock (lease and grant expiry) by `d` from real time.
+  void set_wall_offset(std::chrono::seconds d) { wall_offset_s_ = d.count(); }
+  std::chrono::seconds wall_offset() const { return std::chrono::seconds(wall_offset_s_.load()); }
   std::chrono::seconds handshake_timeout_ = 10s;
   std::chrono::milliseconds flow_resume_timeout_ = 15s;
   std::chrono::milliseconds flow_resume_grace_ = 20s;
@@ -404,6 +417,7 @@ class Lab {
   rap::testing::TestCa ca_{"cluster-1"};
   config::Signer signer_{"cluster-1", *crypto::Ed25519Key::generate()};
   config::TrustStore trust_;
+  std::atomic<std::int64_t> wall_offset_s_{0};  // before nodes_: their wall clocks read it
   std::map<std::string, Node> nodes_;
   std::unique_ptr<LocalStreamServer> local_;
   std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;

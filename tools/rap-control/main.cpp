@@ -71,6 +71,12 @@ int main(int argc, char** argv) {
                  "instance drop it at once via change notifications (0: no cache)")
       ->default_val(node_auth_cache_ms)
       ->check(CLI::Range(0, 60000));
+  int offline_lease_grace = 3600;
+  app.add_option("--offline-lease-grace", offline_lease_grace,
+                 "seconds past an access ticket's expiry that nodes which cannot reach the "
+                 "control plane keep honouring it from their cached policy (0: never)")
+      ->default_val(offline_lease_grace)
+      ->check(CLI::Range(0, 86400));
   std::string web_dir;
   app.add_option("--web-dir", web_dir,
                  "built web console to serve (index.html + assets/); default: "
@@ -193,6 +199,7 @@ int main(int argc, char** argv) {
   api_opts.heartbeat_write_interval = std::chrono::seconds(heartbeat_write_interval);
   api_opts.node_auth_cache_ttl = std::chrono::milliseconds(node_auth_cache_ms);
   api_opts.web_dir = web_dir;
+  api_opts.offline_lease_grace = std::chrono::seconds(offline_lease_grace);
   // The master key file narrows <data-dir> to 0700; the embedded postgres must still reach it.
   if (embedded) embedded->keep_reachable();
   Api api(db, rng, api_opts);

@@ -752,7 +752,9 @@ class Agent::Runner {
       std::lock_guard g(mesh_mu_);
       mesh_ = m;
     }
-    m->apply(*cs, node_id, role_names());
+    const PartitionState contact = contact_state();
+    m->apply(*cs, node_id, role_names(),
+             contact == PartitionState::kDegraded || contact == PartitionState::kIsolated);
   }
 
   // Posts queued access records (audit: who, what, when, bytes; never payload).

@@ -174,7 +174,7 @@ void MeshRuntime::refresh_snapshot() {
 }
 
 bool MeshRuntime::apply(const ConfigSync& config, const std::string& node_id,
-                        const std::vector<std::string>& roles) {
+                        const std::vector<std::string>& roles, bool authority_offline) {
   auto trust = config.trust_snapshot();
   if (!trust) return false;
   mesh::MeshConfig mc;
@@ -182,6 +182,7 @@ bool MeshRuntime::apply(const ConfigSync& config, const std::string& node_id,
   mc.trust.trust = std::move(trust->trust);
   mc.trust.revocations = std::move(trust->revocations);
   mc.trust.min_epoch = trust->epoch;
+  mc.trust.authority_offline = authority_offline;
   const auto pd =
       config.payload(config::ArtifactType::peer_directory, config::Scope::node(node_id));
   if (pd.is_object() && pd.contains("peers") && pd["peers"].is_array()) {

@@ -45,9 +45,11 @@ class MeshRuntime {
   MeshRuntime& operator=(const MeshRuntime&) = delete;
 
   // Hands the applied configuration to the mesh (peers, trust, revocations, egress targets).
-  // `roles`: this node's role names. Returns false when there is no applied config yet.
+  // `roles`: this node's role names. `authority_offline`: the membership cannot reach the control
+  // plane (degraded or isolated): expired tickets are renewed from cached policy up to their
+  // signed offline horizon (mesh::TrustView). Returns false when there is no applied config yet.
   bool apply(const ConfigSync& config, const std::string& node_id,
-             const std::vector<std::string>& roles);
+             const std::vector<std::string>& roles, bool authority_offline = false);
 
   // Heartbeat additions: {"fabric": "host:port", "client_ingress": "host:port"} (present ones),
   // live sessions [{"peer": id}] sorted, and {"<peer>": rtt_ms}.

@@ -4,6 +4,7 @@
 // to the resource. Tickets are renewed at half their lifetime.
 #include "rap/cli/connect.h"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -43,6 +44,7 @@ std::string url_part(const std::string& s) {
 struct Ticket {
   std::string ticket, entry_endpoint, entry_key, resource_name;
   std::int64_t expires_at = 0;
+  std::int64_t offline_until = 0;  // signed offline horizon (0: none)
   std::int64_t fetched_at = 0;
 };
 
@@ -76,6 +78,7 @@ class Connector {
     auto r = client_.request(
         "POST", "/api/v1/orgs/" + url_part(args_.org) + "/resources/" + resource_id_ + "/connect",
         body);
+    unavailable_ = !r || r->status >= 500;
     if (!r) return tl::unexpected(r.error());
     if (r->status >= 400) return http_error(*r);
     Ticket t;
@@ -83,6 +86,8 @@ class Connector {
     t.entry_endpoint = r->j.value("entry", json::object()).value("endpoint", "");
     t.entry_key = r->j.value("entry", json::object()).value("public_key", "");
     t.expires_at = r->j.value("expires_at", std::int64_t{0});
+    if (auto o = r->j.find("offline_until"); o != r->j.end() && o->is_number_integer())
+      t.offline_until = o->get<std::int64_t>();
     t.resource_name = r->j.value("resource", json::object()).value("name", args_.resource);
     t.fetched_at = now_s();
     if (t.ticket.empty() || t.entry_endpoint.empty() || t.entry_key.empty())
@@ -96,7 +101,27 @@ class Connector {
     if (ticket_.ticket.empty() ||
         now >= ticket_.fetched_at + (ticket_.expires_at - ticket_.fetched_at) / 2) {
       auto t = fetch();
-      if (!t) return t;
+      if (!t) {
+        // The control plane is unreachable (no answer, or 5xx): the current ticket stays in use
+        // up to its signed offline horizon. The nodes decide: they honour it past expiry only
+        // while they cannot reach the control plane either. A refusal (4xx) ends it at once.
+        if (unavailable_ && !ticket_.ticket.empty() &&
+            now < std::max(ticket_.expires_at, ticket_.offline_until)) {
+          if (!warned_offline_)
+            io_.err << "rapctl: the control plane is unreachable (" << t.error().message
+                    << "); using the current ticket"
+                    << (ticket_.offline_until > ticket_.expires_at
+                            ? " (nodes may honour it offline for " +
+                                  std::to_string(ticket_.offline_until - now) + " s)"
+                            : std::string())
+                    << "\n";
+          warned_offline_ = true;
+          return ticket_;
+        }
+        return t;
+      }
+      if (warned_offline_) io_.err << "rapctl: the control plane is reachable again\n";
+      warned_offline_ = false;
       ticket_ = *t;
     }
     return ticket_;
@@ -151,6 +176,8 @@ class Connector {
   Io& io_;
   std::string resource_id_;
   Ticket ticket_;
+  bool unavailable_ = false;     // the last fetch got no answer or a 5xx
+  bool warned_offline_ = false;  // said once that the current ticket is kept
   double timeout_s_ = 30;
   std::uint64_t connections_ = 0;
   std::optional<Error> last_error_;

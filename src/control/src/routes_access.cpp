@@ -397,6 +397,10 @@ HttpResponse post_connect(Ctx& ctx) {
     const std::uint64_t epoch = best_graph->epoch;
     const std::int64_t now = unix_now();
     const std::int64_t expires = now + ttl;
+    // Offline horizon (lease.h): how long past expiry nodes that lose contact with the control
+    // plane may keep using these credentials, renewed from their cached signed policy.
+    const std::int64_t grace = ctx.opts.offline_lease_grace.count();
+    const std::int64_t offline_until = grace > 0 ? expires + grace : 0;
     const std::string grant_id = uuid_v4(ctx.random_bytes);
     const routing::PlanNode& entry = best_graph->node(best->primary.hops.front());
 
@@ -423,6 +427,7 @@ HttpResponse post_connect(Ctx& ctx) {
                    {"hops", std::move(hops)},
                    {"classes", json::array({"bulk", "interactive"})},
                    {"fence", epoch}}}};
+      if (offline_until > 0) lease["lease"]["offline_until"] = offline_until;
       auto wire = sign_credential(signer, ArtifactType::route_lease, scope, epoch, now, expires,
                                   std::move(lease));
       if (!wire) return tl::unexpected(wire.error());
@@ -439,6 +444,7 @@ HttpResponse post_connect(Ctx& ctx) {
                  {"target", res.address},
                  {"entry", entry.id},
                  {"exits", json(std::vector<std::string>(exit_ids.begin(), exit_ids.end()))}}}};
+    if (offline_until > 0) grant["grant"]["offline_until"] = offline_until;
     auto grant_wire = sign_credential(signer, ArtifactType::access_grant, grant_scope, epoch, now,
                                       expires, std::move(grant));
     if (!grant_wire) return tl::unexpected(grant_wire.error());
@@ -463,10 +469,12 @@ HttpResponse post_connect(Ctx& ctx) {
                                                              ? json(choice[best_cluster])
                                                              : json(nullptr)},
                                         {"entry_node_id", entry.id},
-                                        {"ttl_seconds", ttl}}});
+                                        {"ttl_seconds", ttl},
+                                        {"offline_grace_seconds", grace}}});
     return json{{"ticket", base64_encode(*sealed)},
                 {"entry", {{"endpoint", entry.client_ingress}, {"public_key", entry.public_key}}},
                 {"expires_at", expires},
+                {"offline_until", offline_until > 0 ? json(offline_until) : json(nullptr)},
                 {"grant_id", grant_id},
                 {"resource", {{"id", res.id}, {"name", res.name}, {"protocol", res.protocol}}}};
   });
@@ -483,6 +491,7 @@ HttpResponse post_connect(Ctx& ctx) {
 struct AccessRecord {
   std::string grant, user, org, resource, route, outcome, reason, message;
   std::int64_t started_at = 0, ended_at = 0, bytes_up = 0, bytes_down = 0;
+  bool offline_renewal = false;  // used past expiry while the node could not reach us
 };
 
 Step<AccessRecord> parse_record(const json& e, std::size_t index) {
@@ -493,7 +502,7 @@ Step<AccessRecord> parse_record(const json& e, std::size_t index) {
   if (!e.is_object()) return bad("must be an object");
   if (auto u = reject_unknown_fields(
           e, {"grant", "user", "org", "resource", "route", "started_at", "ended_at", "bytes_up",
-              "bytes_down", "outcome", "reason", "message"}))
+              "bytes_down", "outcome", "reason", "message", "offline_renewal"}))
     return tl::unexpected(*u);
   AccessRecord rec;
   const std::pair<const char*, std::string*> ids[] = {{"grant", &rec.grant},
@@ -546,6 +555,10 @@ Step<AccessRecord> parse_record(const json& e, std::size_t index) {
       return bad("message must be at most 300 printable bytes");
     rec.message = **message;
   }
+  if (auto o = e.find("offline_renewal"); o != e.end()) {
+    if (!o->is_boolean()) return bad("offline_renewal must be a boolean");
+    rec.offline_renewal = o->get<bool>();
+  }
   return rec;
 }
 
@@ -588,6 +601,7 @@ HttpResponse post_node_access(Ctx& ctx) {
       }
       if (!rec.reason.empty()) details["reason"] = rec.reason;
       if (!rec.message.empty()) details["message"] = rec.message;
+      if (rec.offline_renewal) details["offline_renewal"] = true;
       if (!rec.org.empty() && !orgs.contains(rec.org)) details["org"] = rec.org;  // unknown org
       const bool ok = rec.outcome == "ok";
       audit(w, AuditEvent{.actor_node_id = node.node_id,

@@ -239,7 +239,7 @@ asio::awaitable<void> Flow::reattach(Error why) {
     std::stable_partition(cands.begin(), cands.end(),
                           [&](const Lease* l) { return !mesh_.recently_failed(*l); });
     for (const Lease* cand : cands) {
-      if (cand->expires_at <= mesh_.wall_now()) continue;
+      if (!usable_at(*cand, mesh_.trust(), mesh_.wall_now(), /*resume=*/true)) continue;
       const Json resume_hello{{"flow",
                                {{"id", id_},
                                 {"resume", true},

@@ -4,6 +4,7 @@
 
 #include "rap/common/base64.h"
 #include "rap/config/canonical.h"
+#include "rap/config/errors.h"
 #include "rap/config/verifier.h"
 
 namespace rap::mesh {
@@ -46,7 +47,59 @@ bool get_string_list(const Json& j, const char* key, std::vector<std::string>& o
   return true;
 }
 
+// The signed offline horizon of a credential object ("offline_until", unix seconds), or the epoch
+// when it has none. Malformed values count as none (no offline use), never as an error.
+config::WallTime offline_horizon(const Json& obj) {
+  auto it = obj.find("offline_until");
+  if (it == obj.end() || !it->is_number_unsigned()) return config::WallTime{};
+  return config::from_unix_seconds(static_cast<std::int64_t>(it->get<std::uint64_t>()));
+}
+
+// config::verify() at `now`; when that fails only because the credential expired and this node
+// cannot reach its authority, everything else is verified again at the last valid instant and
+// the caller checks the signed horizon (offline_ok()).
+Result<config::VerifiedArtifact> verify_credential(std::string_view wire, const TrustView& view,
+                                                   config::WallTime now, bool renewable,
+                                                   bool& past_expiry) {
+  past_expiry = false;
+  auto v = config::verify(wire, context(view, now));
+  if (v || !renewable || v.error().code != config::errc::expired) return v;
+  auto decoded = config::decode_artifact(wire);
+  if (!decoded) return v;
+  auto at_expiry = context(view, decoded->header.expires_at - std::chrono::seconds(1));
+  auto again = config::verify(std::move(*decoded), at_expiry);
+  if (!again) return again;
+  past_expiry = true;
+  return again;
+}
+
+bool within_horizon(config::WallTime expires_at, config::WallTime offline_until,
+                    config::WallTime now) {
+  return offline_until > expires_at && offline_until <= expires_at + kMaxOfflineHorizon &&
+         now < offline_until;
+}
+
+// Reads the signed horizon into `out` and, for a credential verified past its expiry, requires
+// `now` inside it (then out.renewed_offline). Error "<prefix>offline_horizon_passed".
+template <class Credential>
+Result<void> take_horizon(const Json& obj, bool past_expiry, config::WallTime now,
+                          const std::string& prefix, Credential& out) {
+  out.offline_until = offline_horizon(obj);
+  if (!past_expiry) return {};
+  if (!within_horizon(out.expires_at, out.offline_until, now))
+    return fail(prefix + "offline_horizon_passed",
+                "the credential expired and its offline horizon has passed (or it has none)");
+  out.renewed_offline = true;
+  return {};
+}
+
 }  // namespace
+
+bool usable_at(const Lease& lease, const TrustView& view, config::WallTime now, bool resume) {
+  if (now < lease.expires_at) return true;
+  return (view.authority_offline || resume) &&
+         within_horizon(lease.expires_at, lease.offline_until, now);
+}
 
 std::optional<std::size_t> Lease::index_of(std::string_view node) const {
   for (std::size_t i = 0; i < hops.size(); ++i) {
@@ -59,8 +112,10 @@ bool Lease::allows(std::string_view traffic_class) const {
   return std::find(classes.begin(), classes.end(), traffic_class) != classes.end();
 }
 
-Result<Lease> verify_lease(std::string_view wire, const TrustView& view, config::WallTime now) {
-  auto v = config::verify(wire, context(view, now));
+Result<Lease> verify_lease(std::string_view wire, const TrustView& view, config::WallTime now,
+                           bool resume) {
+  bool past_expiry = false;
+  auto v = verify_credential(wire, view, now, view.authority_offline || resume, past_expiry);
   if (!v) return tl::unexpected(prefixed("lease_", v.error()));
   const auto& a = v->artifact;
   if (a.header.type != config::ArtifactType::route_lease)
@@ -81,6 +136,9 @@ Result<Lease> verify_lease(std::string_view wire, const TrustView& view, config:
   if (f == l.end() || !f->is_number_unsigned())
     return fail("lease_malformed", "route lease lacks its fence");
   out.fence = f->get<std::uint64_t>();
+  if (auto h = take_horizon(l, past_expiry, now, "lease_", out); !h)
+    return tl::unexpected(h.error());
+  out.resume_only = out.renewed_offline && !view.authority_offline;
   auto h = l.find("hops");
   if (h == l.end() || !h->is_array() || h->size() < 2 || h->size() > kMaxHops)
     return fail("lease_malformed", "a route has 2 to 6 hops");
@@ -97,7 +155,8 @@ Result<Lease> verify_lease(std::string_view wire, const TrustView& view, config:
 }
 
 Result<Grant> verify_grant(std::string_view wire, const TrustView& view, config::WallTime now) {
-  auto v = config::verify(wire, context(view, now));
+  bool past_expiry = false;
+  auto v = verify_credential(wire, view, now, view.authority_offline, past_expiry);
   if (!v) return tl::unexpected(prefixed("grant_", v.error()));
   const auto& a = v->artifact;
   if (a.header.type != config::ArtifactType::access_grant)
@@ -115,6 +174,8 @@ Result<Grant> verify_grant(std::string_view wire, const TrustView& view, config:
       !get_string(g, "protocol", out.protocol) || !get_string(g, "target", out.target) ||
       !get_string(g, "entry", out.entry) || !get_string_list(g, "exits", out.exits))
     return fail("grant_malformed", "access grant lacks a required member");
+  if (auto h = take_horizon(g, past_expiry, now, "grant_", out); !h)
+    return tl::unexpected(h.error());
   return out;
 }
 

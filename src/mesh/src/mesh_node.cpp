@@ -566,11 +566,17 @@ asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
     co_await refuse(e_);
     co_return;
   }
-  auto lease = verify_lease(lw->get<std::string>(), config_.trust, options_.wall_clock());
+  // "resume": the entry moves a flow admitted earlier (§14.7): a lease past expiry may serve that
+  // under its offline horizon, and the exit checks the flow (serve_exit).
+  const auto rsw = open->find("resume");
+  const bool resume = rsw != open->end() && rsw->is_boolean() && rsw->get<bool>();
+  auto lease = verify_lease(lw->get<std::string>(), config_.trust, options_.wall_clock(), resume);
   if (!lease) {
     co_await refuse(lease.error());
     co_return;
   }
+  if (lease->renewed_offline)
+    counters_[lease->resume_only ? "leases_renewed_for_resume" : "leases_renewed_offline"]++;
   const auto hop = hw->get<std::uint64_t>();
   if (hop == 0 || hop >= lease->hops.size() || lease->hops[hop].node != node_id()) {
     const Error e_{"not_on_route", "this node is not hop " + std::to_string(hop)};
@@ -639,7 +645,15 @@ asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
 
 asio::awaitable<void> MeshNode::serve_exit(std::unique_ptr<RouteChannel> ch) {
   const auto fw = ch->hello().find("flow");
+  const bool resume_only = ch->lease().resume_only;
   if (fw == ch->hello().end()) {
+    if (resume_only) {
+      const Error e_{"lease_expired", "the route lease expired (it may only resume a flow)"};
+      counters_["refused_" + e_.code]++;
+      (void)co_await ch->answer(error_json(e_));
+      (void)co_await ch->close_write();
+      co_return;
+    }
     counters_["routes_exited"]++;
     active_routes_++;
     co_await exit_handler_(std::move(ch));
@@ -694,6 +708,11 @@ asio::awaitable<void> MeshNode::serve_exit(std::unique_ptr<RouteChannel> ch) {
     auto r = co_await flow->resume_on(std::move(ch), peer_rx);
     if (!r)
       spdlog::warn("mesh: flow {} resume failed: {} {}", id, r.error().code, r.error().message);
+    co_return;
+  }
+  if (resume_only) {
+    const Error e_{"lease_expired", "the route lease expired (it may only resume a flow)"};
+    co_await refuse(e_);
     co_return;
   }
   if (flows_.contains(id)) {
@@ -850,12 +869,18 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
   auto st = session->open_stream(kRouteService, cls, 0);
   if (!st) co_return tl::unexpected(st.error());
   RouteDeadline deadline(ex_, *st, options_.handshake_timeout);
+  // A flow resume says so in ROUTE_OPEN (the hello itself is end-to-end encrypted): hops then
+  // accept the lease past expiry under its offline horizon (lease.h).
+  const auto hf = hello.find("flow");
+  const bool resume = hf != hello.end() && hf->is_object() && hf->contains("resume") &&
+                      (*hf)["resume"].is_boolean() && (*hf)["resume"].get<bool>();
   if (lease.hops.size() == 2) {
     // Direct: the session's peer is the lease's exit (checked by its certificate), no relay can
     // see the payload, so no second encryption layer; one round trip.
     if ((*st)->peer_node_id() != lease.hops[1].node)
       co_return fail("wrong_peer", "session peer is not the lease's exit");
-    const Json direct_open{{"v", 1}, {"lease", lease.wire}, {"hop", 1}, {"hello", hello}};
+    Json direct_open{{"v", 1}, {"lease", lease.wire}, {"hop", 1}, {"hello", hello}};
+    if (resume) direct_open["resume"] = true;
     if (auto w = co_await write_message(**st, direct_open); !w) co_return tl::unexpected(w.error());
     FrameReader dbuf(kMaxControlMessage);
     auto ans = co_await read_message(**st, dbuf);
@@ -876,6 +901,7 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
             {"lease", lease.wire},
             {"hop", 1},
             {"e2e", {{"pub", init.offer().pub_hex}, {"sig", init.offer().sig_hex}}}};
+  if (resume) open["resume"] = true;
   if (auto w = co_await write_message(**st, open); !w) co_return tl::unexpected(w.error());
   FrameReader buf(kMaxControlMessage);
   auto reply = co_await read_message(**st, buf);
@@ -990,6 +1016,8 @@ Json MeshNode::status() const {
               {"route_health", routing},
               {"fabric_endpoint", advertised_endpoint()},
               {"roles", config_.roles},
+              // Expired tickets renew from cached policy (lease.h) while this is true.
+              {"authority_offline", config_.trust.authority_offline},
               {"sessions", fabric_->session_count()},
               {"peers", peers},
               {"active_routes", active_routes_},

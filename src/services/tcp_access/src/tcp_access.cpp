@@ -81,6 +81,7 @@ Json AccessRecord::to_json() const {
   put("route", route);
   put("reason", reason);
   put("message", message.substr(0, 300));
+  if (offline_renewal) j["offline_renewal"] = true;
   return j;
 }
 
@@ -123,6 +124,10 @@ asio::awaitable<void> TcpAccessExit::serve(std::unique_ptr<mesh::RouteChannel> c
   rec.user = grant->user;
   rec.resource = grant->resource;
   rec.org = grant->org;
+  if (grant->renewed_offline) {
+    rec.offline_renewal = true;
+    counters_.offline_renewals++;
+  }
   if (grant->id != ch->lease().grant || grant->org != ch->lease().org) {
     const Error e_{"grant_mismatch", "the route lease was issued for another grant"};
     co_await refuse(e_);
@@ -341,6 +346,10 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
   rec.user = grant->user;
   rec.org = grant->org;
   rec.resource = grant->resource;
+  if (grant->renewed_offline) {
+    rec.offline_renewal = true;
+    counters_.offline_renewals++;
+  }
   if (grant->entry != mesh_.node_id()) {
     const Error e_{"wrong_entry", "the grant names another entry node"};
     co_await refuse(e_);
@@ -454,6 +463,10 @@ std::string tcp_prometheus(const TcpCounters& entry, const TcpCounters& exit) {
   out += fmt::format("rap_tcp_access_bytes_total{{side=\"exit\",dir=\"up\"}} {}\n", exit.bytes_up);
   out +=
       fmt::format("rap_tcp_access_bytes_total{{side=\"exit\",dir=\"down\"}} {}\n", exit.bytes_down);
+  out += "# TYPE rap_tcp_access_offline_renewals_total counter\n";
+  for (const auto& [side, c] : {std::pair{"entry", &entry}, std::pair{"exit", &exit}})
+    out += fmt::format("rap_tcp_access_offline_renewals_total{{side=\"{}\"}} {}\n", side,
+                       c->offline_renewals);
   out += "# TYPE rap_tcp_access_refused_total counter\n";
   for (const auto& [side, c] : {std::pair{"entry", &entry}, std::pair{"exit", &exit}}) {
     for (const auto& [code, n] : c->refused_by_code)
@@ -465,9 +478,13 @@ std::string tcp_prometheus(const TcpCounters& entry, const TcpCounters& exit) {
 
 Json tcp_status(const TcpCounters& entry, const TcpCounters& exit) {
   auto one = [](const TcpCounters& c) {
-    return Json{{"accepted", c.accepted},     {"refused", c.refused},
-                {"active", c.active},         {"bytes_up", c.bytes_up},
-                {"bytes_down", c.bytes_down}, {"refused_by_code", c.refused_by_code}};
+    return Json{{"accepted", c.accepted},
+                {"refused", c.refused},
+                {"active", c.active},
+                {"bytes_up", c.bytes_up},
+                {"bytes_down", c.bytes_down},
+                {"refused_by_code", c.refused_by_code},
+                {"offline_renewals", c.offline_renewals}};
   };
   return Json{{"entry", one(entry)}, {"exit", one(exit)}};
 }

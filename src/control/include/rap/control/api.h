@@ -81,6 +81,11 @@ struct ApiOptions {
   // 32-byte master key sealing cluster CA private keys (cluster_ca.h); empty: cluster creation and
   // certificate issuance answer 503 master_key_unavailable. Secret: never log it.
   std::string master_key;
+  // Offline horizon of access tickets: how long past a ticket's expiry nodes that cannot reach
+  // the control plane keep honouring its signed grant and route leases (renewed from their cached
+  // policy; docs/OPERATIONS.md "Without the control plane"). Signed into each grant and lease as
+  // offline_until; 0 disables offline renewal. Nodes cap it at 24 h.
+  std::chrono::seconds offline_lease_grace{3600};
   // Lifetime of issued node certificates.
   std::chrono::seconds node_cert_ttl{7 * 24 * 3600};
   // Heartbeats write PostgreSQL (nodes.last_heartbeat_at/last_state and one node_heartbeats

@@ -4,6 +4,7 @@
 // applied signed configuration (TrustView). Pure: callers pass the bytes and the current time.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,7 +24,16 @@ struct TrustView {
   config::TrustStore trust;
   config::Revocations revocations;
   std::uint64_t min_epoch = 0;  // the applied authority epoch: older leases are fenced off
+  // True while this node cannot reach the control plane (its partition state is degraded or
+  // isolated). Then a lease or grant past its expiry is renewed from the cached signed policy up
+  // to the offline horizon its issuer signed into it ("offline_until", at most
+  // kMaxOfflineHorizon after expiry): still checked against this view's trust store, revocation
+  // list and epoch. Never while the control plane is reachable: a fresh ticket is one call away.
+  bool authority_offline = false;
 };
+
+// The longest offline horizon a node honours, whatever the issuer signed.
+inline constexpr std::chrono::hours kMaxOfflineHorizon{24};
 
 struct Hop {
   std::string node;
@@ -40,6 +50,10 @@ struct Lease {
   std::vector<std::string> classes;  // traffic classes allowed ("interactive", "bulk", ...)
   std::uint64_t fence = 0;
   config::WallTime expires_at{};
+  config::WallTime offline_until{};  // signed offline horizon (epoch = none)
+  bool renewed_offline = false;      // verified past expires_at (under its offline horizon)
+  // Past expiry while the authority is reachable: good only to resume a flow admitted before.
+  bool resume_only = false;
   std::string wire;
 
   // Position of `node` on the route.
@@ -58,14 +72,27 @@ struct Grant {
   std::string entry;
   std::vector<std::string> exits;
   config::WallTime expires_at{};
+  config::WallTime offline_until{};  // signed offline horizon (epoch = none)
+  bool renewed_offline = false;      // verified past expires_at under authority_offline
   std::string wire;
 };
 
 // Signature, trust, scope (this node must be named), epoch and expiry via config::verify(), then
 // the payload shape. Error codes: "lease_<config errc>" / "grant_<config errc>" (for example
 // lease_expired, lease_bad_signature, grant_wrong_scope), "lease_malformed", "grant_malformed".
-Result<Lease> verify_lease(std::string_view wire, const TrustView& view, config::WallTime now);
+// Past expiry with view.authority_offline: accepted (renewed_offline set) until its signed
+// offline_until; "lease_offline_horizon_passed" / "grant_offline_horizon_passed" after that.
+// `resume`: the route is opened to move a flow admitted earlier (PROTOCOL.md §14.7); a lease
+// past expiry is then accepted under its horizon even with the authority reachable, marked
+// resume_only (the exit refuses it for anything but the resume of a flow it holds), so open
+// flows outliving their ticket still fail over.
+Result<Lease> verify_lease(std::string_view wire, const TrustView& view, config::WallTime now,
+                           bool resume = false);
 Result<Grant> verify_grant(std::string_view wire, const TrustView& view, config::WallTime now);
+// Whether a lease verified earlier may still carry traffic at `now` under `view` (flows moving to
+// an alternate route check this, with resume = true, rather than verifying again).
+bool usable_at(const Lease& lease, const TrustView& view, config::WallTime now,
+               bool resume = false);
 
 // The sealed ticket a user hands to the entry: {"grant": wire, "leases": [wire...]}, sealed to
 // the entry's key (crypto::seal_to) and base64-encoded. Error "bad_ticket".

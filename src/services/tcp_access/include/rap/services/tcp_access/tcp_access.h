@@ -34,6 +34,9 @@ struct AccessRecord {
   std::uint64_t bytes_up = 0, bytes_down = 0;  // user -> target, target -> user
   std::string outcome;                         // "ok" | "refused"
   std::string reason, message;                 // refusals
+  // The grant was past its expiry and renewed from cached policy while the node could not reach
+  // the control plane (mesh::TrustView::authority_offline).
+  bool offline_renewal = false;
   nlohmann::json to_json() const;
 };
 // Called on the mesh thread; must not block (the agent queues and posts them).
@@ -41,6 +44,7 @@ using AccessSink = std::function<void(AccessRecord)>;
 
 struct TcpCounters {
   std::uint64_t accepted = 0, refused = 0, active = 0, bytes_up = 0, bytes_down = 0;
+  std::uint64_t offline_renewals = 0;  // grants used past expiry under the offline horizon
   std::map<std::string, std::uint64_t> refused_by_code;
 };
 
