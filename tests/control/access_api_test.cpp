@@ -33,11 +33,6 @@ using rap::config::Scope;
 
 class AccessApiTest : public ClusterApiTest {
  protected:
-  std::string make_user(const std::string& email, const std::string& pw) {
-    auto u = owner("POST", "/api/v1/users", json{{"email", email}, {"password", pw}}.dump());
-    EXPECT_EQ(u.status, 201) << u;
-    return u.j["user"]["id"].is_string() ? u.j["user"]["id"].get<std::string>() : "";
-  }
 
   void add_member(const std::string& org, const std::string& email) {
     auto m = owner("POST", "/api/v1/orgs/" + org + "/members",

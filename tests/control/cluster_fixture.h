@@ -138,6 +138,13 @@ class ClusterApiTest : public ControlApiTest {
     return c_->call(method, path, body, owner_);
   }
 
+  // Creates a user; returns its id.
+  std::string make_user(const std::string& email, const std::string& pw) {
+    auto u = owner("POST", "/api/v1/users", json{{"email", email}, {"password", pw}}.dump());
+    EXPECT_EQ(u.status, 201) << u;
+    return u.j["user"]["id"].is_string() ? u.j["user"]["id"].get<std::string>() : "";
+  }
+
   std::string make_cluster(const std::string& slug) {
     auto r = owner("POST", "/api/v1/clusters", json{{"slug", slug}, {"name", slug}}.dump());
     EXPECT_EQ(r.status, 201) << r;

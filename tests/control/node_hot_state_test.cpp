@@ -1,6 +1,6 @@
 // NodeHotState (src/control/src/node_hot_state.h): the node hot path's caches. Freshness by TTL,
 // invalidation per node and globally, a read racing with a change is not stored, the heartbeat
-// write throttle and the presence batch.
+// write throttle, the presence batch and the entries' access sessions.
 #include "node_hot_state.h"
 
 #include <gtest/gtest.h>
@@ -81,6 +81,28 @@ TEST(NodeHotState, PresenceBatch) {
   ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ((seen[{"c1", "n1"}]), 2000);
   EXPECT_TRUE(hot.take_seen().empty());
+}
+
+TEST(NodeHotState, AccessSessionsByOrganizationAndClearedWhenTheyEnd) {
+  NodeHotState hot;
+  using nlohmann::json;
+  const json a{{"grant", "g1"}, {"org", "o1"}}, b{{"grant", "g2"}, {"org", "o2"}};
+  hot.note_access("entry", json::array({a, b}));
+  auto first = hot.take_access();
+  ASSERT_EQ(first["entry"].size(), 2u);
+  EXPECT_EQ(json::parse(first["entry"]["o1"]), json::array({a}));  // one org's sessions only
+  EXPECT_EQ(json::parse(first["entry"]["o2"]), json::array({b}));
+  EXPECT_TRUE(hot.take_access().empty());  // nothing new reported
+  hot.note_access("entry", json::array({a}));
+  auto second = hot.take_access();
+  EXPECT_EQ(json::parse(second["entry"]["o1"]), json::array({a}));
+  EXPECT_EQ(second["entry"]["o2"], "[]");  // o2's session ended: cleared
+  hot.note_access("entry", json::array());
+  auto third = hot.take_access();
+  ASSERT_EQ(third["entry"].size(), 1u);
+  EXPECT_EQ(third["entry"]["o1"], "[]");
+  hot.note_access("entry", json::array());
+  EXPECT_TRUE(hot.take_access()["entry"].empty());  // nothing left to clear
 }
 
 }  // namespace

@@ -390,6 +390,21 @@ class Lab {
     return sync([&] { return nodes_[id].mesh->status(); });
   }
   const config::Signer& signer() const { return signer_; }
+  // The entry's open access sessions (what its heartbeat reports as access.active).
+  std::vector<ActiveAccess> active(const std::string& entry) {
+    return sync([&] { return nodes_[entry].entry->active_sessions(); });
+  }
+  TrustView trust_of(const std::string& node) { return nodes_[node].mesh->trust(); }
+  // MeshNode::open_flow on `node` (no service in between); the channel or the refusal.
+  Result<std::unique_ptr<RouteChannel>> open_flow(const std::string& node,
+                                                  std::vector<Lease> leases) {
+    return await(nodes_[node].mesh->open_flow(std::move(leases), fabric::TrafficClass::kBulk,
+                                              Json{{"grant", "test"}}));
+  }
+  // Hands `node`'s mesh the control plane's revoked grants; returns the flows cut.
+  std::size_t revoke(const std::string& node, std::vector<MeshNode::RevokedGrant> grants) {
+    return sync([&] { return nodes_[node].mesh->revoke_grants(grants); });
+  }
   // Stops node `id` at once: its sessions close under its peers, nothing is drained.
   void kill(const std::string& id) {
     sync([&] {

@@ -9,6 +9,12 @@
 // heartbeat updates live; destructive actions ask for confirmation (cancel keeps the state);
 // an organization admin reaches no platform page (UI 403) and no platform/topology API (403 on
 // the console views, 404 on /api/v1/clusters...); no CSP violation in the browser console.
+// Issue 9: a second real agent (entry) keeps a fabric session with the first (relay): the owner's
+// topology map draws it as an edge coloured by route health; the organization admin sees an open
+// access session (reported in a heartbeat with the relay agent's own node certificate) on the
+// Sessions page, terminating it asks for confirmation (cancel keeps it), confirming revokes it
+// (audited, and the revocation reaches the real agent's desired state); the Entry and egress page
+// shows the entry's client ingress endpoint and the org's egress pool, no topology.
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -157,6 +163,23 @@ function call(method, p, body, token) {
     req.end();
   });
 }
+// A node's mTLS call with its own certificate and key (from the agent's state directory).
+function nodeCall(method, p, body, cert, key) {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = https.request(
+      { host: '127.0.0.1', port, path: p, method, ca: caPem, cert, key, headers: data ? { 'content-type': 'application/json' } : {} },
+      (res) => {
+        let s = '';
+        res.on('data', (d) => (s += d));
+        res.on('end', () => resolve({ status: res.statusCode, body: s }));
+      },
+    );
+    req.on('error', reject);
+    if (data) req.write(data);
+    req.end();
+  });
+}
 async function must(method, p, body, token, status) {
   const r = await call(method, p, body, token);
   if (status ? r.status !== status : r.status >= 300) fail(`${method} ${p} -> ${r.status} ${r.body}`);
@@ -191,10 +214,12 @@ async function main() {
   const owner = (await must('POST', '/api/v1/login', { email: OWNER, password: OWNER_PW })).token;
   await must('POST', '/api/v1/auth/step-up', { password: OWNER_PW }, owner);
   await must('POST', '/api/v1/clusters', { slug: 'main', name: 'Main mesh' }, owner);
-  await must('POST', '/api/v1/users', { email: ORGADMIN, password: ORGADMIN_PW }, owner);
+  const orgAdminId = (await must('POST', '/api/v1/users', { email: ORGADMIN, password: ORGADMIN_PW }, owner)).user.id;
   await must('POST', '/api/v1/orgs', { slug: 'acme', name: 'Acme Corp' }, owner);
   await must('POST', '/api/v1/orgs/acme/members', { email: ORGADMIN, role: 'org_admin' }, owner);
-  await must('POST', '/api/v1/orgs/acme/resources', { name: 'build-server', protocol: 'rdp', address: '10.1.0.5:3389' }, owner);
+  const buildServer = (await must('POST', '/api/v1/orgs/acme/resources', { name: 'build-server', protocol: 'rdp', address: '10.1.0.5:3389' }, owner)).resource;
+  await must('POST', '/api/v1/orgs/acme/egress-pools', { name: 'office', description: 'Office network' }, owner);
+  const acmeId = (await must('GET', '/api/v1/orgs/acme', undefined, owner)).org.id;
   const jt = await must('POST', '/api/v1/clusters/main/join-tokens', { ttl_seconds: 600, max_uses: 3, description: 'e2e' }, owner);
   fs.writeFileSync(path.join(tmp, 'join-token'), jt.token, { mode: 0o600 });
   // The owner enables TOTP: from now on sign-in and step-up need a code.
@@ -253,6 +278,7 @@ async function main() {
         state_dir: agentDir,
         heartbeat_interval_seconds: 1,
         enroll_poll_ms: 200,
+        fabric_listen: '127.0.0.1:0',
         memberships: [{ cluster: 'main', control_url: base, control_ca_file: path.join(data, 'tls', 'server.crt'), join_token_file: path.join(tmp, 'join-token') }],
       }),
     );
@@ -322,29 +348,29 @@ async function main() {
     await page.click('button >> text=I have stored it — hide');
     await page.locator('[data-testid=new-token]').waitFor({ state: 'detached' });
 
-    // For the screenshots: two more real agents in a small group tree.
-    let expectOnline = 1;
-    if (shots) {
-      const grp = async (name, parent) => (await must('POST', '/api/v1/clusters/main/node-groups', { name, parent }, owner)).node_group.id;
-      const eu = await grp('eu', null);
-      const ber = await grp('berlin', eu);
-      const fra = await grp('frankfurt', eu);
-      await must('PUT', `/api/v1/clusters/main/nodes/${nodeId}/group`, { group: ber }, owner);
-      for (const [name, role, group] of [['relay-fra', 'relay-node', fra], ['entry-ber', 'entry-node', ber]]) {
-        const dir = path.join(tmp, `agent-${name}`);
-        fs.mkdirSync(dir, { mode: 0o700 });
-        const cfg = path.join(tmp, `agent-${name}.json`);
-        fs.writeFileSync(cfg, JSON.stringify({ ...JSON.parse(fs.readFileSync(agentCfg, 'utf8')), state_dir: dir }));
-        start(`agent-${name}`, args.agent, ['run', '--config', cfg]);
-        const req = await eventually(`join request of ${name}`, async () =>
-          (await must('GET', '/api/v1/clusters/main/join-requests?status=pending', undefined, owner)).join_requests[0],
-        );
-        const ap = await must('POST', `/api/v1/clusters/main/join-requests/${req.id}/approve`, { name }, owner);
-        await must('PUT', `/api/v1/clusters/main/nodes/${ap.node.id}/roles`, { roles: [{ role }] }, owner);
-        await must('PUT', `/api/v1/clusters/main/nodes/${ap.node.id}/group`, { group }, owner);
-      }
-      expectOnline = 3;
+    // More real agents: an entry (client ingress, dials the relay: a fabric session the map
+    // draws) and, for the screenshots, a second relay in a small group tree.
+    const grp = async (name, parent) => (await must('POST', '/api/v1/clusters/main/node-groups', { name, parent }, owner)).node_group.id;
+    const eu = await grp('eu', null);
+    const ber = await grp('berlin', eu);
+    const fra = await grp('frankfurt', eu);
+    await must('PUT', `/api/v1/clusters/main/nodes/${nodeId}/group`, { group: ber }, owner);
+    const extra = [['entry-ber', 'entry-node', ber, { client_ingress_listen: '127.0.0.1:0', fabric_listen: undefined }]];
+    if (shots) extra.push(['relay-fra', 'relay-node', fra, {}]);
+    for (const [name, role, group, cfgExtra] of extra) {
+      const dir = path.join(tmp, `agent-${name}`);
+      fs.mkdirSync(dir, { mode: 0o700 });
+      const cfg = path.join(tmp, `agent-${name}.json`);
+      fs.writeFileSync(cfg, JSON.stringify({ ...JSON.parse(fs.readFileSync(agentCfg, 'utf8')), state_dir: dir, ...cfgExtra }));
+      start(`agent-${name}`, args.agent, ['run', '--config', cfg]);
+      const req = await eventually(`join request of ${name}`, async () =>
+        (await must('GET', '/api/v1/clusters/main/join-requests?status=pending', undefined, owner)).join_requests[0],
+      );
+      const ap = await must('POST', `/api/v1/clusters/main/join-requests/${req.id}/approve`, { name }, owner);
+      await must('PUT', `/api/v1/clusters/main/nodes/${ap.node.id}/roles`, { roles: [{ role }] }, owner);
+      await must('PUT', `/api/v1/clusters/main/nodes/${ap.node.id}/group`, { group }, owner);
     }
+    const expectOnline = 1 + extra.length;
 
     // Platform pages render with the real data.
     await page.click('nav >> text=Overview');
@@ -355,6 +381,14 @@ async function main() {
     await page.click('nav >> text=Topology');
     await page.locator('[data-testid=topology-main] circle').first().waitFor();
     check(true, 'topology map draws the cluster with its node');
+    const edge = page.locator('[data-testid=fabric-sessions-main] path.session');
+    await edge.first().waitFor({ timeout: 45000 });
+    const health = await edge.first().getAttribute('data-health');
+    const fabric = await must('GET', '/api/v1/clusters/main/fabric', undefined, owner);
+    check(
+      fabric.sessions.some((s) => s.a === nodeId || s.b === nodeId) && ['good', 'degraded', 'bad', 'unknown'].includes(health) && (await edge.first().getAttribute('class')).includes(`s-${health}`),
+      `the owner's topology map draws the live fabric session relay <-> entry as an edge coloured by route health (${health})`,
+    );
     await shot('topology');
     await page.click('nav >> text=Role assignments');
     await page.locator('[data-testid=roles-table]', { hasText: 'relay-node' }).waitFor();
@@ -404,6 +438,70 @@ async function main() {
       if (r.status !== 404) fail(`org admin GET ${p} -> ${r.status} ${r.body}`);
     }
     check(true, 'cluster APIs answer 404 to the org admin (their existence is not revealed)');
+    {
+      const r = await call('GET', '/api/v1/clusters/main/fabric', undefined, adminTok);
+      if (r.status !== 404 || r.body.includes(nodeId)) fail(`org admin GET fabric -> ${r.status} ${r.body}`);
+      check(true, 'the fabric sessions of the topology map answer 404 to the org admin');
+    }
+
+    // Sessions: an open access session of acme, reported by a node over mTLS with its own
+    // certificate (the relay agent's; an entry reports the same way), re-sent while we look.
+    const relayState = JSON.parse(fs.readFileSync(path.join(agentDir, 'clusters', 'main', 'state.json'), 'utf8')).state;
+    const relayKey = fs.readFileSync(path.join(agentDir, 'clusters', 'main', 'node.key'), 'utf8');
+    const grantId = crypto.randomUUID();
+    const now = Math.floor(Date.now() / 1000);
+    const report = async () => {
+      const ls = (await must('GET', `/api/v1/clusters/main/nodes/${nodeId}`, undefined, owner)).node.last_state ?? {};
+      const hb = {
+        version: ls.version ?? 'e2e',
+        ...(ls.endpoints ? { endpoints: ls.endpoints } : {}),
+        ...(ls.fabric ? { fabric: ls.fabric } : {}),
+        access: { active: [{ grant: grantId, user: orgAdminId, org: acmeId, resource: buildServer.id, started_at: now - 125, expires_at: now + 600, bytes_up: 48213, bytes_down: 1873408 }] },
+      };
+      const r = await nodeCall('POST', '/api/v1/node/heartbeat', hb, relayState.cert_pem, relayKey);
+      if (r.status !== 200) fail(`node heartbeat with access.active -> ${r.status} ${r.body}`);
+    };
+    await report();
+    const reporter = setInterval(() => report().catch(() => {}), 4000);
+    try {
+      await page.goto(`${base}/org/acme`);
+      await page.click('nav >> text=Sessions');
+      const row = page.locator('[data-testid=sessions-table] tbody tr', { hasText: ORGADMIN });
+      await row.waitFor({ timeout: 20000 });
+      const rowText = await row.innerText();
+      check(rowText.includes('build-server') && rowText.includes('1.8 MiB') && !rowText.includes(nodeId), 'the org admin sees the open session (user, resource, bytes) and no node');
+      const sess = await must('GET', '/api/v1/orgs/acme/sessions', undefined, adminTok);
+      check(sess.sessions.length === 1 && sess.sessions[0].grant_id === grantId && !sess.body?.includes?.(nodeId) && !JSON.stringify(sess).includes(nodeId), 'GET /orgs/acme/sessions lists the session without any node');
+      await shot('org-sessions');
+      await page.click(`[data-testid="terminate-${ORGADMIN}"]`);
+      await dlg.getByText('Its connections are cut at once').waitFor();
+      await dlg.locator('button', { hasText: 'Cancel' }).click();
+      await dlg.waitFor({ state: 'detached' });
+      check((await must('GET', '/api/v1/orgs/acme/sessions', undefined, adminTok)).sessions.length === 1, 'terminating a session asks for confirmation; cancel keeps it');
+      await page.click(`[data-testid="terminate-${ORGADMIN}"]`);
+      await dlg.locator('button', { hasText: 'Terminate' }).click();
+      await page.getByText('No open sessions.').waitFor();
+      const audit = await must('GET', '/api/v1/audit?org=acme', undefined, adminTok);
+      check(JSON.stringify(audit).includes('access.terminated') && (await must('GET', '/api/v1/orgs/acme/sessions', undefined, adminTok)).sessions.length === 0, 'confirmed terminate: the session is gone and access.terminated is audited');
+      await eventually(
+        'the revocation reaches the agent through its desired state',
+        () => JSON.stringify(JSON.parse(fs.readFileSync(path.join(agentDir, 'clusters', 'main', 'state.json'), 'utf8')).state.revoked_grants ?? []).includes(grantId),
+        15000,
+      );
+      check(true, 'the real agent received the revoked grant in its desired state (long-poll)');
+    } finally {
+      clearInterval(reporter);
+    }
+
+    // Entry and egress points: the entry's client ingress endpoint and the egress pool only.
+    await page.click('nav >> text=Entry and egress');
+    await page.locator('[data-testid=egress-pools-table]', { hasText: 'Office network' }).waitFor();
+    await page.locator('[data-testid=entry-points-table] code').first().waitFor({ timeout: 30000 });
+    const apText = (await page.locator('main').innerText()) ?? '';
+    const apApi = await call('GET', '/api/v1/orgs/acme/access-points', undefined, adminTok);
+    check(/127\.0\.0\.1:\d+/.test(apText) && apApi.status === 200 && apApi.j.entry_points.length === 1 && !apApi.body.includes(nodeId) && !/relay|route|cluster/i.test(apApi.body), 'the org admin sees the allowed entry point (host:port) and egress pool, no topology');
+    await shot('org-access');
+
     const st = await call('GET', '/api/v1/orgs/acme/status', undefined, adminTok);
     check(st.status === 200 && !/node|cluster|certificate|relay|route/i.test(Object.keys(st.j).join(' ')) && !st.body.includes(nodeId) && !st.body.includes(host), 'org status is tenant-safe (no node, cluster or certificate data)');
 

@@ -32,7 +32,7 @@ import {
   TrustPage,
   WorkloadsPage,
 } from './platform';
-import { OrgAuditPage, OrgPeoplePage, OrgPoliciesPage, OrgResourcesPage, OrgStatusPage } from './org';
+import { OrgAccessPointsPage, OrgAuditPage, OrgPeoplePage, OrgPoliciesPage, OrgResourcesPage, OrgSessionsPage, OrgStatusPage } from './org';
 
 interface SessionInfo {
   me: Me;
@@ -176,6 +176,16 @@ const PLATFORM_NAV: [string, string][] = [
   ['/trust', 'Trust'],
 ];
 
+// Pages of the organization admin panel, under /org/{slug}/ (after its Status page).
+const ORG_NAV: [string, string][] = [
+  ['resources', 'Resources'],
+  ['people', 'Users and groups'],
+  ['policies', 'Policies'],
+  ['sessions', 'Sessions'],
+  ['access', 'Entry and egress'],
+  ['audit', 'Audit'],
+];
+
 function Shell(props: { info: SessionInfo; signOut: () => void; refresh: () => void }) {
   const path = usePath();
   const { me, staff } = props.info;
@@ -232,6 +242,8 @@ function Shell(props: { info: SessionInfo; signOut: () => void; refresh: () => v
       else if (seg[2] === 'people') page = <OrgPeoplePage slug={slug} />;
       else if (seg[2] === 'policies') page = <OrgPoliciesPage slug={slug} />;
       else if (seg[2] === 'audit') page = <OrgAuditPage slug={slug} />;
+      else if (seg[2] === 'sessions') page = <OrgSessionsPage slug={slug} />;
+      else if (seg[2] === 'access') page = <OrgAccessPointsPage slug={slug} />;
       else page = <OrgStatusPage slug={slug} />;
       break;
     }
@@ -259,18 +271,11 @@ function Shell(props: { info: SessionInfo; signOut: () => void; refresh: () => v
             <Link href={`/org/${encodeURIComponent(o.slug)}`} class={path === `/org/${o.slug}` ? 'active' : ''}>
               Status
             </Link>
-            <Link href={`/org/${encodeURIComponent(o.slug)}/resources`} class={active(`/org/${o.slug}/resources`)}>
-              Resources
-            </Link>
-            <Link href={`/org/${encodeURIComponent(o.slug)}/people`} class={active(`/org/${o.slug}/people`)}>
-              Users and groups
-            </Link>
-            <Link href={`/org/${encodeURIComponent(o.slug)}/policies`} class={active(`/org/${o.slug}/policies`)}>
-              Policies
-            </Link>
-            <Link href={`/org/${encodeURIComponent(o.slug)}/audit`} class={active(`/org/${o.slug}/audit`)}>
-              Audit
-            </Link>
+            {ORG_NAV.map(([sub, label]) => (
+              <Link href={`/org/${encodeURIComponent(o.slug)}/${sub}`} class={active(`/org/${o.slug}/${sub}`)}>
+                {label}
+              </Link>
+            ))}
           </>
         ))}
         <div class="nav-title">You</div>

@@ -1,9 +1,10 @@
 // Organization admin panel: a tenant-safe projection of one organization (resources, users and
-// groups, policies, its audit, safe status). It calls only /api/v1/orgs/{slug}/... and
-// /api/v1/audit?org=: never nodes, relays, routes, certificates or other tenants.
-import { useState } from 'preact/hooks';
+// groups, policies, active sessions, allowed entry and egress points, its audit, safe status). It
+// calls only /api/v1/orgs/{slug}/... and /api/v1/audit?org=: never nodes, relays, routes,
+// certificates or other tenants.
+import { useRef, useState } from 'preact/hooks';
 import { del, post } from './api';
-import { Badge, Card, Column, Empty, PollState, Table, attempt, confirmAction, highRisk, toast, usePoll } from './ui';
+import { Badge, Card, Column, Empty, PollState, Sparkline, Table, age, attempt, confirmAction, highRisk, toast, usePoll, useSeries } from './ui';
 import { AuditPage } from './platform';
 
 const enc = encodeURIComponent;
@@ -217,4 +218,134 @@ export function OrgPoliciesPage(props: { slug: string }) {
 
 export function OrgAuditPage(props: { slug: string }) {
   return <AuditPage org={props.slug} />;
+}
+
+// ---------------- sessions ----------------
+
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 * 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  return `${(n / 1024 / 1024 / 1024).toFixed(2)} GiB`;
+}
+
+interface OrgSession {
+  grant_id: string;
+  user: { id: string; email: string };
+  resource: { id: string; name: string; protocol: string };
+  started_at: number;
+  duration_seconds: number;
+  expires_at: number;
+  connections: number;
+  bytes_up: number;
+  bytes_down: number;
+}
+
+// Open TCP access sessions of the organization (live state, reported by the entries), with
+// terminate (confirmation; the grant is revoked and the entry cuts the connection).
+export function OrgSessionsPage(props: { slug: string }) {
+  const base = `/orgs/${enc(props.slug)}/sessions`;
+  const s = usePoll<{ sessions: OrgSession[]; live_state: string }>(base, 2000);
+  const rows = s.data?.sessions ?? [];
+  // Traffic: bytes moved since the previous poll by sessions open at both polls (a session that
+  // appears does not count its earlier bytes), per second.
+  const prev = useRef<{ at: number; bytes: Map<string, number> } | null>(null);
+  const rateAt = useRef<{ key: number; rate: number }>({ key: -1, rate: 0 });
+  if (s.data && rateAt.current.key !== s.updatedAt) {
+    const bytes = new Map(rows.map((r) => [r.grant_id, r.bytes_up + r.bytes_down]));
+    let moved = 0;
+    if (prev.current) for (const [g, b] of bytes) moved += Math.max(0, b - (prev.current.bytes.get(g) ?? b));
+    const dt = prev.current ? Math.max(0.5, (s.updatedAt - prev.current.at) / 1000) : 1;
+    rateAt.current = { key: s.updatedAt, rate: moved / dt / 1024 };
+    prev.current = { at: s.updatedAt, bytes };
+  }
+  const traffic = useSeries(s.data ? rateAt.current.rate : null, s.updatedAt);
+  const open = useSeries(s.data ? rows.length : null, s.updatedAt);
+  const terminate = async (r: OrgSession) => {
+    const ok = await confirmAction(
+      'Terminate session',
+      <>
+        Terminate the session of <strong>{r.user.email}</strong> to <strong>{r.resource.name}</strong>? Its connections are cut at once and its ticket is refused from now on.
+      </>,
+      'Terminate',
+    );
+    if (!ok) return;
+    if (await attempt('Terminate', () => del(`${base}/${r.grant_id}`))) {
+      toast(`Session of ${r.user.email} terminated`);
+      s.reload();
+    }
+  };
+  const cols: Column<OrgSession>[] = [
+    { key: 'user', title: 'User', value: (r) => r.user.email },
+    { key: 'resource', title: 'Resource', value: (r) => r.resource.name, render: (r) => <>{r.resource.name} <Badge kind="cap">{r.resource.protocol}</Badge></> },
+    { key: 'since', title: 'Since', value: (r) => r.started_at, render: (r) => <span title={new Date(r.started_at * 1000).toISOString()}>{age(r.duration_seconds)}</span> },
+    { key: 'connections', title: 'Connections' },
+    { key: 'up', title: 'Sent', value: (r) => r.bytes_up, render: (r) => bytes(r.bytes_up) },
+    { key: 'down', title: 'Received', value: (r) => r.bytes_down, render: (r) => bytes(r.bytes_down) },
+    {
+      key: 'a',
+      title: '',
+      value: () => '',
+      render: (r) => (
+        <button class="danger" data-testid={`terminate-${r.user.email}`} onClick={() => terminate(r)}>
+          Terminate…
+        </button>
+      ),
+    },
+  ];
+  return (
+    <div>
+      <h2>Active sessions</h2>
+      <div class="charts">
+        <Sparkline values={open} label="Open sessions" />
+        <Sparkline values={traffic} label="Traffic (all sessions)" unit=" KiB/s" />
+      </div>
+      <PollState poll={s}>
+        {s.data?.live_state === 'unavailable' ? <div class="error">Live state is unavailable: open sessions cannot be listed right now.</div> : null}
+        <Table rows={rows} columns={cols} rowKey={(r) => r.grant_id} empty="No open sessions." testid="sessions-table" initialSort="since" />
+      </PollState>
+    </div>
+  );
+}
+
+// ---------------- access points ----------------
+
+// Where the organization's users enter the fabric (client ingress host:port) and which egress
+// pools its resources may leave through. No topology: no node, relay or route.
+export function OrgAccessPointsPage(props: { slug: string }) {
+  const ap = usePoll<{ entry_points: { endpoint: string; status: string }[]; egress_pools: { name: string; description: string; status: string }[] }>(
+    `/orgs/${enc(props.slug)}/access-points`,
+    5000,
+  );
+  const statusBadge = (st: string) => <Badge kind={st === 'online' || st === 'available' ? 'online' : st === 'unassigned' ? 'stale' : 'offline'}>{st}</Badge>;
+  return (
+    <div>
+      <h2>Entry and egress points</h2>
+      <PollState poll={ap}>
+        <h3>Entry points</h3>
+        <Table
+          rows={ap.data?.entry_points ?? []}
+          columns={[
+            { key: 'endpoint', title: 'Client ingress (host:port)', render: (r) => <code>{r.endpoint}</code> },
+            { key: 'status', title: 'Status', render: (r) => statusBadge(r.status) },
+          ]}
+          rowKey={(r) => r.endpoint}
+          empty="No entry point serves this organization yet."
+          testid="entry-points-table"
+        />
+        <h3>Egress pools</h3>
+        <Table
+          rows={ap.data?.egress_pools ?? []}
+          columns={[
+            { key: 'name', title: 'Pool' },
+            { key: 'description', title: 'Description' },
+            { key: 'status', title: 'Status', render: (r) => statusBadge(r.status) },
+          ]}
+          rowKey={(r) => r.name}
+          empty="No egress pools for this organization."
+          testid="egress-pools-table"
+        />
+      </PollState>
+    </div>
+  );
 }

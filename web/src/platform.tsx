@@ -22,7 +22,7 @@ import {
   usePollFn,
   useSeries,
 } from './ui';
-import { TopologyMap } from './topology';
+import { FabricView, TopologyMap } from './topology';
 
 const enc = encodeURIComponent;
 
@@ -216,6 +216,7 @@ export function ClusterDetailPage(props: { slug: string }) {
   const ov = usePoll<Overview>('/console/overview');
   const nodes = usePoll<{ nodes: CompactNode[] }>(`/console/nodes?cluster=${enc(slug)}`);
   const groups = usePoll<{ node_groups: NodeGroup[] }>(`/clusters/${enc(slug)}/node-groups`, 5000);
+  const fabric = usePoll<FabricView>(`/clusters/${enc(slug)}/fabric`, 2000);
   const c = ov.data?.clusters.find((x) => x.slug === slug);
   const [gname, setGname] = useState('');
   const [gparent, setGparent] = useState('');
@@ -266,7 +267,7 @@ export function ClusterDetailPage(props: { slug: string }) {
       ) : null}
       <h3>Topology</h3>
       {nodes.data && groups.data ? (
-        <TopologyMap cluster={slug} nodes={nodes.data.nodes} groups={groups.data.node_groups} />
+        <TopologyMap cluster={slug} nodes={nodes.data.nodes} groups={groups.data.node_groups} fabric={fabric.data} />
       ) : (
         <div class="loading">Loading…</div>
       )}
@@ -408,6 +409,15 @@ export function NodeDetailPage(props: { cluster: string; id: string }) {
   const cpu = (hb.data?.heartbeats ?? []).slice().reverse().map((h) => (h.state?.load?.cpu_permille ?? 0) / 10);
   const mem = (hb.data?.heartbeats ?? []).slice().reverse().map((h) => (h.state?.load?.memory_kib ?? 0) / 1024);
   const ages = (hb.data?.heartbeats ?? []).slice().reverse().map((h, i, arr) => (i === 0 ? 0 : (Date.parse(h.at) - Date.parse(arr[i - 1].at)) / 1000));
+  const history = (hb.data?.heartbeats ?? []).slice().reverse();
+  const rx = history.map((h) => (h.state?.load?.net_rx_bps ?? 0) / 1024);
+  const tx = history.map((h) => (h.state?.load?.net_tx_bps ?? 0) / 1024);
+  const rtts = history.map((h) => {
+    const v = Object.values(h.state?.load?.peer_rtt_ms ?? {}) as number[];
+    return v.length ? v.reduce((a, b) => a + b, 0) / v.length : 0;
+  });
+  // Heartbeat latency: the live heartbeat age, sampled client-side at every poll.
+  const hbAge = useSeries(ln && ln.heartbeat_age_seconds !== null ? ln.heartbeat_age_seconds : null, live.updatedAt);
   const revoke = async () => {
     if (!(await confirmAction('Revoke node', <>Revoke <strong>{n.name}</strong>? All its certificates are revoked at once and it can never rejoin with this key.</>, 'Revoke node'))) return;
     if (await attempt('Revoke', () => highRisk('Revoking a node is a trust change.', () => post(`${base}/revoke`, { reason: 'revoked from the console' })))) {
@@ -461,6 +471,10 @@ export function NodeDetailPage(props: { cluster: string; id: string }) {
                   <Sparkline values={cpu} label="CPU" unit="%" max={100} />
                   <Sparkline values={mem} label="Memory" unit=" MiB" />
                   <Sparkline values={ages} label="Between stored heartbeats" unit=" s" />
+                  <Sparkline values={hbAge} label="Heartbeat age (live)" unit=" s" />
+                  <Sparkline values={rx} label="Traffic in" unit=" KiB/s" />
+                  <Sparkline values={tx} label="Traffic out" unit=" KiB/s" />
+                  <Sparkline values={rtts} label="Fabric RTT (mean over peers)" unit=" ms" />
                 </div>
                 <h3>Capabilities (reported)</h3>
                 <div class="chips">{(n.capabilities ?? []).length ? n.capabilities.map((c: string) => <Badge kind="cap">{c}</Badge>) : <span class="muted">none</span>}</div>
@@ -1010,12 +1024,13 @@ export function TopologyPage() {
 
 function ClusterTopology(props: { cluster: string; nodes: CompactNode[] }) {
   const groups = usePoll<{ node_groups: NodeGroup[] }>(`/clusters/${enc(props.cluster)}/node-groups`, 10000);
+  const fabric = usePoll<FabricView>(`/clusters/${enc(props.cluster)}/fabric`, 2000);
   return (
     <section>
       <h3>
         <Link href={`/clusters/${enc(props.cluster)}`}>{props.cluster}</Link>
       </h3>
-      {groups.data ? <TopologyMap cluster={props.cluster} nodes={props.nodes} groups={groups.data.node_groups} /> : <ErrorBox error={groups.error} />}
+      {groups.data ? <TopologyMap cluster={props.cluster} nodes={props.nodes} groups={groups.data.node_groups} fabric={fabric.data} /> : <ErrorBox error={groups.error} />}
     </section>
   );
 }

@@ -1,8 +1,27 @@
-// Live topology map of one cluster (platform staff only): the cluster, its node group tree and
-// every node as a dot coloured by health. Fabric sessions between nodes are not reported by the
-// agents yet, so the map draws what the API has: membership and grouping.
+// Live topology map of one cluster (platform staff only): the cluster, its node group tree, every
+// node as a dot coloured by health, the live fabric sessions between nodes as edges coloured by
+// route health (RTT, jitter, retransmits measured on the session) and the relays in use (nodes
+// relaying routes right now, ringed). Data: /console/nodes, /clusters/{c}/node-groups and
+// /clusters/{c}/fabric (all platform-staff only).
 import { CompactNode, NodeGroup } from './api';
 import { navigate } from './ui';
+
+export interface FabricSession {
+  a: string;
+  b: string;
+  rtt_ms: number | null;
+  jitter_ms: number | null;
+  retransmits_per_s: number | null;
+  health: 'good' | 'degraded' | 'bad' | 'unknown';
+}
+export interface FabricView {
+  sessions: FabricSession[];
+  relays: { node: string; name: string; relayed_routes: number }[];
+}
+
+function fmt(v: number | null, unit: string): string {
+  return v === null || v === undefined ? '—' : `${Math.round(v * 10) / 10}${unit}`;
+}
 
 const BOX_W = 230;
 const COL_W = 290;
@@ -26,7 +45,7 @@ function boxHeight(n: number): number {
   return 30 + Math.ceil(n / PER_ROW) * DOT + 8;
 }
 
-export function TopologyMap(props: { cluster: string; nodes: CompactNode[]; groups: NodeGroup[] }) {
+export function TopologyMap(props: { cluster: string; nodes: CompactNode[]; groups: NodeGroup[]; fabric?: FabricView | null }) {
   const active = props.nodes.filter((n) => n.status === 'active');
   const byGroup = new Map<string | null, CompactNode[]>();
   for (const n of active) {
@@ -60,6 +79,15 @@ export function TopologyMap(props: { cluster: string; nodes: CompactNode[]; grou
   const width = 20 + (maxDepth + 1) * COL_W;
   const byId = new Map(boxes.map((b) => [b.id, b]));
   const online = active.filter((n) => n.health === 'online').length;
+  // Where each node is drawn (for the session edges).
+  const pos = new Map<string, { x: number; y: number }>();
+  for (const b of boxes)
+    b.nodes.forEach((n, i) =>
+      pos.set(n.id, b.nodes.length <= NAMED_MAX ? { x: b.x + 16, y: b.y + 38 + i * 18 } : { x: b.x + 12 + (i % PER_ROW) * DOT, y: b.y + 36 + Math.floor(i / PER_ROW) * DOT }),
+    );
+  const relaying = new Map((props.fabric?.relays ?? []).map((r) => [r.node, r.relayed_routes]));
+  const names = new Map(active.map((n) => [n.id, n.name]));
+  const sessions = (props.fabric?.sessions ?? []).filter((s) => pos.has(s.a) && pos.has(s.b));
   return (
     <div class="topology" data-testid={`topology-${props.cluster}`}>
       <svg width={width} height={height} viewBox={`0 0 ${width} ${height}`} role="img" aria-label={`topology of cluster ${props.cluster}`}>
@@ -70,6 +98,24 @@ export function TopologyMap(props: { cluster: string; nodes: CompactNode[]; grou
           })();
           return <path class="edge" d={`M${p.x},${p.y} C${p.x + 50},${p.y} ${b.x - 50},${b.y + 15} ${b.x},${b.y + 15}`} />;
         })}
+        <g data-testid={`fabric-sessions-${props.cluster}`}>
+          {sessions.map((s) => {
+            const a = pos.get(s.a)!;
+            const b = pos.get(s.b)!;
+            // Nodes in one column: bow the edge out to the left so it stays visible.
+            const bow = Math.abs(a.x - b.x) < 40 ? -Math.min(200, 70 + Math.abs(a.y - b.y) / 2) : 0;
+            return (
+              <path class={`session s-${s.health}`} data-health={s.health} d={`M${a.x},${a.y} Q${(a.x + b.x) / 2 + bow},${(a.y + b.y) / 2} ${b.x},${b.y}`}>
+                <title>{`${names.get(s.a)} ↔ ${names.get(s.b)}: ${s.health} · RTT ${fmt(s.rtt_ms, ' ms')} · jitter ${fmt(s.jitter_ms, ' ms')} · retransmits ${fmt(s.retransmits_per_s, '/s')}`}</title>
+              </path>
+            );
+          })}
+        </g>
+        {[...relaying.keys()].filter((id) => pos.has(id)).map((id) => (
+          <circle class="relay-ring" cx={pos.get(id)!.x} cy={pos.get(id)!.y} r={9}>
+            <title>{`${names.get(id)} relays ${relaying.get(id)} routes`}</title>
+          </circle>
+        ))}
         <g>
           <rect class="root" x={20} y={rootY} width={160} height={50} rx={8} />
           <text x={30} y={rootY + 21} class="root-label">
@@ -111,7 +157,15 @@ export function TopologyMap(props: { cluster: string; nodes: CompactNode[]; grou
         ))}
       </svg>
       <div class="legend">
-        <span class="dot-l h-online" /> online <span class="dot-l h-stale" /> stale <span class="dot-l h-offline" /> offline · fabric sessions are not reported by agents yet
+        <span class="dot-l h-online" /> online <span class="dot-l h-stale" /> stale <span class="dot-l h-offline" /> offline · fabric sessions: <span class="line-l s-good" /> good{' '}
+        <span class="line-l s-degraded" /> degraded <span class="line-l s-bad" /> bad <span class="line-l s-unknown" /> not measured · <span class="ring-l" /> relay in use
+        {props.fabric ? (
+          <span data-testid={`fabric-summary-${props.cluster}`}>
+            {' '}
+            · {sessions.length} sessions
+            {relaying.size ? `; relays in use: ${[...relaying.entries()].map(([id, n]) => `${names.get(id) ?? id} (${n} routes)`).join(', ')}` : '; no relay in use'}
+          </span>
+        ) : null}
       </div>
     </div>
   );

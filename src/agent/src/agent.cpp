@@ -556,6 +556,11 @@ class Agent::Runner {
       body["load"]["peer_rtt_ms"] = m->peer_rtts();
       body["load"]["peer_jitter_ms"] = m->peer_jitters();
       body["load"]["peer_retransmits_per_s"] = m->peer_retransmits();
+      // Routes this node relays right now (the console's "relays in use").
+      body["load"]["relayed_routes"] = m->status().value("active_relays", 0);
+      // Only the entry reports open access sessions (one report per session, no double count).
+      if (auto active = m->access_active(); !active.is_null())
+        body["access"] = {{"active", active}};
     }
     const auto id = identity();
     auto r = client_->request("POST", "/api/v1/node/heartbeat", body, {}, &id,
@@ -749,12 +754,27 @@ class Agent::Runner {
       }
       mesh_error_logged_ = false;
       m = std::shared_ptr<MeshRuntime>(std::move(*r));
-      std::lock_guard g(mesh_mu_);
-      mesh_ = m;
+      {
+        std::lock_guard g(mesh_mu_);
+        mesh_ = m;
+      }
+      apply_revoked_grants();  // the last desired state's revocations hold for a fresh mesh too
     }
     const PartitionState contact = contact_state();
     m->apply(*cs, node_id, role_names(),
              contact == PartitionState::kDegraded || contact == PartitionState::kIsolated);
+  }
+
+  // Hands the desired state's revoked access grants to the mesh (poller and heartbeat threads).
+  void apply_revoked_grants() {
+    auto m = mesh();
+    if (!m) return;
+    json revoked;
+    {
+      std::lock_guard g(mu_);
+      revoked = state_.revoked_grants;
+    }
+    m->revoke_grants(revoked);
   }
 
   // Posts queued access records (audit: who, what, when, bytes; never payload).
@@ -975,9 +995,12 @@ class Agent::Runner {
           state_.desired_version = v;
           state_.roles = r->body.value("roles", json::array());
           state_.workloads = r->body.value("workloads", json::array());
+          const auto rg = r->body.find("revoked_grants");
+          state_.revoked_grants = rg != r->body.end() && rg->is_array() ? *rg : json::array();
           state_.last_contact = unix_now();
         }
         save();
+        apply_revoked_grants();  // cut terminated sessions at once, not at the next heartbeat
         spdlog::info("cluster {}: desired state version {} ({} roles, {} workloads)", mc_.cluster,
                      v, state_.roles.size(), state_.workloads.size());
       }

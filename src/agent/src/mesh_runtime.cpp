@@ -20,6 +20,8 @@ namespace {
 
 using json = nlohmann::json;
 constexpr std::size_t kMaxQueuedRecords = 10000;
+constexpr std::size_t kMaxReportedSessions = 128;  // the control plane accepts at most this many
+constexpr std::size_t kMaxRevokedGrants = 4096;
 
 std::string advertise(const std::string& explicit_ep, const std::string& listen,
                       std::uint16_t port) {
@@ -150,6 +152,7 @@ MeshRuntime::~MeshRuntime() {
 
 void MeshRuntime::refresh_snapshot() {
   auto health = mesh_->session_health();
+  auto active = entry_ ? entry_->active_sessions() : std::vector<services::tcp::ActiveAccess>{};
   json st = mesh_->status();
   st["tcp_access"] = services::tcp::tcp_status(
       entry_ ? entry_->counters() : services::tcp::TcpCounters{}, exit_->counters());
@@ -168,6 +171,7 @@ void MeshRuntime::refresh_snapshot() {
     jitters_[peer] = h.jitter_ms;
     retransmits_[peer] = h.retransmits_per_s;
   }
+  active_ = std::move(active);
   st["access_records_pending"] = records_.size();
   st["access_records_dropped"] = records_dropped_;
   status_ = std::move(st);
@@ -268,6 +272,38 @@ void MeshRuntime::return_records(std::vector<services::tcp::AccessRecord> record
     if (records_.size() >= kMaxQueuedRecords) break;
     records_.push_front(std::move(*it));
   }
+}
+
+json MeshRuntime::access_active() const {
+  if (!entry_) return nullptr;
+  std::lock_guard g(mu_);
+  json out = json::array();
+  for (const auto& a : active_) {
+    if (out.size() >= kMaxReportedSessions) break;
+    out.push_back({{"grant", a.grant},
+                   {"user", a.user},
+                   {"org", a.org},
+                   {"resource", a.resource},
+                   {"started_at", a.started_at},
+                   {"expires_at", a.expires_at},
+                   {"bytes_up", a.bytes_up},
+                   {"bytes_down", a.bytes_down}});
+  }
+  return out;
+}
+
+void MeshRuntime::revoke_grants(const json& revoked) {
+  std::vector<mesh::MeshNode::RevokedGrant> grants;
+  if (revoked.is_array()) {
+    for (const auto& r : revoked) {
+      if (!r.is_object() || grants.size() >= kMaxRevokedGrants) continue;
+      const auto id = r.value("grant", std::string());
+      const auto exp = r.value("expires_at", std::int64_t{0});
+      if (!id.empty() && exp > 0) grants.push_back({id, config::from_unix_seconds(exp)});
+    }
+  }
+  const std::size_t cut = on_io(*io_, [&] { return mesh_->revoke_grants(grants); });
+  if (cut > 0) spdlog::info("cluster {}: {} flows of revoked grants cut", label_, cut);
 }
 
 json MeshRuntime::status() const {

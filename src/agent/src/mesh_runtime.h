@@ -60,6 +60,13 @@ class MeshRuntime {
   nlohmann::json peer_jitters() const;
   // {"<peer id>": TCP retransmits per second on the session's carrier} (loss).
   nlohmann::json peer_retransmits() const;
+  // The entry's open access sessions for the heartbeat's access.active (at most
+  // kMaxReportedSessions, oldest first): [{grant, user, org, resource, started_at, expires_at,
+  // bytes_up, bytes_down}]. Null when this node runs no client ingress (only entries report).
+  nlohmann::json access_active() const;
+  // The control plane's revoked grants ([{grant, expires_at}] from the desired state): open
+  // flows of a newly revoked grant are cut and the grant is refused (grant_revoked).
+  void revoke_grants(const nlohmann::json& revoked);
   // Access records not yet reported (at most `max`).
   std::vector<services::tcp::AccessRecord> take_records(std::size_t max);
   void return_records(std::vector<services::tcp::AccessRecord> records);  // report failed
@@ -86,6 +93,7 @@ class MeshRuntime {
   std::map<std::string, double> rtts_;
   std::map<std::string, double> jitters_;
   std::map<std::string, double> retransmits_;
+  std::vector<services::tcp::ActiveAccess> active_;
   nlohmann::json status_ = nlohmann::json::object();
   std::deque<services::tcp::AccessRecord> records_;
   std::uint64_t records_dropped_ = 0;

@@ -60,6 +60,7 @@ json MembershipState::to_json() const {
               {"desired_version", desired_version},
               {"roles", roles},
               {"workloads", workloads},
+              {"revoked_grants", revoked_grants},
               {"last_contact", last_contact},
               {"partition_state", partition_state},
               {"last_error", last_error},
@@ -81,6 +82,7 @@ Result<MembershipState> MembershipState::from_json(const json& j) {
     s.desired_version = j.at("desired_version").get<std::int64_t>();
     s.roles = j.at("roles");
     s.workloads = j.at("workloads");
+    s.revoked_grants = j.value("revoked_grants", json::array());
     s.last_contact = j.at("last_contact").get<std::int64_t>();
     s.partition_state = j.at("partition_state").get<std::string>();
     s.last_error = j.at("last_error").get<std::string>();
@@ -88,8 +90,8 @@ Result<MembershipState> MembershipState::from_json(const json& j) {
   } catch (const json::exception& e) {
     return fail("state_corrupt", std::string("state has the wrong shape: ") + e.what());
   }
-  if (!s.roles.is_array() || !s.workloads.is_array()) {
-    return fail("state_corrupt", "roles and workloads must be arrays");
+  if (!s.roles.is_array() || !s.workloads.is_array() || !s.revoked_grants.is_array()) {
+    return fail("state_corrupt", "roles, workloads and revoked_grants must be arrays");
   }
   return s;
 }

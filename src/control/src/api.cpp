@@ -40,6 +40,7 @@ Api::Api(Db& db, Random& rng, ApiOptions opts)
   detail::register_topology_routes(*router_);
   detail::register_console_routes(*router_);
   detail::register_access_routes(*router_);
+  detail::register_session_routes(*router_);
   if (opts_.live == nullptr) return;
   // Node changes made through other instances drop this instance's cached node rows. A
   // resync (Redis was away: notifications may be lost) drops them all.
@@ -67,6 +68,7 @@ Api::Api(Db& db, Random& rng, ApiOptions opts)
       stop_cv_.wait_for(lk, opts_.presence_flush_interval, [this] { return stopping_; });
       lk.unlock();
       flush_presence();
+      flush_access();
       lk.lock();
     }
   });
@@ -100,6 +102,18 @@ void Api::flush_presence() {
   }
   hot_->count_presence(ok, errors);
   if (errors > 0) spdlog::warn("node presence: {} of {} writes failed", errors, seen.size());
+}
+
+// Open access sessions (heartbeat access.active) as live state, namespaced by organization:
+// rap:{<org id>}:presence:<entry node> = that org's sessions at that entry (docs/API.md).
+void Api::flush_access() {
+  auto reports = hot_->take_access();
+  if (reports.empty() || opts_.live == nullptr) return;
+  std::size_t errors = 0;
+  for (const auto& [node, by_org] : reports)
+    for (const auto& [org, value] : by_org)
+      if (!opts_.live->set_presence(org, node, value, opts_.presence_ttl)) ++errors;
+  if (errors > 0) spdlog::warn("access sessions: {} live state writes failed", errors);
 }
 
 std::optional<HttpResponse> Api::try_handle_fast(const HttpRequest& req) {

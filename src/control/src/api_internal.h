@@ -238,5 +238,7 @@ void register_console_routes(Router& r);
 // routes_access.cpp: route tickets for users (POST .../resources/{id}/connect) and the access
 // records of nodes (POST /api/v1/node/access), docs/PROTOCOL.md §14.
 void register_access_routes(Router& r);
+// routes_sessions.cpp: an organization's open access sessions (terminate) and access points
+void register_session_routes(Router& r);
 
 }  // namespace rap::control::detail

@@ -513,6 +513,25 @@ CREATE TRIGGER egress_pool_nodes_config AFTER INSERT OR DELETE OR UPDATE ON egre
   FOR EACH ROW EXECUTE FUNCTION rap_config_input_changed();
 )SQL";
 
+// Terminated access sessions (docs/API.md "Sessions"): a revoked grant is durable domain state
+// (who terminated what, and the entry that must refuse it); the open sessions themselves are
+// live state (LiveState). Rows are useless once the grant expired and are pruned after that.
+constexpr const char* kV9 = R"SQL(
+CREATE TABLE revoked_grants (
+  grant_id       uuid PRIMARY KEY,
+  org_id         uuid NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+  entry_node_id  uuid NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+  user_id        uuid,
+  resource_id    uuid,
+  expires_at     timestamptz NOT NULL,
+  revoked_at     timestamptz NOT NULL DEFAULT now(),
+  revoked_by     uuid REFERENCES users(id) ON DELETE SET NULL
+);
+CREATE INDEX revoked_grants_entry_idx ON revoked_grants(entry_node_id, expires_at);
+CREATE INDEX revoked_grants_org_idx ON revoked_grants(org_id);
+CREATE INDEX revoked_grants_expiry_idx ON revoked_grants(expires_at);
+)SQL";
+
 const std::vector<Migration> kMigrations = {
     {1, "initial: organizations, users, memberships, api_tokens, audit_events, setup_state", kV1},
     {2, "audit hash chain, actor node, cluster and outcome", kV2},
@@ -523,6 +542,7 @@ const std::vector<Migration> kMigrations = {
     {6, "signed configuration: config-signing keys, artifacts, config generation", kV6},
     {7, "config generation follows advertised node endpoints", kV7},
     {8, "config generation follows resources and egress pool membership", kV8},
+    {9, "revoked access grants (terminated sessions)", kV9},
 };
 
 constexpr const char* kCreateLedger =

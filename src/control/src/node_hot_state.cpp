@@ -110,6 +110,46 @@ std::map<std::pair<std::string, std::string>, std::int64_t> NodeHotState::take_s
   return std::exchange(seen_, {});
 }
 
+void NodeHotState::note_access(const std::string& node_id, nlohmann::json active) {
+  std::lock_guard g(mu_);
+  if (access_.size() >= kMaxEntries && !access_.contains(node_id)) return;
+  access_[node_id] = std::move(active);
+}
+
+std::map<std::string, std::map<std::string, std::string>> NodeHotState::take_access() {
+  std::map<std::string, nlohmann::json> reports;
+  {
+    std::lock_guard g(mu_);
+    reports = std::exchange(access_, {});
+  }
+  std::map<std::string, std::map<std::string, std::string>> out;
+  for (auto& [node, active] : reports) {
+    std::map<std::string, nlohmann::json> by_org;
+    for (auto& s : active) {
+      const auto org = s.value("org", std::string());
+      if (org.empty()) continue;
+      auto& list = by_org[org];
+      if (list.is_null()) list = nlohmann::json::array();
+      list.push_back(std::move(s));
+    }
+    auto& values = out[node];
+    std::set<std::string> orgs;
+    for (auto& [org, list] : by_org) {
+      values[org] = list.dump();
+      orgs.insert(org);
+    }
+    std::lock_guard g(mu_);
+    auto& before = access_orgs_[node];
+    for (const auto& org : before)
+      if (!orgs.contains(org)) values[org] = "[]";
+    if (orgs.empty())
+      access_orgs_.erase(node);
+    else if (access_orgs_.size() < kMaxEntries)
+      before = std::move(orgs);
+  }
+  return out;
+}
+
 NodeHotCounters NodeHotState::counters() {
   std::lock_guard g(mu_);
   return counters_;

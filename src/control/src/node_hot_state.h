@@ -13,6 +13,8 @@
 //  * Last durable heartbeat write per node (the write throttle of ApiOptions).
 //  * Presence: nodes seen since the last flush, written to LiveState (Redis) in one batch per
 //    second by Api's presence flusher.
+//  * Access sessions: the open sessions entries reported (heartbeat access.active) since the
+//    last flush, per organization, written to LiveState by the same flusher.
 //
 // Thread-safe. No I/O.
 #pragma once
@@ -21,7 +23,9 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -84,6 +88,13 @@ class NodeHotState {
   // Nodes seen since the last call: (cluster, node) -> last seen (unix ms).
   std::map<std::pair<std::string, std::string>, std::int64_t> take_seen();
 
+  // --- access sessions (heartbeat access.active of entries) ---
+  // The entry's latest report (validated sessions; each names its org).
+  void note_access(const std::string& node_id, nlohmann::json active);
+  // Reports since the last call: entry node -> org id -> JSON array of that org's sessions. An
+  // org the entry reported last time and no longer does gets "[]" (its sessions ended).
+  std::map<std::string, std::map<std::string, std::string>> take_access();
+
   NodeHotCounters counters();
   void count_heartbeat(bool from_memory);
   void count_presence(std::uint64_t written, std::uint64_t errors);
@@ -110,6 +121,8 @@ class NodeHotState {
   Steady::time_point all_changed_at_{};                             // last invalidate_all
   std::unordered_map<std::string, LastWrite> writes_;               // guarded by mu_
   std::map<std::pair<std::string, std::string>, std::int64_t> seen_;
+  std::map<std::string, nlohmann::json> access_;              // node -> access.active
+  std::map<std::string, std::set<std::string>> access_orgs_;  // node -> orgs last written
   NodeHotCounters counters_;
 };
 

@@ -28,6 +28,7 @@
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <limits>
 #include <set>
 
 #include "api_internal.h"
@@ -64,6 +65,12 @@ constexpr int kHeartbeatHistory = 100;
 constexpr std::int64_t kMaxWaitSeconds = 30;
 // Fabric peers a heartbeat may list (fabric.sessions, load.peer_rtt_ms).
 constexpr std::size_t kMaxFabricPeers = 1024;
+// Open access sessions an entry may report in one heartbeat (access.active; ~250 bytes each, the
+// body limit is 64 KiB).
+constexpr std::size_t kMaxAccessSessions = 128;
+constexpr std::int64_t kMaxUnixSeconds = std::int64_t{1} << 40;
+// Revoked grants one entry's desired state lists (the newest; grants live at most an hour).
+constexpr int kMaxRevokedGrants = 4096;
 
 // `s` for an error message if it is short printable ASCII, else "(invalid)": a cut multi-byte
 // character would make the JSON error body unserializable.
@@ -351,7 +358,7 @@ Step<json> parse_load(const json& j) {
     return tl::unexpected(error_response(400, "invalid_request", "field 'load' must be an object"));
   if (auto bad = reject_unknown_fields(
           *it, {"cpu_permille", "memory_kib", "net_rx_bps", "net_tx_bps", "open_sessions", "fds",
-                "peer_rtt_ms", "peer_jitter_ms", "peer_retransmits_per_s"}))
+                "peer_rtt_ms", "peer_jitter_ms", "peer_retransmits_per_s", "relayed_routes"}))
     return tl::unexpected(*bad);
   json out = json::object();
   // Per peer, measured on the live fabric sessions (route planning): peer_rtt_ms /
@@ -385,8 +392,8 @@ Step<json> parse_load(const json& j) {
     }
     out[field] = std::move(rtts);
   }
-  for (const char* k :
-       {"cpu_permille", "memory_kib", "net_rx_bps", "net_tx_bps", "open_sessions", "fds"}) {
+  for (const char* k : {"cpu_permille", "memory_kib", "net_rx_bps", "net_tx_bps", "open_sessions",
+                        "fds", "relayed_routes"}) {
     auto v = opt_int(*it, k);
     if (!v) return tl::unexpected(v.error());
     if (*v) {
@@ -399,13 +406,56 @@ Step<json> parse_load(const json& j) {
   return out;
 }
 
+// access {"active": [{grant, user, org, resource, started_at, expires_at, bytes_up,
+// bytes_down}]}: the entry's open access sessions (ids are uuids, times unix seconds, bytes
+// non-negative). Live state only (LiveState, via NodeHotState): never written to PostgreSQL.
+Step<std::optional<json>> parse_access(const json& body) {
+  auto it = body.find("access");
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  auto bad = [](const std::string& m) {
+    return tl::unexpected(error_response(400, "invalid_request", m));
+  };
+  if (!it->is_object()) return bad("field 'access' must be an object");
+  if (auto unknown = reject_unknown_fields(*it, {"active"})) return tl::unexpected(*unknown);
+  auto a = it->find("active");
+  if (a == it->end() || !a->is_array() || a->size() > kMaxAccessSessions)
+    return bad("access.active must be an array (at most 128 sessions)");
+  json out = json::array();
+  for (const auto& e : *a) {
+    if (!e.is_object()) return bad("each access session must be an object");
+    if (auto unknown = reject_unknown_fields(e, {"grant", "user", "org", "resource", "started_at",
+                                                 "expires_at", "bytes_up", "bytes_down"}))
+      return tl::unexpected(*unknown);
+    json s = json::object();
+    for (const char* k : {"grant", "user", "org", "resource"}) {
+      auto v = req_string(e, k);
+      if (!v) return tl::unexpected(v.error());
+      if (!valid_uuid(*v)) return bad(std::string("access session ") + k + " must be a uuid");
+      s[k] = lower(*v);
+    }
+    for (const auto& [k, max] :
+         {std::pair{"started_at", kMaxUnixSeconds}, std::pair{"expires_at", kMaxUnixSeconds},
+          std::pair{"bytes_up", std::numeric_limits<std::int64_t>::max()},
+          std::pair{"bytes_down", std::numeric_limits<std::int64_t>::max()}}) {
+      auto v = opt_int(e, k);
+      if (!v) return tl::unexpected(v.error());
+      if (!*v || **v < 0 || **v > max)
+        return bad(std::string("access session ") + k + " must be a non-negative integer");
+      s[k] = **v;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 // A validated heartbeat body.
 struct Heartbeat {
   std::string version;
   json state;  // as stored in nodes.last_state
   json caps;   // validated capabilities (when has_caps)
   bool has_caps = false;
-  std::string durable;  // canonical text of everything but `load`
+  std::string durable;         // canonical text of everything but `load`
+  std::optional<json> access;  // access.active when reported (entries only); never durable
 };
 
 Step<Heartbeat> parse_heartbeat(const std::string& text) {
@@ -413,7 +463,7 @@ Step<Heartbeat> parse_heartbeat(const std::string& text) {
   if (!body) return tl::unexpected(body.error());
   if (auto bad = reject_unknown_fields(
           *body, {"version", "capabilities", "load", "workloads", "applied_config_versions",
-                  "partition_state", "endpoints", "fabric"}))
+                  "partition_state", "endpoints", "fabric", "access"}))
     return tl::unexpected(*bad);
   auto version = req_string(*body, "version");
   if (!version) return tl::unexpected(version.error());
@@ -425,6 +475,8 @@ Step<Heartbeat> parse_heartbeat(const std::string& text) {
   const bool has_caps = body->contains("capabilities") && !(*body)["capabilities"].is_null();
   auto load = parse_load(*body);
   if (!load) return tl::unexpected(load.error());
+  auto access = parse_access(*body);
+  if (!access) return tl::unexpected(access.error());
   json workloads = json::array();
   if (auto it = body->find("workloads"); it != body->end() && !it->is_null()) {
     if (!it->is_array() || it->size() > 256)
@@ -524,6 +576,7 @@ Step<Heartbeat> parse_heartbeat(const std::string& text) {
   hb.state["load"] = *load;
   hb.caps = std::move(*caps);
   hb.has_caps = has_caps;
+  hb.access = std::move(*access);
   return hb;
 }
 
@@ -547,6 +600,7 @@ HttpResponse post_heartbeat(Ctx& ctx) {
   const auto now = std::chrono::steady_clock::now();
   const auto interval = ctx.opts.heartbeat_write_interval;
   ctx.hot->note_seen(ctx.node->cluster_id, node_id, unix_ms_now());
+  if (hb->access) ctx.hot->note_access(node_id, std::move(*hb->access));
   if (ctx.hot->write_is_fresh(node_id, hb->durable, interval, now)) {
     // Authenticated just now (node active, certificate valid): nothing durable to write.
     ctx.hot->count_heartbeat(true);
@@ -736,7 +790,19 @@ HttpResponse get_desired_state(Ctx& ctx) {
                            {"kind", row[1].as<std::string>()},
                            {"spec", json::parse(row[2].as<std::string>(), nullptr, false)},
                            {"version", row[3].as<long long>()}});
-    return json{{"version", v[0][0].as<long long>()}, {"roles", roles}, {"workloads", workloads}};
+    // Access grants revoked at this entry (an org admin terminated the session), until expiry.
+    json revoked = json::array();
+    for (const auto& row : t.exec_params(
+             "SELECT grant_id, extract(epoch FROM expires_at)::bigint FROM revoked_grants "
+             "WHERE entry_node_id = $1::uuid AND expires_at > now() "
+             "ORDER BY revoked_at DESC LIMIT $2",
+             node_id, kMaxRevokedGrants))
+      revoked.push_back(
+          {{"grant", row[0].as<std::string>()}, {"expires_at", row[1].as<long long>()}});
+    return json{{"version", v[0][0].as<long long>()},
+                {"roles", roles},
+                {"workloads", workloads},
+                {"revoked_grants", revoked}};
   });
   if (!r) return to_response(r.error());
   HttpResponse res = json_response(200, *r);
@@ -923,6 +989,7 @@ std::optional<HttpResponse> fast_heartbeat(NodeHotState& hot, const ApiOptions& 
   if (!hot.write_is_fresh(node->node_id, hb->durable, opts.heartbeat_write_interval, now))
     return std::nullopt;  // durable state to write: the database path
   hot.note_seen(node->cluster_id, node->node_id, unix_ms_now());
+  if (hb->access) hot.note_access(node->node_id, std::move(*hb->access));
   hot.count_heartbeat(true);
   return json_response(
       200, heartbeat_answer(node->desired_state_version, node->db_now, node->config_generation));

@@ -6,7 +6,9 @@
 // Tenancy: cluster-scoped routes answer 404 not_found to anyone but platform staff (audited as
 // denied). Egress pools are visible to the members of their organization by name and
 // description only: which clusters and nodes back a pool is never shown to tenants.
+#include <algorithm>
 #include <charconv>
+#include <map>
 #include <set>
 
 #include "api_internal.h"
@@ -311,6 +313,95 @@ HttpResponse get_authority(Ctx& ctx) {
     auto rows = t.exec_params(kAuthoritySelect, cl->id);
     if (rows.empty()) return fail("internal", "cluster_authority row missing");
     return json{{"authority", authority_json(rows[0], slug)}};
+  });
+  if (!r) return to_response(r.error());
+  return json_response(200, *r);
+}
+
+// ---------------- fabric (live topology map) ----------------
+
+// Route health of one fabric session from what its ends measure on it (docs/API.md "Fabric").
+std::string session_health(const json& rtt, const json& jitter, const json& retransmits) {
+  if (rtt.is_null() && jitter.is_null() && retransmits.is_null()) return "unknown";
+  const double r = rtt.is_number() ? rtt.get<double>() : 0;
+  const double j = jitter.is_number() ? jitter.get<double>() : 0;
+  const double x = retransmits.is_number() ? retransmits.get<double>() : 0;
+  if (x >= 5 || r >= 300 || j >= 100) return "bad";
+  if (x >= 0.5 || r >= 100 || j >= 25) return "degraded";
+  return "good";
+}
+
+// The larger of two optional figures (either end may report a session).
+json worse(const json& a, const json& b) {
+  if (!a.is_number()) return b;
+  if (!b.is_number()) return a;
+  return a.get<double>() >= b.get<double>() ? a : b;
+}
+
+// GET /api/v1/clusters/{cluster}/fabric: fabric sessions between the cluster's active nodes
+// (heartbeat fabric.sessions of fresh nodes, either end) with RTT, jitter, retransmits and a
+// health class, and the relays in use (load.relayed_routes > 0). Platform staff only.
+HttpResponse get_cluster_fabric(Ctx& ctx) {
+  const std::string slug = ctx.param("cluster");
+  if (!ctx.query.empty()) return error_response(400, "invalid_request", "no query parameters");
+  auto r = ctx.db.with_connection<json>([&](pqxx::connection& c) -> Result<json> {
+    pqxx::read_transaction t(c);
+    auto cl = find_cluster(t, slug);
+    if (!cl) return tl::unexpected(cl.error());
+    struct N {
+      std::string name;
+      json sessions, load;
+      bool fresh = false;
+    };
+    std::map<std::string, N> nodes;
+    for (const auto& row : t.exec_params(
+             "SELECT id, name, COALESCE(last_state->'fabric'->'sessions', '[]')::text, "
+             "COALESCE(last_state->'load', '{}')::text, "
+             "COALESCE(last_heartbeat_at > now() - interval '30 seconds', false) FROM nodes "
+             "WHERE cluster_id = $1::uuid AND status = 'active'",
+             cl->id))
+      nodes[row[0].as<std::string>()] =
+          N{row[1].as<std::string>(), json::parse(row[2].as<std::string>(), nullptr, false),
+            json::parse(row[3].as<std::string>(), nullptr, false), row[4].as<bool>()};
+    auto metric = [](const json& load, const char* field, const std::string& peer) -> json {
+      if (!load.is_object()) return nullptr;
+      auto f = load.find(field);
+      if (f == load.end() || !f->is_object()) return nullptr;
+      auto v = f->find(peer);
+      return v == f->end() ? json(nullptr) : *v;
+    };
+    std::map<std::pair<std::string, std::string>, json> edges;
+    json relays = json::array();
+    for (const auto& [id, n] : nodes) {
+      if (!n.fresh) continue;
+      if (n.load.is_object() && n.load.value("relayed_routes", 0) > 0)
+        relays.push_back(
+            {{"node", id}, {"name", n.name}, {"relayed_routes", n.load["relayed_routes"]}});
+      if (!n.sessions.is_array()) continue;
+      for (const auto& s : n.sessions) {
+        const auto peer = s.is_object() ? s.value("peer", std::string()) : std::string();
+        if (peer == id || !nodes.contains(peer)) continue;
+        auto& e = edges[std::minmax(id, peer)];
+        if (e.is_null())
+          e = json{{"rtt_ms", nullptr},
+                   {"jitter_ms", nullptr},
+                   {"retransmits_per_s", nullptr},
+                   {"reported_by", 0}};
+        e["rtt_ms"] = worse(e["rtt_ms"], metric(n.load, "peer_rtt_ms", peer));
+        e["jitter_ms"] = worse(e["jitter_ms"], metric(n.load, "peer_jitter_ms", peer));
+        e["retransmits_per_s"] =
+            worse(e["retransmits_per_s"], metric(n.load, "peer_retransmits_per_s", peer));
+        e["reported_by"] = e["reported_by"].get<int>() + 1;
+      }
+    }
+    json out = json::array();
+    for (auto& [k, e] : edges) {
+      e["a"] = k.first;
+      e["b"] = k.second;
+      e["health"] = session_health(e["rtt_ms"], e["jitter_ms"], e["retransmits_per_s"]);
+      out.push_back(std::move(e));
+    }
+    return json{{"cluster", slug}, {"sessions", out}, {"relays", relays}};
   });
   if (!r) return to_response(r.error());
   return json_response(200, *r);
@@ -621,6 +712,7 @@ void register_topology_routes(Router& r) {
         staff_only("node.group_set", put_node_group_membership));
   r.add("GET", c + "/authority", Auth::kUser, staff_only("cluster.authority_read", get_authority));
   r.add("PUT", c + "/authority", Auth::kUser, staff_only("cluster.authority_set", put_authority));
+  r.add("GET", c + "/fabric", Auth::kUser, staff_only("cluster.fabric_read", get_cluster_fabric));
   r.add("POST", org + "/egress-pools", Auth::kUser,
         staff_only("egress_pool.create", post_egress_pool));
   r.add("GET", org + "/egress-pools", Auth::kUser, get_egress_pools);

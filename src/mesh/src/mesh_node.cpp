@@ -859,6 +859,10 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
     const Lease& lease, fabric::TrafficClass cls, Json hello) {
   if (lease.hops.size() < 2 || lease.hops.front().node != node_id())
     co_return fail("not_entry", "this node is not the lease's entry");
+  if (grant_revoked(lease.grant)) {
+    counters_["refused_grant_revoked"]++;
+    co_return fail("grant_revoked", "this access grant was revoked (the session was terminated)");
+  }
   if (!lease.allows(fabric::to_string(cls)))
     co_return fail("class_not_allowed", "the lease does not allow this traffic class");
   auto session = fabric_->session_to(lease.hops[1].node);
@@ -930,6 +934,30 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
   }
   counters_["routes_opened"]++;
   co_return std::unique_ptr<RouteChannel>(std::move(ch));
+}
+
+std::size_t MeshNode::revoke_grants(const std::vector<RevokedGrant>& grants) {
+  const auto now = options_.wall_clock();
+  std::map<std::string, config::WallTime> next;
+  for (const auto& g : grants)
+    if (!g.id.empty() && g.expires_at > now) next[g.id] = g.expires_at;
+  revoked_grants_ = std::move(next);
+  std::size_t cut = 0;
+  const Error revoked{"grant_revoked", "the access grant was revoked (session terminated)"};
+  for (auto& [id, w] : std::map(flows_)) {
+    auto f = w.lock();
+    if (!f || !revoked_grants_.contains(f->lease().grant)) continue;
+    spdlog::info("mesh: flow {} of revoked grant {} cut", id, f->lease().grant);
+    f->fail(revoked);
+    counters_["flows_revoked"]++;
+    ++cut;
+  }
+  return cut;
+}
+
+bool MeshNode::grant_revoked(const std::string& grant) const {
+  auto it = revoked_grants_.find(grant);
+  return it != revoked_grants_.end() && it->second > options_.wall_clock();
 }
 
 std::size_t MeshNode::drop_sessions_with(const std::string& peer, const std::string& reason) {
@@ -1023,6 +1051,7 @@ Json MeshNode::status() const {
               {"active_routes", active_routes_},
               {"active_relays", active_relays_},
               {"relay_bytes", relay_bytes_},
+              {"revoked_grants", revoked_grants_.size()},
               {"counters", counters}};
 }
 

@@ -355,6 +355,12 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
     co_await refuse(e_);
     co_return;
   }
+  if (mesh_.grant_revoked(grant->id)) {
+    const Error e_{"grant_revoked",
+                   "this access was terminated by an administrator; request a new ticket"};
+    co_await refuse(e_);
+    co_return;
+  }
   fabric::TrafficClass cls = fabric::TrafficClass::kInteractive;
   (void)fabric::parse_traffic_class(hello->traffic_class, cls);
   // The mesh picks among the ticket's leases (primary first) and moves the open flow to an
@@ -395,6 +401,19 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
   timer->cancel();
   counters_.accepted++;
   counters_.active++;
+  const std::uint64_t open_id = next_open_++;
+  {
+    ActiveAccess a;
+    a.grant = grant->id;
+    a.user = grant->user;
+    a.org = grant->org;
+    a.resource = grant->resource;
+    a.started_at = rec.started_at;
+    a.expires_at =
+        std::chrono::duration_cast<std::chrono::seconds>(grant->expires_at.time_since_epoch())
+            .count();
+    open_[open_id] = Open{std::move(a), ch.get()};
+  }
   auto up = [&]() -> asio::awaitable<void> {  // client -> route
     for (;;) {
       auto f = reader.next();
@@ -444,9 +463,22 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
   reader.set_max(kMaxChunk);
   using namespace asio::experimental::awaitable_operators;
   co_await (up() && down());
+  open_.erase(open_id);
   counters_.active--;
   counters_.bytes_up += ch->bytes_out();
   counters_.bytes_down += ch->bytes_in();
+}
+
+std::vector<ActiveAccess> TcpAccessEntry::active_sessions() const {
+  std::vector<ActiveAccess> out;
+  out.reserve(open_.size());
+  for (const auto& [id, o] : open_) {
+    ActiveAccess a = o.info;
+    a.bytes_up = o.ch->bytes_out();
+    a.bytes_down = o.ch->bytes_in();
+    out.push_back(std::move(a));
+  }
+  return out;
 }
 
 // ---------------- metrics ----------------

@@ -34,7 +34,9 @@ struct MembershipState {
   std::int64_t desired_version = 0;
   nlohmann::json roles = nlohmann::json::array();      // last valid desired state
   nlohmann::json workloads = nlohmann::json::array();  // last valid desired state
-  std::int64_t last_contact = 0;                       // unix seconds of the last success
+  // Access grants the control plane revoked for this entry ([{grant, expires_at}], desired state).
+  nlohmann::json revoked_grants = nlohmann::json::array();
+  std::int64_t last_contact = 0;  // unix seconds of the last success
   std::string partition_state = "healthy";
   std::string last_error;
   std::string profile = "thick";  // thin | thick (thin: no artifact storage)

@@ -158,6 +158,7 @@ class Api {
   bool stopping_ = false;  // guarded by stop_mu_
   std::thread presence_flusher_;
   void flush_presence();
+  void flush_access();  // open access sessions of entries (LiveState, per organization)
 };
 
 // First-run bootstrap. When no platform owner exists and setup is not completed: generates a new

@@ -144,6 +144,18 @@ class MeshNode {
                                                                    fabric::TrafficClass cls,
                                                                    nlohmann::json hello);
 
+  // Access grants the control plane revoked (an organization admin terminated the session),
+  // each kept until its expiry. Replaces the previous list: open flows and routes of a newly
+  // revoked grant end at once (error "grant_revoked"), and open_route/open_flow refuse the grant
+  // from then on with "grant_revoked".
+  struct RevokedGrant {
+    std::string id;
+    config::WallTime expires_at{};
+  };
+  // Returns how many open flows were cut.
+  std::size_t revoke_grants(const std::vector<RevokedGrant>& grants);
+  bool grant_revoked(const std::string& grant) const;
+
   // Closes every session with `peer` at once (an operator's "disconnect", and how benchmarks and
   // tests make a peer vanish): its routes fail over; the peer manager dials it again later.
   std::size_t drop_sessions_with(const std::string& peer, const std::string& reason);
@@ -216,6 +228,7 @@ class MeshNode {
   MeshConfig config_;
   std::map<std::string, PeerState> peers_;
   std::set<std::string> revoked_;
+  std::map<std::string, config::WallTime> revoked_grants_;  // grant id -> its expiry
   ExitHandler exit_handler_;
   std::uint16_t port_ = 0;
   bool stopped_ = false;

@@ -42,6 +42,14 @@ struct AccessRecord {
 // Called on the mesh thread; must not block (the agent queues and posts them).
 using AccessSink = std::function<void(AccessRecord)>;
 
+// One open access session at the entry (the heartbeat's access.active): who uses which resource
+// under which grant, since when and how many bytes so far. Never payload, never the route.
+struct ActiveAccess {
+  std::string grant, user, org, resource;
+  std::int64_t started_at = 0, expires_at = 0;  // unix seconds (expires_at: the grant's)
+  std::uint64_t bytes_up = 0, bytes_down = 0;   // user -> target, target -> user
+};
+
 struct TcpCounters {
   std::uint64_t accepted = 0, refused = 0, active = 0, bytes_up = 0, bytes_down = 0;
   std::uint64_t offline_renewals = 0;  // grants used past expiry under the offline horizon
@@ -74,6 +82,8 @@ class TcpAccessEntry {
   std::uint16_t port() const { return port_; }
   void stop();
   const TcpCounters& counters() const { return counters_; }
+  // The open sessions (mesh thread), oldest first.
+  std::vector<ActiveAccess> active_sessions() const;
 
  private:
   TcpAccessEntry(asio::any_io_executor ex, mesh::MeshNode& mesh, AccessSink sink);
@@ -87,6 +97,12 @@ class TcpAccessEntry {
   std::shared_ptr<asio::ip::tcp::acceptor> acceptor_;
   std::uint16_t port_ = 0;
   TcpCounters counters_;
+  struct Open {
+    ActiveAccess info;
+    const mesh::RouteChannel* ch = nullptr;  // valid while the session is in open_
+  };
+  std::map<std::uint64_t, Open> open_;
+  std::uint64_t next_open_ = 0;
 };
 
 // Counters of both sides as Prometheus text and JSON (for status).
