@@ -1,11 +1,13 @@
 // The config-storage role's pieces: the storage cache (bundle load, limits, per-node lookup with
-// "have"), the storage_directory parser, the fallback transport (control plane first, storages
-// on transport errors only) and the mTLS storage server with its client (a cluster node gets its
+// "have"), the storage_directory parser, the recovery order over storages (plan_recovery) and
+// the mTLS storage server with its client (a cluster node gets its
 // artifacts; a foreign-cluster client certificate is refused; a server naming another node id is
 // rejected by the client).
 #include "rap/agent/config_storage.h"
 
 #include <gtest/gtest.h>
+
+#include <thread>
 
 #include "rap/config/signer.h"
 #include "rap/crypto/certs.h"
@@ -108,58 +110,25 @@ TEST(StorageDirectory, ParsesAndSkipsSelf) {
   EXPECT_TRUE(parse_storage_directory(json{{"storages", json::array()}}, "n1").empty());
 }
 
-class Fake : public ConfigTransport {
- public:
-  std::optional<HttpReply> reply;  // nullopt: transport error
-  int fetches = 0;
-  int reports = 0;
-  Result<HttpReply> fetch(const std::string&) override {
-    ++fetches;
-    if (!reply) return fail("connect_failed", "down");
-    return *reply;
-  }
-  Result<HttpReply> report_rejection(const json&) override {
-    ++reports;
-    if (!reply) return fail("connect_failed", "down");
-    return HttpReply{204, json()};
-  }
-};
+TEST(PlanRecovery, NearestMeasuredFirstThenLivePeersThenTheRestOfTheDirectory) {
+  const std::vector<StorageEndpoint> dir = {
+      {"a", "10.0.0.1:1"}, {"b", "10.0.0.2:1"}, {"c", "10.0.0.3:1"}, {"d", "10.0.0.4:1"}};
+  // c is nearest (measured), b is a live fabric peer, a and d are only listed.
+  const auto plan = plan_recovery(dir, {{"c", 3.0}, {"b", 9.0}}, {"b"});
+  std::vector<std::string> got;
+  for (const auto& p : plan) got.push_back(std::string(to_string(p.kind)) + ":" + p.storage.id);
+  EXPECT_EQ(got, (std::vector<std::string>{"nearby-storage:c", "peer-storage:b",
+                                           "bootstrap-storage:a", "bootstrap-storage:d"}));
+  EXPECT_EQ(plan[0].storage.endpoint, "10.0.0.3:1");
+}
 
-TEST(FallbackConfigTransport, ControlFirstStoragesOnTransportErrorsOnly) {
-  Fake control;
-  auto s1 = std::make_unique<Fake>();
-  auto s2 = std::make_unique<Fake>();
-  Fake* s1p = s1.get();
-  Fake* s2p = s2.get();
-  s1p->reply = HttpReply{404, json{{"error", {{"code", "unknown_node"}}}}};
-  s2p->reply = HttpReply{200, json{{"config_generation", 4}, {"artifacts", json::array()}}};
-  std::vector<FallbackConfigTransport::Storage> storages;
-  storages.push_back({"s1", std::move(s1)});
-  storages.push_back({"s2", std::move(s2)});
-  FallbackConfigTransport t(control, std::move(storages));
-
-  control.reply = HttpReply{503, json()};  // a reply, even an error, is not a fallback case
-  auto r = t.fetch("");
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->status, 503);
-  EXPECT_EQ(t.last_source(), "control");
-  EXPECT_EQ(s1p->fetches, 0);
-
-  control.reply.reset();
-  r = t.fetch("");
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->status, 200);
-  EXPECT_EQ(t.last_source(), "storage:s2");
-  EXPECT_EQ(s1p->fetches, 1);
-
-  s2p->reply.reset();
-  r = t.fetch("");
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code, "connect_failed");
-
-  EXPECT_FALSE(t.report_rejection(json::object()).has_value());
-  EXPECT_EQ(control.reports, 1);
-  EXPECT_EQ(s1p->reports + s2p->reports, 0);
+TEST(PlanRecovery, NothingMeasuredMeansNoNearbyStorage) {
+  const std::vector<StorageEndpoint> dir = {{"a", "10.0.0.1:1"}, {"b", "10.0.0.2:1"}};
+  const auto plan = plan_recovery(dir, {}, {});
+  ASSERT_EQ(plan.size(), 2u);
+  EXPECT_EQ(plan[0].kind, SourceKind::bootstrap_storage);
+  EXPECT_EQ(plan[0].storage.id, "a");
+  EXPECT_TRUE(plan_recovery({}, {{"x", 1.0}}, {"x"}).empty());
 }
 
 struct Pki {
@@ -187,7 +156,8 @@ TEST(ConfigStorageServer, ServesClusterNodesOverMutualTls) {
   const config::Signer signer("cl-1", new_key());
   auto cache = std::make_shared<StorageCache>();
   RAP_ASSERT_OK(cache->load_bundle(bundle(signer, 9)));
-  auto server = ConfigStorageServer::start("127.0.0.1:0", pki.node("s1", 1), "cl-1", cache);
+  auto server = ConfigStorageServer::start("127.0.0.1:0", pki.node("s1", 1), "cl-1", cache,
+                                           std::make_shared<crypto::RevocationList>());
   RAP_ASSERT_OK(server);
   const std::string ep = (*server)->endpoint();
   EXPECT_EQ(ep.rfind("127.0.0.1:", 0), 0u);
@@ -232,6 +202,69 @@ TEST(ConfigStorageServer, ServesClusterNodesOverMutualTls) {
   // Stopped: connecting fails.
   r = n1.fetch("");
   EXPECT_FALSE(r.has_value());
+}
+
+// Storage server fixture: one server for s1 over a cache holding n1's artifacts.
+struct StorageServerFixture {
+  Pki pki{"cl-1"};
+  config::Signer signer{"cl-1", new_key()};
+  std::shared_ptr<StorageCache> cache = std::make_shared<StorageCache>();
+  std::shared_ptr<crypto::RevocationList> revocations = std::make_shared<crypto::RevocationList>();
+  std::unique_ptr<ConfigStorageServer> server;
+  Result<void> start() {
+    if (auto l = cache->load_bundle(bundle(signer, 9)); !l) return l;
+    auto s =
+        ConfigStorageServer::start("127.0.0.1:0", pki.node("s1", 1), "cl-1", cache, revocations);
+    if (!s) return tl::unexpected(s.error());
+    server = std::move(*s);
+    return {};
+  }
+};
+
+TEST(ConfigStorageServer, RefusesClientsOnTheAppliedRevocationList) {
+  StorageServerFixture f;
+  RAP_ASSERT_OK(f.start());
+  const auto ep = f.server->endpoint();
+  StorageConfigTransport n1(ep, f.pki.node("n1", 2), "cl-1", "s1", 5s);
+  auto r = n1.fetch("");
+  RAP_ASSERT_OK(r);
+  EXPECT_EQ(r->status, 200);
+  // The revocation list applied after the server started refuses the node from now on...
+  f.revocations->revoke_node("n1");
+  r = n1.fetch("");
+  EXPECT_TRUE(!r.has_value() || r->status == 403) << r->status;
+  // ...and a revoked certificate serial of a node that is not revoked itself.
+  StorageConfigTransport n1b(ep, f.pki.node("n1b", 7), "cl-1", "s1", 5s);
+  f.revocations->revoke_serial(7);
+  r = n1b.fetch("");
+  EXPECT_TRUE(!r.has_value() || r->status == 403) << r->status;
+  // The server counts a refusal when its side of the handshake completes, which may be just
+  // after the client gave up.
+  for (int i = 0; i < 200 && f.server->refused() < 2; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_GE(f.server->refused(), 2u);
+}
+
+TEST(ConfigStorageServer, ARenewedCertificateIsServedWithoutRestart) {
+  StorageServerFixture f;
+  RAP_ASSERT_OK(f.start());
+  const auto ep = f.server->endpoint();
+  // The renewed certificate here names another node id, so the client can tell which is served.
+  RAP_ASSERT_OK(f.server->reload(f.pki.node("s9", 11)));
+  StorageConfigTransport old_name(ep, f.pki.node("n1", 2), "cl-1", "s1", 5s);
+  auto r = old_name.fetch("");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, "wrong_peer");
+  StorageConfigTransport new_name(ep, f.pki.node("n1", 3), "cl-1", "s9", 5s);
+  r = new_name.fetch("");
+  RAP_ASSERT_OK(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(f.server->endpoint(), ep);
+  // Credentials that do not load leave the current ones in use.
+  crypto::NodeCredentials bad{f.pki.ca_pem, "not a certificate", "not a key"};
+  EXPECT_FALSE(f.server->reload(bad).has_value());
+  r = new_name.fetch("");
+  RAP_ASSERT_OK(r);
+  EXPECT_EQ(r->status, 200);
 }
 
 }  // namespace

@@ -76,8 +76,10 @@ class ConfigSyncTest : public ::testing::Test {
     p.push_back({{"id", "n3"}, {"addr", "10.0.0." + std::to_string(v + 2) + ":7443"}});
     return Json{{"peers", p}};
   }
-  static Json services(std::uint64_t v) {
-    return Json{{"services", Json::array({{{"id", "svc-" + std::to_string(v)}}})}};
+  Json services(std::uint64_t v) const {
+    Json p{{"services", Json::array({{{"id", "svc-" + std::to_string(v)}}})}};
+    if (!sab_policy_.empty()) p["lapse_policy"] = sab_policy_;
+    return p;
   }
   Json trust_payload(const config::Signer& s) const {
     auto t = config::TrustStore::from_keys({s.trusted_key(now_ - 24h, now_ + 365 * 24h)});
@@ -91,9 +93,9 @@ class ConfigSyncTest : public ::testing::Test {
     d.type = type;
     d.scope = std::move(scope);
     d.version = version;
-    d.epoch = 1;
+    d.epoch = epoch_;
     d.issued_at = now_ - 1h;
-    d.expires_at = now_ + 24h;
+    d.expires_at = now_ + lifetime_;
     d.payload = std::move(payload);
     auto a = (s != nullptr ? *s : signer_).sign(std::move(d));
     RAP_ASSERT(a.has_value());
@@ -151,275 +153,243 @@ class ConfigSyncTest : public ::testing::Test {
   crypto::Ed25519Key node_key_ = new_key();
   config::Signer signer_{"cl-1", new_key()};
   std::optional<rap::testing::TempDir> dir_;
+  std::uint64_t epoch_ = 1;              // of the artifacts sign() makes
+  std::chrono::seconds lifetime_ = 24h;  // expires_at - now_ of the artifacts sign() makes
+  std::string sab_policy_;  // lapse_policy of the service_assignment_bundle ("" = none)
 };
 
-TEST_F(ConfigSyncTest, FirstFetchAppliesAndPersists) {
-  auto cs = make_sync();
-  cs->load();
-  EXPECT_FALSE(cs->has_state());
-  FakeTransport t;
-  t.on_fetch = [&](const std::string&) { return reply(7, batch({})); };
-  RAP_ASSIGN_OR_FAIL(bool changed, cs->sync(t, now_));
-  EXPECT_TRUE(changed);
-  ASSERT_EQ(t.haves.size(), 1u);
-  EXPECT_EQ(t.haves[0], "");  // nothing applied yet: full artifacts
-  EXPECT_TRUE(t.rejections.empty());
-  EXPECT_EQ(cs->applied_versions(), (nlohmann::json{{"cluster_snapshot", 1},
-                                                    {"peer_directory", 1},
-                                                    {"revocation_list", 1},
-                                                    {"service_assignment_bundle", 1},
-                                                    {"trust_bundle", 1}}));
-  EXPECT_EQ(cs->generation(), 7);
-  const auto st = cs->status_json();
-  EXPECT_EQ(st["signer_key_ids"], nlohmann::json::array({signer_.key_id()})) << st;
-  EXPECT_EQ(st["authority_epoch"], 1) << st;
-  EXPECT_EQ(st["generation"], 7) << st;
-  EXPECT_EQ(st["last_fetch"], config::to_unix_seconds(now_)) << st;
-  EXPECT_TRUE(st["last_rejection"].is_null()) << st;
+// ---- recovery order -------------------------------------------------------------------------
 
-  struct stat sb {};
-  ASSERT_EQ(::stat(cs->path().c_str(), &sb), 0);
-  EXPECT_EQ(sb.st_mode & 0777, 0600u);
-  const auto offline = ConfigSync::read_status(default_env(), dir(), node_key_);
-  EXPECT_EQ(offline["applied_versions"]["cluster_snapshot"], 1) << offline;
-  EXPECT_EQ(offline["signer_key_ids"], nlohmann::json::array({signer_.key_id()})) << offline;
-
-  // The same batch again is an idempotent re-delivery; the agent now says what it has.
-  RAP_ASSIGN_OR_FAIL(bool again, cs->sync(t, now_));
-  EXPECT_FALSE(again);
-  EXPECT_EQ(t.haves.back(),
-            "cluster_snapshot:1,peer_directory:1,revocation_list:1,service_assignment_bundle:1,"
-            "trust_bundle:1");
-}
-
-TEST_F(ConfigSyncTest, RestartLoadsPersistedStateAndIgnoresThePlainTrustBundle) {
-  {
-    auto cs = make_sync();
-    FakeTransport t;
-    t.on_fetch = [&](const std::string&) { return reply(3, batch({})); };
-    RAP_ASSERT_OK(cs->sync(t, now_));
+// The sources of one round in recovery order, each a FakeTransport; `control` also takes the
+// rejection reports.
+struct Sources {
+  FakeTransport nearby, peer, bootstrap, control;
+  std::vector<ConfigSource> list() {
+    return {{SourceKind::nearby_storage, "s1", &nearby},
+            {SourceKind::peer_storage, "s2", &peer},
+            {SourceKind::bootstrap_storage, "s3", &bootstrap},
+            {SourceKind::control, "", &control}};
   }
-  auto cs = make_sync();
-  cs->load();
-  ASSERT_TRUE(cs->has_state());
-  EXPECT_EQ(cs->generation(), 3);
-  EXPECT_EQ(cs->applied_versions()["peer_directory"], 1);
-  EXPECT_EQ(cs->status_json()["signer_key_ids"], nlohmann::json::array({signer_.key_id()}));
+  std::vector<std::string> outcomes(const ConfigSync& cs) const {
+    std::vector<std::string> out;
+    for (const auto& a : cs.last_attempts()) out.push_back(a.source + "=" + a.outcome);
+    return out;
+  }
+};
 
-  // A response whose plain trust bundle names another key changes nothing: trust now comes only
-  // from signed trust_bundle artifacts, and artifacts of that other key are refused.
-  const config::Signer rogue("cl-1", new_key());
-  Versions v;
-  v.peers = 2;
-  v.snapshot = 2;
-  FakeTransport t;
-  t.on_fetch = [&](const std::string&) { return reply(4, batch(v, &rogue), trust_payload(rogue)); };
-  auto r = cs->sync(t, now_);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code, config::errc::unknown_signer);
-  EXPECT_EQ(cs->applied_versions()["peer_directory"], 1);
-  EXPECT_EQ(cs->generation(), 3);
-
-  // The legitimate signer's next version applies on top of the loaded state.
-  t.on_fetch = [&](const std::string&) { return reply(4, batch(v), trust_payload(rogue)); };
-  RAP_ASSIGN_OR_FAIL(bool changed, cs->sync(t, now_));
-  EXPECT_TRUE(changed);
-  EXPECT_EQ(cs->applied_versions()["peer_directory"], 2);
-  EXPECT_EQ(cs->generation(), 4);
-}
-
-TEST_F(ConfigSyncTest, TamperedOrCorruptPersistedStateIsRefusedAndRefetched) {
-  {
+class RecoveryOrderTest : public ConfigSyncTest {
+ protected:
+  // Applies generation 1 from the control plane, so storages may serve (trust is anchored).
+  std::unique_ptr<ConfigSync> applied_sync() {
     auto cs = make_sync();
     FakeTransport t;
     t.on_fetch = [&](const std::string&) { return reply(1, batch({})); };
-    RAP_ASSERT_OK(cs->sync(t, now_));
+    RAP_ASSERT(cs->sync(t, now_).has_value());
+    return cs;
   }
-  const std::string file = make_sync()->path();
-  const std::string original = read(file);
-  // An edited version number inside the signed state.
-  std::string edited = original;
-  const auto pos = edited.find(R"(\"version\":1)");
-  ASSERT_NE(pos, std::string::npos) << original.substr(0, 300);
-  edited.replace(pos, 13, R"(\"version\":9)");
-  write(file, edited);
-  {
-    auto cs = make_sync();
-    cs->load();  // refused (logged), never crashes
-    EXPECT_FALSE(cs->has_state());
-    const auto offline = ConfigSync::read_status(default_env(), dir(), node_key_);
-    EXPECT_NE(offline.value("error", std::string()).find("state_tampered"), std::string::npos)
-        << offline;
-    FakeTransport t;
-    t.on_fetch = [&](const std::string&) { return reply(2, batch({})); };
-    RAP_ASSIGN_OR_FAIL(bool changed, cs->sync(t, now_));
-    EXPECT_TRUE(changed);
-    EXPECT_EQ(t.haves, std::vector<std::string>{""});  // a fresh full fetch
-    EXPECT_EQ(cs->generation(), 2);
+  // Generation 2 (a new service_assignment_bundle version) as a storage serves it.
+  HttpReply v2(std::int64_t generation = 2) const {
+    Versions v;
+    v.services = 2;
+    v.snapshot = 2;
+    auto r = reply(generation, batch(v));
+    r.body.erase("trust_bundle");  // storage replies carry no trust anchors
+    return r;
   }
-  // Signed by another node key (e.g. copied from another host): refused as well.
-  {
-    const auto other_key = new_key();
-    ConfigSync other(default_env(), dir(), "main", "cl-1", "n1", other_key);
-    other.load();
-    EXPECT_FALSE(other.has_state());
+  static HttpReply unknown_node() {
+    return HttpReply{404, nlohmann::json{{"error", {{"code", "unknown_node"}}}}};
   }
-  // Garbage, and a file larger than the bound.
-  for (const std::string& junk :
-       {std::string("{not json"), std::string(kMaxConfigStateBytes + 1, ' ')}) {
-    write(file, junk);
-    auto cs = make_sync();
-    cs->load();
-    EXPECT_FALSE(cs->has_state());
-  }
-  // A valid file of another node (re-enrolled identity) is not used either.
-  write(file, original);
-  ConfigSync foreign(default_env(), dir(), "main", "cl-1", "n9", node_key_);
-  foreign.load();
-  EXPECT_FALSE(foreign.has_state());
-  auto cs = make_sync();
-  cs->load();
-  EXPECT_TRUE(cs->has_state());
+};
+
+TEST_F(RecoveryOrderTest, NearbyStorageIsTriedFirstAndTheOthersNotAtAll) {
+  auto cs = applied_sync();
+  Sources s;
+  s.nearby.on_fetch = [&](const std::string&) { return v2(); };
+  s.control.on_fetch = [&](const std::string&) { return v2(); };
+  const auto list = s.list();
+  RAP_ASSIGN_OR_FAIL(bool changed, cs->sync(list, s.control, now_, 2));
+  EXPECT_TRUE(changed);
+  EXPECT_EQ(cs->source(), "nearby-storage:s1");
+  EXPECT_EQ(cs->applied_versions()["service_assignment_bundle"], 2);
+  EXPECT_TRUE(s.peer.haves.empty() && s.bootstrap.haves.empty() && s.control.haves.empty());
+  EXPECT_EQ(s.outcomes(*cs), std::vector<std::string>{"nearby-storage:s1=applied"});
 }
 
-TEST_F(ConfigSyncTest, TamperedArtifactAppliesNothingAndIsReported) {
-  auto cs = make_sync();
-  FakeTransport t;
-  t.on_fetch = [&](const std::string&) { return reply(1, batch({})); };
-  RAP_ASSERT_OK(cs->sync(t, now_));
-  const std::string persisted = read(cs->path());
+TEST_F(RecoveryOrderTest, UnreachableNearbyStorageFallsToAPeerAdvertisingStorage) {
+  auto cs = applied_sync();
+  Sources s;  // nearby: no on_fetch = unreachable
+  s.peer.on_fetch = [&](const std::string&) { return v2(); };
+  const auto list = s.list();
+  RAP_ASSERT_OK(cs->sync(list, s.control, now_, 2));
+  EXPECT_EQ(cs->source(), "peer-storage:s2");
+  EXPECT_EQ(s.outcomes(*cs),
+            (std::vector<std::string>{"nearby-storage:s1=unreachable", "peer-storage:s2=applied"}));
+  EXPECT_TRUE(s.bootstrap.haves.empty() && s.control.haves.empty());
+}
 
-  // Version 2 with the peer directory's signature flipped: the whole batch is refused.
-  Versions v;
-  v.peers = 2;
-  v.services = 2;
-  v.snapshot = 2;
-  auto arts = batch(v);
-  arts[3].signature[0] ^= 1;
-  const std::string bad_id = arts[3].id;
-  t.on_fetch = [&](const std::string&) { return reply(2, arts); };
-  auto r = cs->sync(t, now_ + 1s);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code, config::errc::bad_signature);
-  EXPECT_EQ(cs->applied_versions()["peer_directory"], 1);
-  EXPECT_EQ(cs->applied_versions()["service_assignment_bundle"], 1);  // nothing of the batch
-  EXPECT_EQ(cs->generation(), 1);
-  EXPECT_EQ(read(cs->path()), persisted);
-  ASSERT_EQ(t.rejections.size(), 1u);
-  EXPECT_EQ(t.rejections[0]["code"], "bad_signature");
-  EXPECT_EQ(t.rejections[0]["artifact_id"], bad_id);
-  EXPECT_LE(t.rejections[0]["message"].get<std::string>().size(), kMaxRejectionMessageBytes);
-  auto last = cs->last_rejection();
-  ASSERT_TRUE(last.has_value());
-  EXPECT_EQ(last->code, "bad_signature");
-  EXPECT_EQ(last->artifact_id, bad_id);
-  EXPECT_EQ(last->at, config::to_unix_seconds(now_ + 1s));
-  EXPECT_EQ(cs->status_json()["last_rejection"]["code"], "bad_signature");
+TEST_F(RecoveryOrderTest, RefusingPeerFallsToABootstrapStorageOfTheLastSnapshot) {
+  auto cs = applied_sync();
+  Sources s;
+  s.peer.on_fetch = [&](const std::string&) { return unknown_node(); };
+  s.bootstrap.on_fetch = [&](const std::string&) { return v2(); };
+  const auto list = s.list();
+  RAP_ASSERT_OK(cs->sync(list, s.control, now_, 2));
+  EXPECT_EQ(cs->source(), "bootstrap-storage:s3");
+  EXPECT_EQ(s.outcomes(*cs),
+            (std::vector<std::string>{"nearby-storage:s1=unreachable", "peer-storage:s2=refused",
+                                      "bootstrap-storage:s3=applied"}));
+  EXPECT_TRUE(s.control.haves.empty());
+  EXPECT_NE(cs->last_attempts()[1].reason.find("unknown_node"), std::string::npos);
+}
 
-  // An artifact for another cluster (the cluster is checked before the signature).
-  auto foreign = batch(v);
-  foreign[3].header.cluster = "cl-2";
-  t.on_fetch = [&](const std::string&) { return reply(2, foreign); };
-  r = cs->sync(t, now_);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code, config::errc::wrong_cluster);
-  EXPECT_EQ(cs->applied_versions()["peer_directory"], 1);
-  ASSERT_EQ(t.rejections.size(), 2u);
-  EXPECT_EQ(t.rejections[1]["code"], "wrong_cluster");
+TEST_F(RecoveryOrderTest, StoragesBehindTheAnnouncedGenerationAreStaleAndTheControlPlaneAnswers) {
+  auto cs = applied_sync();
+  Sources s;
+  s.nearby.on_fetch = [&](const std::string&) { return v2(1); };  // still at generation 1
+  s.peer.on_fetch = [&](const std::string&) { return v2(1); };
+  s.bootstrap.on_fetch = [&](const std::string&) { return unknown_node(); };
+  s.control.on_fetch = [&](const std::string&) { return v2(2); };
+  const auto list = s.list();
+  RAP_ASSERT_OK(cs->sync(list, s.control, now_, 2));
+  EXPECT_EQ(cs->source(), "control");
+  EXPECT_EQ(cs->generation(), 2);
+  EXPECT_EQ(s.outcomes(*cs),
+            (std::vector<std::string>{"nearby-storage:s1=stale", "peer-storage:s2=stale",
+                                      "bootstrap-storage:s3=refused", "control=applied"}));
+  EXPECT_TRUE(s.control.rejections.empty());  // stale is not a rejection
+}
 
-  // A response without a usable artifacts list is reported as malformed.
-  t.on_fetch = [&](const std::string&) {
-    return HttpReply{200, nlohmann::json{{"config_generation", 2}, {"artifacts", "x"}}};
-  };
-  r = cs->sync(t, now_);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code, config::errc::malformed);
-  EXPECT_EQ(t.rejections.back()["code"], "malformed");
-
-  // Transport failures and HTTP errors are not rejections; the applied state stays.
-  t.on_fetch = nullptr;
-  r = cs->sync(t, now_);
+TEST_F(RecoveryOrderTest, NoSourceKeepsTheLastValidLocalSnapshot) {
+  auto cs = applied_sync();
+  Sources s;  // every source unreachable
+  const auto list = s.list();
+  auto r = cs->sync(list, s.control, now_, 2);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, "fetch_failed");
-  t.on_fetch = [&](const std::string&) { return HttpReply{404, nlohmann::json()}; };
-  r = cs->sync(t, now_);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code, "not_supported");
-  EXPECT_EQ(t.rejections.size(), 3u);
-  EXPECT_EQ(cs->applied_versions()["peer_directory"], 1);
+  EXPECT_EQ(cs->source(), "control");  // the source of what is applied
+  EXPECT_EQ(cs->generation(), 1);
+  EXPECT_EQ(cs->applied_versions()["service_assignment_bundle"], 1);
+  const auto st = cs->status_json(now_);
+  EXPECT_TRUE(st["on_local_snapshot"].get<bool>()) << st;
+  ASSERT_EQ(st["attempts"].size(), 4u) << st;
+  for (const auto& a : st["attempts"]) EXPECT_EQ(a["outcome"], "unreachable") << st;
 }
 
-TEST_F(ConfigSyncTest, WrongClusterOnFirstFetchAppliesNothing) {
-  auto cs = make_sync();
-  const config::Signer other("cl-2", new_key());
-  FakeTransport t;
-  t.on_fetch = [&](const std::string&) {
-    return reply(1, batch({}, &other), trust_payload(other));
+TEST_F(RecoveryOrderTest, AStorageServingOlderVersionsCannotRollBackAndIsReported) {
+  auto cs = applied_sync();
+  Sources s;
+  s.control.on_fetch = [&](const std::string&) { return v2(); };
+  {
+    const auto list = s.list();
+    RAP_ASSERT_OK(cs->sync(list, s.control, now_, 2));  // v2 from the control plane
+  }
+  // A storage replays generation 1's artifacts under a fresh generation number.
+  s.nearby.on_fetch = [&](const std::string&) {
+    auto r = reply(3, batch({}));
+    r.body.erase("trust_bundle");
+    return r;
   };
-  auto r = cs->sync(t, now_);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code, config::errc::wrong_cluster);
-  EXPECT_FALSE(cs->has_state());
-  EXPECT_FALSE(std::filesystem::exists(cs->path()));
-  ASSERT_EQ(t.rejections.size(), 1u);
-  EXPECT_EQ(t.rejections[0]["code"], "wrong_cluster");
-  EXPECT_FALSE(t.rejections[0]["artifact_id"].get<std::string>().empty());
+  s.control.on_fetch = [&](const std::string&) { return v2(); };
+  const auto list = s.list();
+  RAP_ASSERT_OK(cs->sync(list, s.control, now_, 2));
+  EXPECT_EQ(cs->applied_versions()["service_assignment_bundle"], 2);
+  EXPECT_EQ(cs->source(), "control");
+  ASSERT_GE(s.outcomes(*cs).size(), 2u);
+  EXPECT_EQ(s.outcomes(*cs)[0], "nearby-storage:s1=rejected");
+  ASSERT_EQ(s.control.rejections.size(), 1u);  // NACK goes to the control plane
+  EXPECT_EQ(s.control.rejections[0]["code"], config::errc::replay);
 }
 
-TEST_F(ConfigSyncTest, IncrementsApplyAndAGapFetchesFullArtifacts) {
+TEST_F(RecoveryOrderTest, StoragesNeverServeTheFirstConfiguration) {
   auto cs = make_sync();
-  FakeTransport t;
-  t.on_fetch = [&](const std::string&) { return reply(1, batch({})); };
-  RAP_ASSERT_OK(cs->sync(t, now_));
+  Sources s;
+  s.nearby.on_fetch = [&](const std::string&) { return reply(1, batch({})); };
+  s.control.on_fetch = [&](const std::string&) { return reply(1, batch({})); };
+  const auto list = s.list();
+  RAP_ASSERT_OK(cs->sync(list, s.control, now_, 1));
+  EXPECT_EQ(cs->source(), "control");
+  EXPECT_TRUE(s.nearby.haves.empty());
+  EXPECT_EQ(s.outcomes(*cs)[0], "nearby-storage:s1=skipped");
+}
 
-  // One version behind: the server sends an increment for the peer directory.
-  auto inc = [&](std::uint64_t base) {
-    auto a = signer_.sign_increment(ArtifactType::peer_directory, Scope::node("n1"), base,
-                                    peers(base), peers(base + 1), 1, now_ - 1h, now_ + 24h);
-    RAP_ASSERT(a.has_value());
-    return std::move(*a);
+TEST_F(RecoveryOrderTest, TheControlPlanesAuthorityEpochFencesOlderEpochsFromStorage) {
+  auto cs = applied_sync();
+  // The authority moved to epoch 2: the control plane re-signed everything.
+  epoch_ = 2;
+  Versions v;
+  v.trust = v.revocations = v.services = v.peers = v.snapshot = 2;
+  FakeTransport control;
+  control.on_fetch = [&](const std::string&) {
+    auto r = reply(2, batch(v));
+    r.body["authority_epoch"] = 2;
+    return r;
   };
-  auto snapshot_for = [&](const Versions& v) { return batch(v).back(); };
-  Versions v2;
-  v2.peers = 2;
-  v2.snapshot = 2;
-  t.on_fetch = [&](const std::string& have) {
-    EXPECT_NE(have.find("peer_directory:1"), std::string::npos) << have;
-    return reply(2, {inc(1), snapshot_for(v2)});
+  RAP_ASSERT_OK(cs->sync(control, now_));
+  EXPECT_EQ(cs->authority_fence(), 2u);
+  // Restarted: the fence is persisted. A storage still holding epoch-1 artifacts (newer version
+  // numbers) is refused as stale_epoch.
+  cs = make_sync();
+  cs->load();
+  EXPECT_EQ(cs->authority_fence(), 2u);
+  epoch_ = 1;
+  Versions v3 = v;
+  v3.services = 3;
+  v3.snapshot = 3;
+  Sources s;
+  s.nearby.on_fetch = [&](const std::string&) {
+    auto r = reply(3, batch(v3));
+    r.body.erase("trust_bundle");
+    return r;
   };
-  RAP_ASSIGN_OR_FAIL(bool changed, cs->sync(t, now_));
-  EXPECT_TRUE(changed);
-  EXPECT_EQ(cs->applied_versions()["peer_directory"], 2);
-
-  // Two versions behind but the server answers with an increment 3 -> 4: a gap. The agent
-  // fetches once more without `have` and applies the full artifacts.
-  Versions v4;
-  v4.peers = 4;
-  v4.snapshot = 3;
-  t.haves.clear();
-  t.on_fetch = [&](const std::string& have) {
-    if (!have.empty()) return reply(4, {inc(3)});
-    return reply(4, batch(v4));
-  };
-  RAP_ASSIGN_OR_FAIL(changed, cs->sync(t, now_));
-  EXPECT_TRUE(changed);
-  ASSERT_EQ(t.haves.size(), 2u);
-  EXPECT_FALSE(t.haves[0].empty());
-  EXPECT_EQ(t.haves[1], "");
-  EXPECT_TRUE(t.rejections.empty());  // a gap is protocol, not a rejection
-  EXPECT_EQ(cs->applied_versions()["peer_directory"], 4);
-  EXPECT_EQ(cs->generation(), 4);
-
-  // If the full refetch is refused too, that is reported (and there is no third fetch).
-  t.haves.clear();
-  t.on_fetch = [&](const std::string&) { return reply(5, {inc(5)}); };
-  auto r = cs->sync(t, now_);
+  const auto list = s.list();
+  auto r = cs->sync(list, s.control, now_, -1);
   ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code, config::errc::gap_needs_full_refresh);
-  EXPECT_EQ(t.haves.size(), 2u);
-  ASSERT_EQ(t.rejections.size(), 1u);
-  EXPECT_EQ(t.rejections[0]["code"], "gap_needs_full_refresh");
-  EXPECT_EQ(cs->applied_versions()["peer_directory"], 4);
+  EXPECT_EQ(s.outcomes(*cs)[0], "nearby-storage:s1=rejected");
+  EXPECT_NE(cs->last_attempts()[0].reason.find(config::errc::stale_epoch), std::string::npos);
+  EXPECT_EQ(cs->applied_versions()["service_assignment_bundle"], 2);
+}
+
+// ---- lapse policy ---------------------------------------------------------------------------
+
+class LapsePolicyTest : public ConfigSyncTest {
+ protected:
+  // Applies a batch whose artifacts expire in 2 h, the service assignment under `policy`.
+  std::unique_ptr<ConfigSync> applied_with(const std::string& policy) {
+    sab_policy_ = policy;
+    lifetime_ = 2h;
+    auto cs = make_sync();
+    FakeTransport t;
+    t.on_fetch = [&](const std::string&) { return reply(1, batch({})); };
+    RAP_ASSERT(cs->sync(t, now_).has_value());
+    return cs;
+  }
+  // The policy a lapsed-artifact list names for the node's service assignment ("" = absent).
+  static std::string sab_policy_in(const nlohmann::json& lapsed) {
+    for (const auto& l : lapsed) {
+      if (l["artifact"] == "service_assignment_bundle@node:n1") return l["policy"];
+    }
+    return "";
+  }
+  static constexpr ArtifactType kSab = ArtifactType::service_assignment_bundle;
+};
+
+TEST_F(LapsePolicyTest, ALapsedArtifactUnderPolicyStopStopsItsService) {
+  auto cs = applied_with("stop");
+  EXPECT_FALSE(cs->stopped_by_lapse(kSab, Scope::node("n1"), now_ + 1h));
+  EXPECT_TRUE(cs->lapsed_json(now_ + 1h).empty());
+  EXPECT_TRUE(cs->stopped_by_lapse(kSab, Scope::node("n1"), now_ + 3h));
+  // Artifacts without a policy keep serving; they are reported lapsed all the same.
+  EXPECT_FALSE(cs->stopped_by_lapse(ArtifactType::peer_directory, Scope::node("n1"), now_ + 3h));
+  const auto lapsed = cs->lapsed_json(now_ + 3h);
+  EXPECT_EQ(lapsed.size(), 5u) << lapsed;
+  EXPECT_EQ(sab_policy_in(lapsed), "stop") << lapsed;
+}
+
+TEST_F(LapsePolicyTest, ALapsedArtifactUnderPolicyKeepKeepsServingAndIsReportedLapsed) {
+  auto cs = applied_with("keep");
+  EXPECT_FALSE(cs->stopped_by_lapse(kSab, Scope::node("n1"), now_ + 3h));
+  EXPECT_EQ(sab_policy_in(cs->status_json(now_ + 3h)["lapsed"]), "keep");
+  EXPECT_TRUE(cs->status_json(now_)["lapsed"].empty());
 }
 
 }  // namespace

@@ -828,6 +828,53 @@ TEST_F(ClusterApiTest, SignedConfigConcurrentPublishWhileFetching) {
 // The config-storage role: a storage node advertises its endpoint in heartbeats, every node's
 // storage_directory lists it (the generation moves), and only a storage node gets the bundle of
 // every node's current artifacts, which verify for their nodes.
+// The signed artifacts carry their lapse policy (service assignments stop, peer directories
+// keep); the config reply names the cluster's authority epoch (the nodes' fence); a heartbeat
+// reports lapsed artifacts, stored with the node's state; malformed reports are refused.
+TEST_F(ClusterApiTest, ConfigLapsePolicyAuthorityEpochAndLapsedReports) {
+  using rap::config::ArtifactType;
+  using rap::config::Scope;
+  start("cluster_config_lapse", {});
+  const std::string cluster_id = make_cluster("edge");
+  ASSERT_FALSE(cluster_id.empty());
+  auto [tid, token] = make_token("edge", 1);
+  TestNode n1 = TestNode::make(dir_->path(), "n1");
+  const std::string id1 = enroll_and_approve(n1, "edge", token);
+  ASSERT_FALSE(id1.empty());
+  ASSERT_EQ(owner("PUT", "/api/v1/clusters/edge/nodes/" + id1 + "/roles",
+                  json{{"roles", {{{"role", "relay-node"}}}}}.dump())
+                .status,
+            200);
+  auto f = n1.call(*c_, "GET", "/api/v1/node/config");
+  ASSERT_EQ(f.status, 200) << f;
+  EXPECT_EQ(f.j["authority_epoch"], 1) << f;
+  NodeConfigView v;
+  auto a = v.apply(f, cluster_id, id1);
+  ASSERT_TRUE(a.has_value()) << a.error().code << ": " << a.error().message;
+  const auto* sab = v.state->payload(ArtifactType::service_assignment_bundle, Scope::node(id1));
+  ASSERT_NE(sab, nullptr);
+  EXPECT_EQ((*sab)["lapse_policy"], "stop");
+  const auto* pd = v.state->payload(ArtifactType::peer_directory, Scope::node(id1));
+  ASSERT_NE(pd, nullptr);
+  EXPECT_EQ((*pd)["lapse_policy"], "keep");
+
+  json hb = heartbeat_body();
+  hb["config_lapsed"] = json::array({{{"artifact", "service_assignment_bundle@node:" + id1},
+                                      {"policy", "stop"},
+                                      {"expires_at", 1700000000}}});
+  auto r = n1.call(*c_, "POST", "/api/v1/node/heartbeat", hb.dump());
+  ASSERT_EQ(r.status, 200) << r;
+  auto node = owner("GET", "/api/v1/clusters/edge/nodes/" + id1);
+  ASSERT_EQ(node.status, 200) << node;
+  EXPECT_EQ(node.j["node"]["last_state"]["config_lapsed"], hb["config_lapsed"]) << node;
+  json bad = hb;
+  bad["config_lapsed"][0]["policy"] = "ignore";
+  EXPECT_EQ(n1.call(*c_, "POST", "/api/v1/node/heartbeat", bad.dump()).status, 400);
+  bad = hb;
+  bad["config_lapsed"][0]["extra"] = 1;
+  EXPECT_EQ(n1.call(*c_, "POST", "/api/v1/node/heartbeat", bad.dump()).status, 400);
+}
+
 TEST_F(ClusterApiTest, ConfigStorageDirectoryAndBundle) {
   using rap::config::ArtifactType;
   using rap::config::Scope;

@@ -82,6 +82,31 @@ void print_config(const nlohmann::json& c, const char* indent) {
       std::cout << "\n" << indent << "  " << it.key() << " v" << it.value().dump();
     }
   }
+  if (c.value("authority_fence", 0) > 0) {
+    std::cout << "\n" << indent << "  authority fence: epoch " << c["authority_fence"].dump();
+  }
+  if (c.contains("attempts") && c["attempts"].is_array() && !c["attempts"].empty()) {
+    std::cout << "\n" << indent << "  last round (recovery order):";
+    for (const auto& a : c["attempts"]) {
+      if (!a.is_object()) continue;
+      std::cout << "\n"
+                << indent << "    " << a.value("source", std::string()) << " "
+                << a.value("outcome", std::string()) << " (" << a.value("reason", std::string())
+                << ")";
+    }
+  }
+  if (c.value("on_local_snapshot", false)) {
+    std::cout << "\n" << indent << "  no source answered: running on the last valid local snapshot";
+  }
+  if (c.contains("lapsed") && c["lapsed"].is_array()) {
+    for (const auto& l : c["lapsed"]) {
+      if (!l.is_object()) continue;
+      std::cout << "\n"
+                << indent << "  LAPSED " << l.value("artifact", std::string()) << " (expired unix "
+                << l.value("expires_at", std::int64_t{0}) << ", policy "
+                << l.value("policy", std::string()) << ")";
+    }
+  }
   if (c.contains("storages") && c["storages"].is_array() && !c["storages"].empty()) {
     std::cout << "\n" << indent << "  storage nodes:";
     for (const auto& st : c["storages"]) {
@@ -100,6 +125,35 @@ void print_config(const nlohmann::json& c, const char* indent) {
   std::cout << "\n";
 }
 
+void print_caches(const nlohmann::json& c, const std::string& indent) {
+  if (!c.is_object()) return;
+  std::cout << indent << "local caches:";
+  const auto section = [&](const char* name, const char* what) {
+    const auto it = c.find(name);
+    if (it == c.end() || !it->is_object()) {
+      std::cout << " " << what << " none;";
+    } else if (it->contains("error")) {
+      std::cout << " " << what << " REFUSED (" << it->value("error", std::string()) << ");";
+    } else {
+      std::cout << " " << what << " " << it->value(what, 0) << " (updated unix "
+                << it->value("updated", std::int64_t{0}) << ");";
+    }
+  };
+  section("peer_cache", "peers");
+  section("route_cache", "routes");
+  const auto pu = c.find("pending_update");
+  if (pu == c.end() || !pu->is_object()) {
+    std::cout << " pending update: none\n";
+  } else if (pu->contains("error")) {
+    std::cout << " pending update REFUSED (" << pu->value("error", std::string()) << ")\n";
+  } else {
+    std::cout << " pending update: " << pu->value("target_version", std::string()) << " "
+              << pu->value("state", std::string()) << " ("
+              << pu->value("staged_path", std::string()) << ", sha256 "
+              << pu->value("artifact_hash", std::string()).substr(0, 16) << ")\n";
+  }
+}
+
 void print_status(const nlohmann::json& s) {
   std::cout << "state dir: " << s.value("state_dir", std::string()) << "\n";
   for (const auto& m : s["memberships"]) {
@@ -116,6 +170,7 @@ void print_status(const nlohmann::json& s) {
     if (m.contains("error")) std::cout << "  ERROR: " << m["error"].get<std::string>();
     std::cout << "\n";
     if (!s.contains("live") && m.contains("config")) print_config(m["config"], "  ");
+    if (!s.contains("live") && m.contains("caches")) print_caches(m["caches"], "  ");
   }
   if (s.contains("live")) {
     const auto& live = s["live"];
@@ -128,6 +183,7 @@ void print_status(const nlohmann::json& s) {
       if (!err.empty()) std::cout << " (last error: " << err << ")";
       std::cout << "\n";
       if (m.contains("config")) print_config(m["config"], "    ");
+      if (m.contains("caches")) print_caches(m["caches"], "    ");
       if (m.contains("config_storage") && m["config_storage"].is_object() &&
           m["config_storage"].value("serving", false)) {
         const auto& cs = m["config_storage"];

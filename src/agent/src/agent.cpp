@@ -214,6 +214,7 @@ class Agent::Runner {
     }
     state_.control_url = mc_.control_url;
     state_.profile = cfg_.profile;
+    load_caches();
     std::string ca;
     if (!mc_.control_ca_file.empty()) {
       auto pem = env_.read_file(mc_.control_ca_file);
@@ -245,11 +246,141 @@ class Agent::Runner {
     stop_mesh();
   }
 
+  // The fabric caches of the last run: peer RTTs rank nearby storages before anything is
+  // measured. A refused (tampered, corrupt) cache is logged and rebuilt from the live mesh.
+  void load_caches() {
+    auto pc = store_.load_peer_cache(*key_);
+    if (!pc) {
+      spdlog::error("cluster {}: refusing the peer cache ({}: {}); it is rebuilt from the mesh",
+                    mc_.cluster, pc.error().code, pc.error().message);
+    } else if (*pc) {
+      peer_cache_ = std::move(**pc);
+      storage_fetch_ms_ = peer_cache_.rtts();
+    }
+    auto rc = store_.load_route_cache(*key_);
+    if (!rc) {
+      spdlog::error("cluster {}: refusing the route cache ({}: {}); it is rebuilt from the mesh",
+                    mc_.cluster, rc.error().code, rc.error().message);
+    } else if (*rc) {
+      route_cache_ = std::move(**rc);
+    }
+    auto pu = store_.load_pending_update(*key_);
+    if (!pu) {
+      spdlog::error("cluster {}: refusing the pending update record ({}: {})", mc_.cluster,
+                    pu.error().code, pu.error().message);
+    } else if (*pu) {
+      pending_update_ = std::move(*pu);
+    }
+  }
+
+  // Heartbeat thread: persists what the mesh knows of its peers and routes when it changed
+  // (at most every kCacheInterval; atomic replace + fsync, signed, bounded).
+  void update_caches() {
+    auto m = mesh();
+    if (!m) return;
+    const auto now = clock_.now();
+    if (now < next_cache_write_) return;
+    next_cache_write_ = now + kCacheInterval;
+    const json st = m->status();
+    const std::int64_t t = unix_now();
+    std::map<std::string, PeerCacheEntry> peers;
+    for (const auto& p : st.value("peers", json::array())) {
+      if (!p.is_object() || peers.size() >= kMaxCachedPeers) continue;
+      PeerCacheEntry e;
+      e.id = p.value("id", std::string());
+      if (e.id.empty()) continue;
+      e.endpoint = p.value("endpoint", std::string());
+      for (const auto& r : p.value("roles", json::array()))
+        if (r.is_string() && e.roles.size() < 16) e.roles.push_back(r.get<std::string>());
+      e.tier = p.value("tier", std::string());
+      e.state = p.value("state", std::string());
+      e.rtt_ms = p.value("rtt_ms", -1.0);
+      e.last_connected = e.state == "connected" ? t : 0;
+      for (const auto& old : peer_cache_.peers) {
+        if (old.id != e.id) continue;
+        if (e.last_connected == 0) e.last_connected = old.last_connected;
+        if (e.rtt_ms < 0) e.rtt_ms = old.rtt_ms;  // keep the last measurement
+      }
+      peers[e.id] = std::move(e);
+    }
+    PeerCache pc;
+    pc.updated = t;
+    if (const auto cs = config_sync()) {
+      const auto v = cs->applied_versions();
+      pc.peer_directory_version = v.value("peer_directory", std::uint64_t{0});
+    }
+    for (auto& [id, e] : peers) pc.peers.push_back(std::move(e));
+    std::map<std::string, RouteCacheEntry> routes;
+    for (const auto& f : st.value("open_flows", json::array())) {
+      if (!f.is_object() || routes.size() >= kMaxCachedRoutes) continue;
+      RouteCacheEntry r;
+      r.route = f.value("route", std::string());
+      if (r.route.empty()) continue;
+      for (const auto& h : f.value("hops", json::array()))
+        if (h.is_string() && r.hops.size() < 16) r.hops.push_back(h.get<std::string>());
+      r.role = f.value("route_role", std::string());
+      r.side = f.value("side", std::string());
+      r.last_seen = t;
+      routes[r.route] = std::move(r);
+    }
+    RouteCache rc;
+    rc.updated = t;
+    for (auto& [id, r] : routes) rc.routes.push_back(std::move(r));
+    const auto same_peers = [](const PeerCache& a, const PeerCache& b) {
+      return a.peer_directory_version == b.peer_directory_version && a.peers == b.peers;
+    };
+    std::lock_guard g(cache_mu_);
+    if (!same_peers(pc, peer_cache_) || peer_cache_.updated == 0) {
+      if (auto w = store_.save_peer_cache(pc, *key_); !w) {
+        spdlog::error("cluster {}: cannot save the peer cache: {}", mc_.cluster, w.error().message);
+      }
+      peer_cache_ = std::move(pc);
+    }
+    // Routes carry last_seen: compare the route set only.
+    const auto ids = [](const RouteCache& c) {
+      std::vector<std::string> out;
+      for (const auto& r : c.routes) out.push_back(r.route);
+      return out;
+    };
+    if (ids(rc) != ids(route_cache_) || route_cache_.updated == 0) {
+      if (auto w = store_.save_route_cache(rc, *key_); !w) {
+        spdlog::error("cluster {}: cannot save the route cache: {}", mc_.cluster,
+                      w.error().message);
+      }
+      route_cache_ = std::move(rc);
+    }
+  }
+
+  json caches_json() const {
+    std::lock_guard g(cache_mu_);
+    std::size_t connected = 0;
+    for (const auto& p : peer_cache_.peers) connected += p.state == "connected" ? 1 : 0;
+    json out{{"peer_cache",
+              {{"updated", peer_cache_.updated},
+               {"peers", peer_cache_.peers.size()},
+               {"connected", connected},
+               {"peer_directory_version", peer_cache_.peer_directory_version}}},
+             {"route_cache",
+              {{"updated", route_cache_.updated}, {"routes", route_cache_.routes.size()}}}};
+    out["pending_update"] = pending_update_ ? pending_update_->to_json() : json(nullptr);
+    return out;
+  }
+
   // Workloads authorized by this membership's last valid desired state (empty once revoked).
   std::vector<WorkloadSpec> authorized(std::vector<std::string>* refused) const {
     std::lock_guard g(mu_);
     std::vector<WorkloadSpec> out;
     if (state_.enroll_status != "approved") return out;
+    if (config_ && config_->stopped_by_lapse(config::ArtifactType::service_assignment_bundle,
+                                             config::Scope::node(state_.node_id),
+                                             std::chrono::system_clock::now())) {
+      // The signed service assignments expired under policy "stop": no authority to run them.
+      if (refused != nullptr && !state_.workloads.empty()) {
+        refused->push_back(mc_.cluster +
+                           ": every workload: the service_assignment_bundle lapsed (policy stop)");
+      }
+      return out;
+    }
     std::set<std::string> roles;
     for (const auto& r : state_.roles) {
       if (r.is_object() && r.contains("role") && r["role"].is_string()) {
@@ -322,6 +453,7 @@ class Agent::Runner {
     j["public_key_sha256"] = key_ ? crypto::sha256_hex(key_->public_key()) : "";
     if (config_) j["config"] = config_->status_json();
     if (auto m = mesh()) j["mesh"] = m->status();
+    j["caches"] = caches_json();
     {
       std::lock_guard sg(storage_mu_);
       json st{{"serving", storage_server_ != nullptr},
@@ -544,7 +676,11 @@ class Agent::Runner {
               {"workloads", workloads},
               {"partition_state", to_string(contact_state())}};
     const auto cs = config_sync();
-    if (cs) body["applied_config_versions"] = cs->applied_versions();
+    if (cs) {
+      body["applied_config_versions"] = cs->applied_versions();
+      auto lapsed = cs->lapsed_json(std::chrono::system_clock::now());
+      if (!lapsed.empty()) body["config_lapsed"] = std::move(lapsed);
+    }
     {
       std::lock_guard sg(storage_mu_);
       if (storage_server_) body["endpoints"] = {{"config_storage", storage_server_->endpoint()}};
@@ -636,16 +772,34 @@ class Agent::Runner {
       if (serving) stop_storage();
       return;
     }
-    if (!serving) {
-      crypto::NodeCredentials creds;
-      {
-        std::lock_guard g(mu_);
-        creds = crypto::NodeCredentials{state_.ca_pem, state_.cert_pem, key_->private_pem()};
+    crypto::NodeCredentials creds;
+    {
+      std::lock_guard g(mu_);
+      creds = crypto::NodeCredentials{state_.ca_pem, state_.cert_pem, key_->private_pem()};
+    }
+    // Clients on the applied revocation list are refused (revocations only ever grow).
+    if (const auto cs = config_sync()) {
+      if (auto t = cs->trust_snapshot()) {
+        for (const auto& n : t->revocations.node_ids) storage_revocations_->revoke_node(n);
+        for (const auto s : t->revocations.serials) storage_revocations_->revoke_serial(s);
       }
+    }
+    if (serving && creds.cert_pem != storage_cert_pem_) {
+      // A renewed certificate: the next handshakes use it, no restart.
+      std::lock_guard sg(storage_mu_);
+      if (auto r = storage_server_->reload(creds); r) {
+        storage_cert_pem_ = creds.cert_pem;
+        spdlog::info("cluster {}: config storage server uses the renewed certificate", mc_.cluster);
+      } else {
+        spdlog::error("cluster {}: config storage server keeps its certificate: {}", mc_.cluster,
+                      r.error().message);
+      }
+    }
+    if (!serving) {
       auto nid = crypto::identity_from_pem(creds.cert_pem);
       if (!nid) return;
       auto s = ConfigStorageServer::start(cfg_.config_storage_listen, creds, nid->cluster_id,
-                                          storage_cache_);
+                                          storage_cache_, storage_revocations_);
       if (!s) {
         if (!storage_error_logged_) {
           spdlog::error("cluster {}: config storage server: {}", mc_.cluster, s.error().message);
@@ -658,6 +812,7 @@ class Agent::Runner {
                    (*s)->endpoint());
       std::lock_guard sg(storage_mu_);
       storage_server_ = std::move(*s);
+      storage_cert_pem_ = creds.cert_pem;
     }
     const auto cached = storage_cache_->generation();
     if (cached && announced_generation_ >= 0 && *cached == announced_generation_) return;
@@ -865,11 +1020,39 @@ class Agent::Runner {
     config_cv_.notify_all();
   }
 
-  // The storage nodes of the applied storage_directory (never this node), as fallback sources.
-  // None before anything was applied: trust anchors only ever come from the control plane.
-  std::vector<FallbackConfigTransport::Storage> storage_transports(const ConfigSync& cs) const {
-    std::vector<FallbackConfigTransport::Storage> out;
-    if (!cs.has_state()) return out;
+  // A storage transport that measures how long its fetches take (the RTT of a storage the node
+  // has no fabric session with). Config thread only.
+  class TimedTransport : public ConfigTransport {
+   public:
+    TimedTransport(std::unique_ptr<ConfigTransport> inner, const Clock& clock, double& out_ms)
+        : inner_(std::move(inner)), clock_(clock), out_ms_(out_ms) {}
+    Result<HttpReply> fetch(const std::string& have) override {
+      const auto t0 = clock_.now();
+      auto r = inner_->fetch(have);
+      // Only a storage that serves this node counts as near.
+      if (r && r->status == 200) {
+        out_ms_ = std::chrono::duration<double, std::milli>(clock_.now() - t0).count();
+      }
+      return r;
+    }
+    Result<HttpReply> report_rejection(const json& body) override {
+      return inner_->report_rejection(body);
+    }
+
+   private:
+    std::unique_ptr<ConfigTransport> inner_;
+    const Clock& clock_;
+    double& out_ms_;
+  };
+
+  // The storage sources of one round in recovery order (plan_recovery): the storages of the
+  // applied storage_directory (never this node), ranked by the mesh's session RTTs and measured
+  // fetch latencies. None before anything was applied: trust anchors only come from the control
+  // plane.
+  std::vector<std::unique_ptr<ConfigTransport>> storage_sources(const ConfigSync& cs,
+                                                                std::vector<ConfigSource>& out) {
+    std::vector<std::unique_ptr<ConfigTransport>> owned;
+    if (!cs.has_state()) return owned;
     const json dir = cs.payload(config::ArtifactType::storage_directory, config::Scope::cluster());
     crypto::NodeCredentials creds;
     std::string node_id;
@@ -879,17 +1062,30 @@ class Agent::Runner {
       node_id = state_.node_id;
     }
     auto nid = crypto::identity_from_pem(creds.cert_pem);
-    if (!nid) return out;
-    for (auto& e : parse_storage_directory(dir, node_id)) {
-      out.push_back({e.id, std::make_unique<StorageConfigTransport>(e.endpoint, creds,
-                                                                    nid->cluster_id, e.id)});
+    if (!nid) return owned;
+    std::erase_if(storage_fetch_ms_, [](const auto& kv) { return kv.second <= 0; });
+    std::map<std::string, double> rtt = storage_fetch_ms_;
+    std::set<std::string> live;
+    if (auto m = mesh()) {
+      const json rtts = m->peer_rtts();
+      for (const auto& [peer, ms] : rtts.items()) {
+        if (ms.is_number()) rtt[peer] = ms.get<double>();
+        live.insert(peer);
+      }
     }
-    return out;
+    for (auto& p : plan_recovery(parse_storage_directory(dir, node_id), rtt, live)) {
+      owned.push_back(std::make_unique<TimedTransport>(
+          std::make_unique<StorageConfigTransport>(p.storage.endpoint, creds, nid->cluster_id,
+                                                   p.storage.id),
+          clock_, storage_fetch_ms_[p.storage.id]));
+      out.push_back({p.kind, p.storage.id, owned.back().get()});
+    }
+    return owned;
   }
 
   // Fetches at start, when a heartbeat announces another generation, and every kConfigRefresh.
-  // Runs apart from the heartbeat so a slow fetch never delays it. While the control plane is
-  // unreachable the last applied configuration stays in force.
+  // Runs apart from the heartbeat so a slow fetch never delays it. Sources in recovery order
+  // (ConfigSync::sync); when none answers the last applied configuration stays in force.
   void config_loop() {
     const auto cs = config_sync();
     bool unsupported_logged = false;
@@ -900,9 +1096,15 @@ class Agent::Runner {
       }
       Duration wait = kConfigRefresh;
       ConfigCalls calls(*this);
-      FallbackConfigTransport transport(calls, storage_transports(*cs));
-      auto r = cs->sync(transport, std::chrono::system_clock::now());
-      if (r) cs->set_source(transport.last_source());
+      std::vector<ConfigSource> sources;
+      const auto owned = storage_sources(*cs, sources);
+      sources.push_back({SourceKind::control, "", &calls});
+      std::int64_t announced = -1;
+      {
+        std::lock_guard g(config_mu_);
+        announced = config_hint_;
+      }
+      auto r = cs->sync(sources, calls, std::chrono::system_clock::now(), announced);
       if (!r && !stopping()) {
         if (r.error().code == "not_supported") {
           if (!unsupported_logged) {
@@ -1020,6 +1222,7 @@ class Agent::Runner {
       heartbeat_once();
       update_storage_role();
       update_mesh_role();
+      update_caches();
       report_access();
       maybe_renew();
       if (report_contact()) save();  // e.g. degraded -> isolated happens with time alone
@@ -1052,10 +1255,14 @@ class Agent::Runner {
   std::condition_variable config_cv_;
   bool config_wanted_ = false;     // guarded by config_mu_
   std::int64_t config_hint_ = -1;  // guarded by config_mu_: last generation a heartbeat announced
+  std::map<std::string, double> storage_fetch_ms_;  // config thread: last fetch latency per storage
   // Config-storage role (heartbeat thread; storage_server_ and counters under storage_mu_).
   std::shared_ptr<StorageCache> storage_cache_ = std::make_shared<StorageCache>();
   mutable std::mutex storage_mu_;
   std::unique_ptr<ConfigStorageServer> storage_server_;
+  std::string storage_cert_pem_;  // the certificate storage_server_ serves (heartbeat thread)
+  std::shared_ptr<crypto::RevocationList> storage_revocations_ =
+      std::make_shared<crypto::RevocationList>();
   std::uint64_t storage_requests_ = 0;
   std::uint64_t storage_refused_ = 0;
   bool storage_error_logged_ = false;
@@ -1065,6 +1272,13 @@ class Agent::Runner {
   std::shared_ptr<MeshRuntime> mesh_;
   std::shared_ptr<WorkloadPids> workload_pids_ = std::make_shared<WorkloadPids>();
   bool mesh_error_logged_ = false;
+  // Fabric caches and the pending update slot (state_store.h); written by the heartbeat thread.
+  static constexpr std::chrono::seconds kCacheInterval{5};
+  mutable std::mutex cache_mu_;
+  PeerCache peer_cache_;
+  RouteCache route_cache_;
+  std::optional<PendingUpdate> pending_update_;
+  TimePoint next_cache_write_{};
 };
 
 // ---------------- Agent ----------------
@@ -1184,6 +1398,7 @@ Result<json> Agent::read_status(const AgentConfig& cfg, Env& env) {
           j.erase("ca_pem");
           entry.update(j);
           entry["config"] = ConfigSync::read_status(env, store.dir(), *key);
+          entry["caches"] = store.caches_status(*key);
         } else {
           entry["enroll_status"] = "new";
         }

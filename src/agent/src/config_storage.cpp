@@ -10,6 +10,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <charconv>
+#include <cmath>
+#include <limits>
 #include <set>
 #include <string_view>
 
@@ -163,32 +165,34 @@ std::vector<StorageEndpoint> parse_storage_directory(const json& payload,
   return out;
 }
 
-Result<HttpReply> FallbackConfigTransport::fetch(const std::string& have) {
-  auto r = control_.fetch(have);
-  if (r) {
-    last_source_ = "control";
-    return r;
+std::vector<PlannedSource> plan_recovery(const std::vector<StorageEndpoint>& storages,
+                                         const std::map<std::string, double>& rtt_ms,
+                                         const std::set<std::string>& live) {
+  // Measured storages by RTT (stable: listed order among equals), then the unmeasured ones.
+  std::vector<const StorageEndpoint*> order;
+  for (const auto& s : storages) order.push_back(&s);
+  const auto rtt = [&](const StorageEndpoint* s) {
+    const auto it = rtt_ms.find(s->id);
+    return it == rtt_ms.end() ? std::numeric_limits<double>::infinity() : it->second;
+  };
+  std::stable_sort(order.begin(), order.end(),
+                   [&](const auto* a, const auto* b) { return rtt(a) < rtt(b); });
+  std::vector<PlannedSource> out;
+  std::set<std::string> taken;
+  if (!order.empty() && std::isfinite(rtt(order.front()))) {
+    out.push_back({SourceKind::nearby_storage, *order.front()});
+    taken.insert(order.front()->id);
   }
-  for (auto& s : storages_) {
-    auto sr = s.transport->fetch(have);
-    if (!sr) {
-      spdlog::warn("config storage {}: {}", s.id, sr.error().message);
-      continue;
+  for (const auto* s : order) {
+    if (!taken.contains(s->id) && live.contains(s->id)) {
+      out.push_back({SourceKind::peer_storage, *s});
+      taken.insert(s->id);
     }
-    if (sr->status != 200) {
-      spdlog::warn("config storage {}: HTTP {} {}", s.id, sr->status, sr->error_code());
-      continue;
-    }
-    spdlog::info("control plane unreachable ({}); config from storage node {}", r.error().message,
-                 s.id);
-    last_source_ = "storage:" + s.id;
-    return sr;
   }
-  return r;
-}
-
-Result<HttpReply> FallbackConfigTransport::report_rejection(const json& body) {
-  return control_.report_rejection(body);
+  for (const auto* s : order) {
+    if (taken.insert(s->id).second) out.push_back({SourceKind::bootstrap_storage, *s});
+  }
+  return out;
 }
 
 // ---- network side ----------------------------------------------------------------------------
@@ -225,13 +229,26 @@ struct Counters {
   std::shared_ptr<std::atomic<std::size_t>> active;
 };
 
+// A server TLS context for `creds` that refuses revoked clients in the handshake.
+Result<std::shared_ptr<asio::ssl::context>> server_context(
+    const crypto::NodeCredentials& creds, const crypto::RevocationList* revocations) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  if (auto r = crypto::configure_mutual_tls(ctx->native_handle(), creds, revocations); !r) {
+    return tl::unexpected(r.error());
+  }
+  return ctx;
+}
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(asio::ip::tcp::socket sock, asio::ssl::context& ctx, std::string cluster_id,
-          std::shared_ptr<const StorageCache> cache, Counters counters)
-      : stream_(std::move(sock), ctx),
+  Session(asio::ip::tcp::socket sock, std::shared_ptr<asio::ssl::context> ctx,
+          std::string cluster_id, std::shared_ptr<const StorageCache> cache,
+          std::shared_ptr<const crypto::RevocationList> revocations, Counters counters)
+      : ctx_(std::move(ctx)),
+        stream_(std::move(sock), *ctx_),
         cluster_id_(std::move(cluster_id)),
         cache_(std::move(cache)),
+        revocations_(std::move(revocations)),
         counters_(std::move(counters)) {
     counters_.active->fetch_add(1);
   }
@@ -272,6 +289,10 @@ class Session : public std::enable_shared_from_this<Session> {
       reply = HttpReply{403, json{{"error",
                                    {{"code", "forbidden"},
                                     {"message", "client certificate is not of this cluster"}}}}};
+    } else if (revocations_ && revocations_->is_revoked(*id)) {
+      counters_.refused->fetch_add(1);
+      reply = HttpReply{
+          403, json{{"error", {{"code", "revoked"}, {"message", "this node has been revoked"}}}}};
     } else if (req.method() != http::verb::get) {
       reply = HttpReply{405,
                         json{{"error", {{"code", "method_not_allowed"}, {"message", "GET only"}}}}};
@@ -318,9 +339,11 @@ class Session : public std::enable_shared_from_this<Session> {
         });
   }
 
+  std::shared_ptr<asio::ssl::context> ctx_;  // before stream_, which uses it
   Stream stream_;
   std::string cluster_id_;
   std::shared_ptr<const StorageCache> cache_;
+  std::shared_ptr<const crypto::RevocationList> revocations_;
   Counters counters_;
   beast::flat_buffer buf_;
   http::request_parser<http::empty_body> parser_;
@@ -331,10 +354,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
 struct ConfigStorageServer::Impl {
   asio::io_context io;
-  asio::ssl::context ctx{asio::ssl::context::tls_server};
+  std::shared_ptr<asio::ssl::context> ctx;  // I/O thread (reload() posts the swap)
   asio::ip::tcp::acceptor acceptor{io};
   std::string cluster_id;
   std::shared_ptr<const StorageCache> cache;
+  std::shared_ptr<const crypto::RevocationList> revocations;
   Counters counters;
 
   void accept() {
@@ -346,7 +370,8 @@ struct ConfigStorageServer::Impl {
           beast::error_code ignored;
           sock.close(ignored);
         } else {
-          std::make_shared<Session>(std::move(sock), ctx, cluster_id, cache, counters)->run();
+          std::make_shared<Session>(std::move(sock), ctx, cluster_id, cache, revocations, counters)
+              ->run();
         }
       }
       accept();
@@ -362,18 +387,20 @@ ConfigStorageServer::~ConfigStorageServer() {
 
 Result<std::unique_ptr<ConfigStorageServer>> ConfigStorageServer::start(
     const std::string& listen, const crypto::NodeCredentials& creds, std::string cluster_id,
-    std::shared_ptr<const StorageCache> cache) {
+    std::shared_ptr<const StorageCache> cache,
+    std::shared_ptr<const crypto::RevocationList> revocations) {
   auto hp = split_host_port(listen);
   if (!hp) return tl::unexpected(hp.error());
   beast::error_code ec;
   const auto addr = asio::ip::make_address(hp->first, ec);
   if (ec) return fail("bad_endpoint", "config_storage_listen host must be an IP address");
   auto impl = std::make_unique<Impl>();
-  if (auto r = crypto::configure_mutual_tls(impl->ctx.native_handle(), creds, nullptr); !r) {
-    return tl::unexpected(r.error());
-  }
+  auto ctx = server_context(creds, revocations.get());
+  if (!ctx) return tl::unexpected(ctx.error());
+  impl->ctx = std::move(*ctx);
   impl->cluster_id = std::move(cluster_id);
   impl->cache = std::move(cache);
+  impl->revocations = std::move(revocations);
   impl->counters = Counters{std::make_shared<std::atomic<std::uint64_t>>(0),
                             std::make_shared<std::atomic<std::uint64_t>>(0),
                             std::make_shared<std::atomic<std::size_t>>(0)};
@@ -400,6 +427,15 @@ Result<std::unique_ptr<ConfigStorageServer>> ConfigStorageServer::start(
     }
   });
   return s;
+}
+
+Result<void> ConfigStorageServer::reload(const crypto::NodeCredentials& creds) {
+  if (!impl_) return fail("stopped", "config storage server is stopped");
+  auto ctx = server_context(creds, impl_->revocations.get());
+  if (!ctx) return tl::unexpected(ctx.error());
+  asio::post(impl_->io,
+             [impl = impl_.get(), c = std::move(*ctx)]() mutable { impl->ctx = std::move(c); });
+  return {};
 }
 
 void ConfigStorageServer::stop() {

@@ -133,6 +133,12 @@ Result<ConfigSync::Persisted> ConfigSync::read_file(Env& env, const std::string&
   }
   if (gen->is_number_integer()) p.generation = gen->get<std::int64_t>();
   p.last_fetch = fetched->get<std::int64_t>();
+  if (const auto f = meta.find("authority_fence"); f != meta.end()) {
+    if (!f->is_number_integer() || f->get<std::int64_t>() < 0) {
+      return fail(config::errc::state_corrupt, path + ": bad authority fence");
+    }
+    p.fence = f->get<std::uint64_t>();
+  }
   p.state = std::make_unique<config::ConfigState>(std::move(*st));
   return p;
 }
@@ -162,12 +168,14 @@ void ConfigSync::load() {
   state_ = std::move(p->state);
   generation_ = p->generation;
   last_fetch_ = p->last_fetch;
+  fence_ = p->fence;
 }
 
 Result<void> ConfigSync::persist(const config::ConfigState& state, std::int64_t generation,
-                                 std::int64_t fetched_at) {
+                                 std::int64_t fetched_at, std::uint64_t fence) {
   const std::string st = state.serialize();
-  const json meta{{"generation", generation}, {"last_fetch", fetched_at}};
+  const json meta{
+      {"generation", generation}, {"last_fetch", fetched_at}, {"authority_fence", fence}};
   const auto sig = key_.sign(bytes(signed_message(meta, st)));
   const std::string text = json{
       {"format", kEnvelopeFormat},
@@ -195,7 +203,7 @@ std::string ConfigSync::have_query() const {
 }
 
 Result<std::pair<config::ConfigState, config::ApplyReport>> ConfigSync::apply_reply(
-    const HttpReply& reply, config::WallTime now, std::int64_t& generation,
+    const HttpReply& reply, config::WallTime now, std::uint64_t min_epoch, std::int64_t& generation,
     std::string& artifact_id) const {
   const json& body = reply.body;
   if (!body.is_object()) return fail(config::errc::malformed, "config response is not an object");
@@ -232,7 +240,7 @@ Result<std::pair<config::ConfigState, config::ApplyReport>> ConfigSync::apply_re
     if (anchors->empty()) return fail(config::errc::malformed, "trust anchors: no keys");
     next.emplace(cluster_id_, config::NodeScope{node_id_, {}, {}}, std::move(*anchors));
   }
-  auto report = next->apply(batch, now, 0);
+  auto report = next->apply(batch, now, min_epoch);
   if (!report) {
     if (auto i = batch_index(report.error().message); i && *i < batch.size()) {
       if (auto a = config::decode_artifact(batch[*i])) artifact_id = a->id;
@@ -266,60 +274,234 @@ void ConfigSync::reject(ConfigTransport& transport, const Error& e, const std::s
   }
 }
 
+std::string_view to_string(SourceKind kind) {
+  switch (kind) {
+    case SourceKind::nearby_storage:
+      return "nearby-storage";
+    case SourceKind::peer_storage:
+      return "peer-storage";
+    case SourceKind::bootstrap_storage:
+      return "bootstrap-storage";
+    case SourceKind::control:
+      return "control";
+  }
+  return "control";
+}
+
+std::string ConfigSource::label() const {
+  if (kind == SourceKind::control) return "control";
+  return std::string(to_string(kind)) + ":" + id;
+}
+
+json SourceAttempt::to_json() const {
+  return json{{"source", source}, {"outcome", outcome}, {"reason", reason}};
+}
+
 Result<bool> ConfigSync::sync(ConfigTransport& transport, config::WallTime now) {
+  const ConfigSource control{SourceKind::control, "", &transport};
+  return sync(std::span(&control, 1), transport, now);
+}
+
+Result<bool> ConfigSync::sync(std::span<const ConfigSource> sources, ConfigTransport& reporter,
+                              config::WallTime now, std::int64_t announced_generation) {
+  std::vector<SourceAttempt> attempts;
+  std::optional<Error> control_error;
+  std::optional<Error> last_error;
+  for (const auto& src : sources) {
+    SourceAttempt attempt{src.label(), "", ""};
+    auto r = sync_from(src, reporter, now, announced_generation, attempt);
+    attempt.reason = sanitize(attempt.reason, kMaxRejectionMessageBytes);
+    attempts.push_back(attempt);
+    if (r) {
+      std::lock_guard g(mu_);
+      attempts_ = std::move(attempts);
+      source_ = src.label();
+      on_local_snapshot_ = false;
+      return r;
+    }
+    if (src.kind == SourceKind::control) control_error = r.error();
+    last_error = r.error();
+    if (src.kind != SourceKind::control) {
+      spdlog::warn("cluster {}: config source {} {}: {}", label_, attempt.source, attempt.outcome,
+                   attempt.reason);
+    }
+  }
+  bool local = false;
+  {
+    std::lock_guard g(mu_);
+    attempts_ = std::move(attempts);
+    local = state_ != nullptr;
+    on_local_snapshot_ = local;
+  }
+  if (local && sources.size() > 1) {
+    spdlog::warn(
+        "cluster {}: no configuration source answered; running on the last valid local "
+        "snapshot",
+        label_);
+  }
+  if (control_error) return tl::unexpected(*control_error);
+  if (last_error) return tl::unexpected(*last_error);
+  return fail("fetch_failed", "no configuration source");
+}
+
+Result<bool> ConfigSync::sync_from(const ConfigSource& src, ConfigTransport& reporter,
+                                   config::WallTime now, std::int64_t announced_generation,
+                                   SourceAttempt& attempt) {
+  const bool control = src.kind == SourceKind::control;
+  std::optional<std::int64_t> applied_generation;
+  std::uint64_t fence = 0;
+  {
+    std::lock_guard g(mu_);
+    applied_generation = generation_;
+    fence = fence_;
+    if (!control && !state_) {
+      // Trust anchors only ever come from the control plane.
+      attempt.outcome = "skipped";
+      attempt.reason = "nothing applied yet: the first configuration comes from the control plane";
+      return fail("fetch_failed", attempt.reason);
+    }
+  }
   std::string have = have_query();
-  for (int attempt = 0;; ++attempt) {
-    auto reply = transport.fetch(have);
-    if (!reply) return fail("fetch_failed", "config fetch failed: " + reply.error().message);
-    if (reply->status == 404) {
-      return fail("not_supported", "the control plane does not serve signed configuration");
+  for (int round = 0;; ++round) {
+    auto reply = src.transport->fetch(have);
+    if (!reply) {
+      attempt.outcome = "unreachable";
+      attempt.reason = reply.error().message;
+      return fail("fetch_failed", "config fetch failed: " + reply.error().message);
     }
     if (reply->status != 200) {
-      return fail("fetch_failed", "config fetch: HTTP " + std::to_string(reply->status) + " " +
-                                      reply->error_code() + ": " + reply->error_message());
+      attempt.outcome = "refused";
+      attempt.reason = "HTTP " + std::to_string(reply->status) + " " + reply->error_code() + ": " +
+                       reply->error_message();
+      if (control && reply->status == 404) {
+        return fail("not_supported", "the control plane does not serve signed configuration");
+      }
+      return fail("fetch_failed", "config fetch: " + attempt.reason);
+    }
+    const json& body = reply->body;
+    std::uint64_t min_epoch = fence;
+    if (control && body.is_object()) {
+      // The control plane's current authority epoch (pinned mTLS channel): the fence for every
+      // later artifact, whichever source serves it.
+      const auto e = body.find("authority_epoch");
+      if (e != body.end() && e->is_number_integer() && e->get<std::int64_t>() >= 0)
+        min_epoch = std::max(fence, e->get<std::uint64_t>());
+    }
+    if (!control) {
+      const auto gen = body.is_object() ? body.find("config_generation") : body.end();
+      const std::int64_t floor = std::max(announced_generation, applied_generation.value_or(-1));
+      if (gen != body.end() && gen->is_number_integer() && gen->get<std::int64_t>() < floor) {
+        attempt.outcome = "stale";
+        attempt.reason = "serves generation " + std::to_string(gen->get<std::int64_t>()) +
+                         ", behind generation " + std::to_string(floor);
+        return fail("stale_source", attempt.reason);
+      }
     }
     std::int64_t generation = 0;
     std::string artifact_id;
-    auto applied = apply_reply(*reply, now, generation, artifact_id);
+    auto applied = apply_reply(*reply, now, min_epoch, generation, artifact_id);
     if (!applied) {
       const std::string& code = applied.error().code;
       const bool refresh =
           code == config::errc::gap_needs_full_refresh || code == config::errc::increment_mismatch;
-      if (refresh && attempt == 0 && !have.empty()) {
+      if (refresh && round == 0 && !have.empty()) {
         if (code != config::errc::gap_needs_full_refresh) {
-          reject(transport, applied.error(), artifact_id, now);
+          reject(reporter, applied.error(), artifact_id, now);
         }
         spdlog::info("cluster {}: config increment does not apply ({}); fetching full artifacts",
                      label_, code);
         have.clear();
         continue;
       }
-      reject(transport, applied.error(), artifact_id, now);
+      attempt.outcome = "rejected";
+      attempt.reason = code + ": " + applied.error().message;
+      reject(reporter, applied.error(), artifact_id, now);
       return tl::unexpected(applied.error());
     }
     auto& [next, report] = *applied;
     const std::int64_t fetched_at = config::to_unix_seconds(now);
-    if (auto p = persist(next, generation, fetched_at); !p) {
+    if (auto p = persist(next, generation, fetched_at, min_epoch); !p) {
       // The verified state stays in force in memory; the next successful round retries.
       spdlog::error("cluster {}: cannot persist the applied configuration: {}", label_,
                     p.error().message);
     }
     const bool changed = !report.changed.empty() || !report.removed.empty();
+    attempt.outcome = changed ? "applied" : "unchanged";
+    attempt.reason = "generation " + std::to_string(generation);
     if (changed) {
       std::string keys;
       for (const auto& k : report.changed) keys.append(keys.empty() ? "" : ", ").append(k);
       for (const auto& k : report.removed) {
         keys.append(keys.empty() ? "" : ", ").append("-").append(k);
       }
-      spdlog::info("cluster {}: applied configuration generation {} ({})", label_, generation,
-                   sanitize(keys, 1000));
+      spdlog::info("cluster {}: applied configuration generation {} from {} ({})", label_,
+                   generation, src.label(), sanitize(keys, 1000));
     }
     std::lock_guard g(mu_);
     state_ = std::make_unique<config::ConfigState>(std::move(next));
     generation_ = generation;
     last_fetch_ = fetched_at;
+    fence_ = min_epoch;
     return changed;
   }
+}
+
+std::vector<SourceAttempt> ConfigSync::last_attempts() const {
+  std::lock_guard g(mu_);
+  return attempts_;
+}
+
+std::uint64_t ConfigSync::authority_fence() const {
+  std::lock_guard g(mu_);
+  return fence_;
+}
+
+namespace {
+
+std::vector<ArtifactLapse> lapses_of(const config::ConfigState& s, config::WallTime now) {
+  std::vector<ArtifactLapse> out;
+  for (const auto& [key, e] : s.entries()) {
+    if (e.removed || !e.payload) continue;
+    ArtifactLapse l;
+    l.state_key = key;
+    l.type = e.type;
+    l.expires_at = config::to_unix_seconds(e.expires_at);
+    const auto p = e.payload->is_object() ? e.payload->find("lapse_policy") : e.payload->end();
+    l.policy = p != e.payload->end() && p->is_string() && *p == "stop" ? "stop" : "keep";
+    l.lapsed = now >= e.expires_at;
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+json lapsed_list(const std::vector<ArtifactLapse>& lapses) {
+  json out = json::array();
+  for (const auto& l : lapses) {
+    if (!l.lapsed || out.size() >= 32) continue;
+    out.push_back({{"artifact", l.state_key}, {"policy", l.policy}, {"expires_at", l.expires_at}});
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<ArtifactLapse> ConfigSync::lapses(config::WallTime now) const {
+  std::lock_guard g(mu_);
+  if (!state_) return {};
+  return lapses_of(*state_, now);
+}
+
+bool ConfigSync::stopped_by_lapse(config::ArtifactType type, const config::Scope& scope,
+                                  config::WallTime now) const {
+  const std::string key = config::state_key(type, scope);
+  for (const auto& l : lapses(now)) {
+    if (l.state_key == key) return l.lapsed && l.policy == "stop";
+  }
+  return false;
+}
+
+json ConfigSync::lapsed_json(config::WallTime now) const {
+  return lapsed_list(lapses(now));
 }
 
 json ConfigSync::applied_versions() const {
@@ -361,12 +543,13 @@ json ConfigSync::payload(config::ArtifactType type, const config::Scope& scope) 
   return p != nullptr ? *p : json(nullptr);
 }
 
-void ConfigSync::set_source(std::string source) {
+std::string ConfigSync::source() const {
   std::lock_guard g(mu_);
-  source_ = std::move(source);
+  return source_;
 }
 
-json ConfigSync::status_json() const {
+json ConfigSync::status_json(config::WallTime now) const {
+  const json lapsed = lapsed_json(now);
   std::lock_guard g(mu_);
   json j = state_ ? describe(*state_)
                   : json{{"applied_versions", json::object()}, {"signer_key_ids", json::array()}};
@@ -378,6 +561,12 @@ json ConfigSync::status_json() const {
                                                                                : json::array();
   j["generation"] = generation_ ? json(*generation_) : json(nullptr);
   j["last_fetch"] = last_fetch_;
+  j["authority_fence"] = fence_;
+  json attempts = json::array();
+  for (const auto& a : attempts_) attempts.push_back(a.to_json());
+  j["attempts"] = std::move(attempts);
+  j["on_local_snapshot"] = on_local_snapshot_;
+  j["lapsed"] = lapsed;
   if (last_rejection_) {
     j["last_rejection"] = {{"at", last_rejection_->at},
                            {"code", last_rejection_->code},
@@ -396,6 +585,8 @@ json ConfigSync::read_status(Env& env, const std::string& dir, const crypto::Ed2
   json j = describe(*p->state);
   j["generation"] = p->generation ? json(*p->generation) : json(nullptr);
   j["last_fetch"] = p->last_fetch;
+  j["authority_fence"] = p->fence;
+  j["lapsed"] = lapsed_list(lapses_of(*p->state, std::chrono::system_clock::now()));
   return j;
 }
 

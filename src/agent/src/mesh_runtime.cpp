@@ -203,10 +203,14 @@ bool MeshRuntime::apply(const ConfigSync& config, const std::string& node_id,
       mc.peers.push_back(std::move(peer));
     }
   }
+  const auto now = std::chrono::system_clock::now();
   std::vector<services::tcp::EgressTarget> egress;
-  const auto sab =
-      config.payload(config::ArtifactType::service_assignment_bundle, config::Scope::node(node_id));
-  if (sab.is_object() && sab.contains("egress") && sab["egress"].is_array()) {
+  const auto node_scope = config::Scope::node(node_id);
+  const auto sab = config.payload(config::ArtifactType::service_assignment_bundle, node_scope);
+  // A service assignment lapsed under policy "stop": the exit serves no resource any more.
+  const bool sab_stopped =
+      config.stopped_by_lapse(config::ArtifactType::service_assignment_bundle, node_scope, now);
+  if (!sab_stopped && sab.is_object() && sab.contains("egress") && sab["egress"].is_array()) {
     for (const auto& e : sab["egress"]) {
       services::tcp::EgressTarget t{e.value("id", std::string()), e.value("org", std::string()),
                                     e.value("address", std::string())};
@@ -214,6 +218,29 @@ bool MeshRuntime::apply(const ConfigSync& config, const std::string& node_id,
     }
   }
   on_io(*io_, [&] {
+    // Make-before-break: peers that left the directory stay until the added ones are up.
+    std::set<std::string> directory;
+    for (const auto& p : mc.peers) {
+      directory.insert(p.id);
+      known_peers_[p.id] = p;
+    }
+    std::set<std::string> live;
+    for (const auto& [peer, h] : mesh_->session_health()) live.insert(peer);
+    const auto kept =
+        transition_.update(directory, live, mc.trust.revocations.node_ids, clock_.now());
+    for (const auto& id : kept) {
+      if (auto it = known_peers_.find(id); it != known_peers_.end()) mc.peers.push_back(it->second);
+    }
+    std::erase_if(known_peers_, [&](const auto& kv) {
+      return !directory.contains(kv.first) && !kept.contains(kv.first);
+    });
+    {
+      std::lock_guard g(mu_);
+      retiring_ = json(std::vector<std::string>(kept.begin(), kept.end()));
+      pending_ = json(
+          std::vector<std::string>(transition_.pending().begin(), transition_.pending().end()));
+      egress_stopped_ = sab_stopped;
+    }
     mesh_->update(std::move(mc));
     exit_->set_egress(std::move(egress));
     return 0;
@@ -308,7 +335,11 @@ void MeshRuntime::revoke_grants(const json& revoked) {
 
 json MeshRuntime::status() const {
   std::lock_guard g(mu_);
-  return status_;
+  json st = status_;
+  st["peers_retiring"] = retiring_;
+  st["peers_pending"] = pending_;
+  if (egress_stopped_) st["egress_stopped"] = "service_assignment_bundle lapsed (policy stop)";
+  return st;
 }
 
 }  // namespace rap::agent

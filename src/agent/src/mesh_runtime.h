@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "rap/agent/config_sync.h"
+#include "rap/agent/peer_transition.h"
 #include "rap/common/clock.h"
 #include "rap/common/random.h"
 #include "rap/mesh/local_api.h"
@@ -45,6 +46,8 @@ class MeshRuntime {
   MeshRuntime& operator=(const MeshRuntime&) = delete;
 
   // Hands the applied configuration to the mesh (peers, trust, revocations, egress targets).
+  // Peers apply make-before-break (PeerTransition); a service_assignment_bundle lapsed under
+  // policy "stop" leaves the exit without egress.
   // `roles`: this node's role names. `authority_offline`: the membership cannot reach the control
   // plane (degraded or isolated): expired tickets are renewed from cached policy up to their
   // signed offline horizon (mesh::TrustView). Returns false when there is no applied config yet.
@@ -88,6 +91,8 @@ class MeshRuntime {
   std::thread thread_;
   std::string fabric_endpoint_;
   std::string ingress_endpoint_;
+  PeerTransition transition_;                          // I/O thread
+  std::map<std::string, mesh::MeshPeer> known_peers_;  // I/O thread: directory + retiring peers
 
   mutable std::mutex mu_;  // guards the snapshot and the record queue
   std::map<std::string, double> rtts_;
@@ -97,6 +102,9 @@ class MeshRuntime {
   nlohmann::json status_ = nlohmann::json::object();
   std::deque<services::tcp::AccessRecord> records_;
   std::uint64_t records_dropped_ = 0;
+  nlohmann::json retiring_ = nlohmann::json::array();  // peers kept by make-before-break
+  nlohmann::json pending_ = nlohmann::json::array();   // added peers without a session yet
+  bool egress_stopped_ = false;
 };
 
 }  // namespace rap::agent

@@ -26,6 +26,12 @@ constexpr auto kKeyLifetime = std::chrono::hours(24 * 365);
 // Roles whose nodes carry fabric traffic between nodes: they learn every active node that holds
 // a role; other role holders learn only these (their possible neighbours).
 const std::set<std::string> kMeshRoles = {"entry-node", "relay-node"};
+// What a node does when an artifact lapses (its expiry passes without a newer version; the
+// agent reads the signed "lapse_policy" member, docs/OPERATIONS.md): service assignments are
+// authority to run workloads and to connect to resources, so a lapsed one stops them; a lapsed
+// peer directory keeps the mesh running on the peers it knows.
+constexpr char kServiceLapsePolicy[] = "stop";
+constexpr char kPeerLapsePolicy[] = "keep";
 
 std::int64_t unix_of(WallTime t) {
   return config::to_unix_seconds(t);
@@ -221,7 +227,10 @@ class Compiler {
       roles.push_back(std::move(e));
     }
     auto sab = publish(ArtifactType::service_assignment_bundle, scope,
-                       json{{"roles", roles}, {"workloads", me.workloads}, {"egress", me.egress}});
+                       json{{"roles", roles},
+                            {"workloads", me.workloads},
+                            {"egress", me.egress},
+                            {"lapse_policy", kServiceLapsePolicy}});
     if (!sab) return tl::unexpected(sab.error());
 
     bool mesh = false;
@@ -249,7 +258,8 @@ class Compiler {
         peers.push_back(std::move(peer));
       }
     }
-    auto pd = publish(ArtifactType::peer_directory, scope, json{{"peers", peers}});
+    auto pd = publish(ArtifactType::peer_directory, scope,
+                      json{{"peers", peers}, {"lapse_policy", kPeerLapsePolicy}});
     if (!pd) return tl::unexpected(pd.error());
 
     struct Part {
@@ -271,6 +281,7 @@ class Compiler {
 
     NodeConfig out;
     out.generation = generation_;
+    out.authority_epoch = epoch_;
     out.trust_bundle = trust_payload_;
     const auto had = [&](ArtifactType t) -> std::uint64_t {
       auto h = have.find(std::string(config::to_string(t)));

@@ -46,6 +46,7 @@ namespace rap::control {
 
 struct NodeConfig {
   std::int64_t generation = 0;         // cluster_authority.config_generation when compiled
+  std::uint64_t authority_epoch = 0;   // cluster_authority.authority_epoch (the nodes' fence)
   nlohmann::json trust_bundle;         // the trust_bundle payload (anchors for a first fetch)
   std::vector<std::string> artifacts;  // wire bytes, one batch for ConfigState::apply
   std::uint64_t full_bytes = 0;        // what full artifacts would have cost (increments)

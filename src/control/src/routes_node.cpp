@@ -463,7 +463,7 @@ Step<Heartbeat> parse_heartbeat(const std::string& text) {
   if (!body) return tl::unexpected(body.error());
   if (auto bad = reject_unknown_fields(
           *body, {"version", "capabilities", "load", "workloads", "applied_config_versions",
-                  "partition_state", "endpoints", "fabric", "access"}))
+                  "partition_state", "endpoints", "fabric", "access", "config_lapsed"}))
     return tl::unexpected(*bad);
   auto version = req_string(*body, "version");
   if (!version) return tl::unexpected(version.error());
@@ -563,6 +563,33 @@ Step<Heartbeat> parse_heartbeat(const std::string& text) {
     fabric = json{{"sessions", std::move(sessions)}};
   }
 
+  // config_lapsed [{"artifact": state key, "policy": "keep"|"stop", "expires_at": unix}]: applied
+  // artifacts past their expiry and what the node does about it (docs/OPERATIONS.md).
+  json lapsed = json::array();
+  if (auto it = body->find("config_lapsed"); it != body->end() && !it->is_null()) {
+    if (!it->is_array() || it->size() > 32)
+      return tl::unexpected(error_response(400, "invalid_request",
+                                           "field 'config_lapsed' must be an array (at most 32)"));
+    for (const auto& e : *it) {
+      if (!e.is_object())
+        return tl::unexpected(
+            error_response(400, "invalid_request", "each config_lapsed entry must be an object"));
+      if (auto bad = reject_unknown_fields(e, {"artifact", "policy", "expires_at"}))
+        return tl::unexpected(*bad);
+      auto a = req_string(e, "artifact");
+      if (!a) return tl::unexpected(a.error());
+      auto p = req_string(e, "policy");
+      if (!p) return tl::unexpected(p.error());
+      const auto x = e.find("expires_at");
+      if (a->empty() || a->size() > 200 || !printable(*a) || (*p != "keep" && *p != "stop") ||
+          x == e.end() || !x->is_number_integer())
+        return tl::unexpected(error_response(
+            400, "invalid_request",
+            "config_lapsed entries are {artifact, policy keep|stop, expires_at integer}"));
+      lapsed.push_back({{"artifact", *a}, {"policy", *p}, {"expires_at", *x}});
+    }
+  }
+
   Heartbeat hb;
   hb.version = *version;
   hb.state = json{{"version", *version},
@@ -572,6 +599,7 @@ Step<Heartbeat> parse_heartbeat(const std::string& text) {
   if (has_caps) hb.state["capabilities"] = *caps;
   if (!endpoints.empty()) hb.state["endpoints"] = endpoints;
   if (!fabric.is_null()) hb.state["fabric"] = std::move(fabric);
+  if (!lapsed.empty()) hb.state["config_lapsed"] = std::move(lapsed);
   hb.durable = hb.state.dump();  // everything but the load figures, which change every time
   hb.state["load"] = *load;
   hb.caps = std::move(*caps);
@@ -670,6 +698,7 @@ HttpResponse get_node_config(Ctx& ctx) {
     json artifacts = json::array();
     for (auto& a : c->artifacts) artifacts.push_back(std::move(a));
     return json{{"config_generation", c->generation},
+                {"authority_epoch", c->authority_epoch},
                 {"trust_bundle", c->trust_bundle},
                 {"artifacts", std::move(artifacts)},
                 {"increments", c->increments}};

@@ -7,12 +7,10 @@
 //    control plane would, minus the trust bundle (a node never takes anchors from a storage node).
 //    It never changes or signs anything and checks only that every artifact decodes.
 //  * parse_storage_directory: the storage endpoints of an applied storage_directory payload.
-//  * FallbackConfigTransport: a ConfigTransport decorator: the control plane first; on a
-//    transport error (control plane unreachable) the storage transports in order. Rejection
-//    reports go to the control plane only.
+//  * plan_recovery: the recovery order of a node's config fetches over the storages it knows
+//    (ConfigSync::sync() tries them in this order, then the control plane).
 //
-// Thread safety: StorageCache is internally locked; FallbackConfigTransport is not (one sync()
-// at a time uses it).
+// Thread safety: StorageCache is internally locked.
 #pragma once
 
 #include <atomic>
@@ -25,6 +23,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -33,6 +32,7 @@
 #include "rap/agent/config_sync.h"
 #include "rap/common/result.h"
 #include "rap/crypto/certs.h"
+#include "rap/crypto/tls.h"
 
 namespace rap::agent {
 
@@ -77,28 +77,22 @@ struct StorageEndpoint {
 std::vector<StorageEndpoint> parse_storage_directory(const nlohmann::json& payload,
                                                      const std::string& self_id);
 
-class FallbackConfigTransport : public ConfigTransport {
- public:
-  struct Storage {
-    std::string id;
-    std::unique_ptr<ConfigTransport> transport;
-  };
-  FallbackConfigTransport(ConfigTransport& control, std::vector<Storage> storages)
-      : control_(control), storages_(std::move(storages)) {}
-
-  // The control plane; on a transport error each storage in order until one replies 200.
-  // When all fail, the control plane's error.
-  Result<HttpReply> fetch(const std::string& have) override;
-  Result<HttpReply> report_rejection(const nlohmann::json& body) override;
-
-  // "control" or "storage:<id>" for the last fetch that returned a reply (empty before).
-  const std::string& last_source() const { return last_source_; }
-
- private:
-  ConfigTransport& control_;
-  std::vector<Storage> storages_;
-  std::string last_source_;
+// The storage sources of one sync round, in recovery order (spec FABRIC_STORAGE_CONFIG_SERVICE.md
+// §11), from the storages of the applied storage_directory:
+//   1. nearby-storage: the one with the lowest measured RTT (`rtt_ms`: the fabric session's RTT
+//      when the node has one to it, else the latency of the last fetch from it); none when no
+//      storage was measured yet;
+//   2. peer-storage: the other storages this node has a live fabric session with (`live`), by RTT;
+//   3. bootstrap-storage: the remaining storages of the last signed storage_directory, measured
+//      ones by RTT first, then in listed order.
+// The control plane comes after these (the agent appends it).
+struct PlannedSource {
+  SourceKind kind = SourceKind::bootstrap_storage;
+  StorageEndpoint storage;
 };
+std::vector<PlannedSource> plan_recovery(const std::vector<StorageEndpoint>& storages,
+                                         const std::map<std::string, double>& rtt_ms,
+                                         const std::set<std::string>& live);
 
 // ---- network side ----------------------------------------------------------------------------
 
@@ -106,14 +100,22 @@ inline constexpr std::size_t kMaxStorageConnections = 64;
 
 // HTTPS (TLS 1.3 only) server for the config-storage role. Server certificate: this node's node
 // certificate; a client certificate chaining to the cluster CA and naming this cluster is
-// required, and the node id comes from it. Serves GET /api/v1/node/config[?have=...] from
-// `cache`. At most kMaxStorageConnections connections, 10 s per connection, one request each.
+// required, and the node id comes from it; a client whose node id or certificate serial is in
+// `revocations` (fed from the applied revocation_list) is refused in the handshake and, should
+// it be revoked between handshake and request, with 403 "revoked". Serves
+// GET /api/v1/node/config[?have=...] from `cache`. At most kMaxStorageConnections connections,
+// 10 s per connection, one request each. reload() swaps in renewed credentials for the next
+// connections (no restart; open connections finish on the old ones).
 class ConfigStorageServer {
  public:
   // `listen`: "host:port" (an IP address; port 0 picks one).
   static Result<std::unique_ptr<ConfigStorageServer>> start(
       const std::string& listen, const crypto::NodeCredentials& creds, std::string cluster_id,
-      std::shared_ptr<const StorageCache> cache);
+      std::shared_ptr<const StorageCache> cache,
+      std::shared_ptr<const crypto::RevocationList> revocations);
+  // New credentials (a renewed certificate) for every later handshake. Errors leave the current
+  // ones in use.
+  Result<void> reload(const crypto::NodeCredentials& creds);
   ~ConfigStorageServer();
   ConfigStorageServer(const ConfigStorageServer&) = delete;
   ConfigStorageServer& operator=(const ConfigStorageServer&) = delete;

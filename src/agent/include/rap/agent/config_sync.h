@@ -16,6 +16,23 @@
 // refused on load (logged) and the agent starts over with a fresh fetch. Bounded by
 // kMaxConfigStateBytes.
 //
+// Recovery order (spec FABRIC_STORAGE_CONFIG_SERVICE.md §11): sync() takes the sources in the
+// order the agent planned them (plan_recovery(), config_storage.h): the nearby storage node, live
+// peers that advertise storage, the other storages of the last signed storage_directory, then
+// the control plane. It tries each until one yields a configuration that applies; a source that
+// is unreachable, answers with an error, is behind the generation the control plane announced
+// or the one already applied ("stale"), or serves artifacts the verifier refuses ("rejected",
+// reported to the control plane) is recorded with its reason and the next is tried. When none
+// succeeds the last valid local snapshot stays in force (its per-artifact lapse policy decides
+// what keeps running, lapses()). Storage replies never carry trust anchors and never move the
+// authority fence; the control plane's replies carry "authority_epoch", which becomes the
+// persisted minimum epoch for every later artifact from any source (stale_epoch).
+//
+// Lapse policy: an applied artifact past its expires_at has lapsed. Its signed payload says what
+// the agent does then: "lapse_policy": "keep" (default: keep serving, reported as lapsed) or
+// "stop" (stop the affected service: for the node's service_assignment_bundle, its workloads and
+// exit egress).
+//
 // Thread safety: every public member may be called from any thread (one internal mutex; sync()
 // does its network calls without holding it).
 #pragma once
@@ -26,7 +43,9 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "rap/agent/control_client.h"
 #include "rap/common/env.h"
@@ -51,6 +70,35 @@ class ConfigTransport {
   virtual Result<HttpReply> report_rejection(const nlohmann::json& body) = 0;
 };
 
+// Where a fetch can come from, in recovery order.
+enum class SourceKind { nearby_storage, peer_storage, bootstrap_storage, control };
+std::string_view to_string(SourceKind kind);
+
+struct ConfigSource {
+  SourceKind kind = SourceKind::control;
+  std::string id;  // storage node id; "" for the control plane
+  ConfigTransport* transport = nullptr;
+  // "control", or "<kind>:<id>" ("nearby-storage:n7", "peer-storage:n8", "bootstrap-storage:n9").
+  std::string label() const;
+};
+
+// One source tried by a sync() round.
+struct SourceAttempt {
+  std::string source;   // ConfigSource::label()
+  std::string outcome;  // applied | unchanged | unreachable | refused | stale | rejected | skipped
+  std::string reason;   // printable, at most kMaxRejectionMessageBytes
+  nlohmann::json to_json() const;
+};
+
+// What lapse policy an applied artifact carries and whether it has lapsed.
+struct ArtifactLapse {
+  std::string state_key;
+  config::ArtifactType type = config::ArtifactType::peer_directory;
+  std::int64_t expires_at = 0;  // unix seconds
+  std::string policy;           // keep | stop
+  bool lapsed = false;
+};
+
 struct ConfigRejection {
   std::int64_t at = 0;  // unix seconds
   std::string code;     // a rap::config::errc code
@@ -72,10 +120,27 @@ class ConfigSync {
   // refused with an error log line and ignored (the next sync() starts over). Never fails.
   void load();
 
-  // One round: fetch, apply, persist, report. Returns true when the applied state changed.
-  // Errors: transport failures and non-200 replies ("fetch_failed", "not_supported" for 404),
-  // and every rejection (its rap::config error code; already reported and logged).
+  // One round over `sources` in order (see the file comment): fetch, apply, persist; rejections
+  // are reported through `reporter` (the control plane). `announced_generation`: the generation
+  // the last heartbeat announced (-1 = unknown); a storage reply below it (or below the applied
+  // one) is stale. Returns true when the applied state changed. When every source fails: the
+  // control plane's error if it was tried ("fetch_failed", "not_supported" for 404, or the
+  // rejection's rap::config code), else the last source's.
+  Result<bool> sync(std::span<const ConfigSource> sources, ConfigTransport& reporter,
+                    config::WallTime now, std::int64_t announced_generation = -1);
+  // The control plane as the only source.
   Result<bool> sync(ConfigTransport& transport, config::WallTime now);
+  // The sources the last round tried, in order, with their outcomes.
+  std::vector<SourceAttempt> last_attempts() const;
+  // The minimum authority epoch (the highest the control plane announced, persisted).
+  std::uint64_t authority_fence() const;
+  // Lapse policy and state of every applied artifact at `now` (tombstones excluded).
+  std::vector<ArtifactLapse> lapses(config::WallTime now) const;
+  // True when the applied artifact (type, scope) has lapsed under policy "stop".
+  bool stopped_by_lapse(config::ArtifactType type, const config::Scope& scope,
+                        config::WallTime now) const;
+  // [{"artifact": state key, "policy", "expires_at"}] of the lapsed artifacts (heartbeat).
+  nlohmann::json lapsed_json(config::WallTime now) const;
 
   // {"<type>": version, ...}: the applied version per artifact type (the heartbeat's
   // applied_config_versions; at most 64 entries).
@@ -93,13 +158,14 @@ class ConfigSync {
     std::uint64_t epoch = 0;
   };
   std::optional<TrustSnapshot> trust_snapshot() const;
-  // Where the last successful sync() fetched from ("control" or "storage:<node id>"; set by the
-  // agent, shown in status).
-  void set_source(std::string source);
+  // Where the last successful sync() fetched from (ConfigSource::label(); empty before).
+  std::string source() const;
   std::optional<ConfigRejection> last_rejection() const;
-  // For `rap-node-agent status`: applied versions, active signer key ids, authority epoch,
-  // generation, last fetch time, last rejection.
-  nlohmann::json status_json() const;
+  // For `rap-node-agent status`: applied versions, active signer key ids, authority epoch and
+  // fence, generation, last fetch time and source, the sources the last round tried, whether the
+  // node runs on its last local snapshot, lapsed artifacts (at `now`), last rejection.
+  nlohmann::json status_json(config::WallTime now) const;
+  nlohmann::json status_json() const { return status_json(std::chrono::system_clock::now()); }
 
   // The status section of a persisted file, read without a running agent (null on any error,
   // with "error" set).
@@ -111,16 +177,21 @@ class ConfigSync {
     std::unique_ptr<config::ConfigState> state;
     std::optional<std::int64_t> generation;
     std::int64_t last_fetch = 0;
+    std::uint64_t fence = 0;
   };
   static Result<Persisted> read_file(Env& env, const std::string& path,
                                      const crypto::Ed25519Key& key);
   Result<void> persist(const config::ConfigState& state, std::int64_t generation,
-                       std::int64_t fetched_at);
+                       std::int64_t fetched_at, std::uint64_t fence);
   std::string have_query() const;
   // Applies one fetched reply to a copy of the current state (or to fresh TOFU anchors).
   Result<std::pair<config::ConfigState, config::ApplyReport>> apply_reply(
-      const HttpReply& reply, config::WallTime now, std::int64_t& generation,
-      std::string& artifact_id) const;
+      const HttpReply& reply, config::WallTime now, std::uint64_t min_epoch,
+      std::int64_t& generation, std::string& artifact_id) const;
+  // One source of a round: fetch (and once more in full on an increment gap), check, apply,
+  // persist. `attempt` gets the outcome.
+  Result<bool> sync_from(const ConfigSource& src, ConfigTransport& reporter, config::WallTime now,
+                         std::int64_t announced_generation, SourceAttempt& attempt);
   void reject(ConfigTransport& transport, const Error& e, const std::string& artifact_id,
               config::WallTime now);
 
@@ -137,6 +208,9 @@ class ConfigSync {
   std::int64_t last_fetch_ = 0;
   std::optional<ConfigRejection> last_rejection_;
   std::string source_;
+  std::uint64_t fence_ = 0;
+  std::vector<SourceAttempt> attempts_;
+  bool on_local_snapshot_ = false;  // the last round found no source
 };
 
 }  // namespace rap::agent
