@@ -586,6 +586,11 @@ TEST_F(AgentE2e, ConfigStorageNodeServesConfigWhileControlPlaneIsDown) {
     auto text = rap::testing::run_command(
         {RAP_NODE_AGENT_BIN, "status", "--config", n_config.string()}, run_options(10));
     EXPECT_NE(text.output.find("storage:" + s_id + " applied"), std::string::npos) << text.output;
+    EXPECT_NE(text.output.find("last round (recovery order):"), std::string::npos) << text.output;
+    // N runs the mesh (relay-node): its peer cache is persisted (signed, 0600) and shown.
+    EXPECT_TRUE(
+        std::filesystem::exists(dir_->path() / "node" / "clusters" / "main" / "peer_cache.json"));
+    EXPECT_NE(text.output.find("local caches: peers"), std::string::npos) << text.output;
   }
   EXPECT_EQ(n_agent.terminate(std::chrono::seconds(15)), 0) << n_agent.output();
   EXPECT_EQ(s_agent.terminate(std::chrono::seconds(15)), 0) << s_agent.output();

@@ -1073,7 +1073,15 @@ class Agent::Runner {
         live.insert(peer);
       }
     }
-    for (auto& p : plan_recovery(parse_storage_directory(dir, node_id), rtt, live)) {
+    // A storage node on the applied revocation list is no source (its artifacts would be
+    // verified anyway; the node is not asked at all).
+    auto storages = parse_storage_directory(dir, node_id);
+    if (const auto t = cs.trust_snapshot()) {
+      std::erase_if(storages, [&](const StorageEndpoint& e) {
+        return t->revocations.node_ids.contains(e.id);
+      });
+    }
+    for (auto& p : plan_recovery(storages, rtt, live)) {
       owned.push_back(std::make_unique<TimedTransport>(
           std::make_unique<StorageConfigTransport>(p.storage.endpoint, creds, nid->cluster_id,
                                                    p.storage.id),
