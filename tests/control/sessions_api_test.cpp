@@ -257,6 +257,39 @@ TEST_F(SessionsApiTest, OrgSessionsAreTenantIsolatedAndTerminateRevokesAndIsAudi
   EXPECT_EQ(owner("GET", "/api/v1/clusters/edge/fabric").j["sessions"][0]["health"], "bad");
 }
 
+// The production write throttle: heartbeats whose durable state is unchanged are answered from
+// memory (no database), and their access sessions still reach live state (here the in-memory
+// LiveState of a rap-control without Redis).
+TEST_F(SessionsApiTest, HeartbeatsAnsweredFromMemoryStillReportSessions) {
+  start("sessions_fast", {"--heartbeat-write-interval", "20"});
+  ASSERT_FALSE(make_cluster("edge").empty());
+  const std::string acme = make_org("acme");
+  const std::string alice_id = make_user("alice@acme.io", "alice-password-123");
+  add_member("acme", "alice@acme.io", "org_admin");
+  const std::string alice = login(*c_, "alice@acme.io", "alice-password-123");
+  const std::string db = make_resource("acme", "db");
+  auto [tid, token] = make_token("edge", 1);
+  TestNode e = TestNode::make(dir_->path(), "e");
+  ASSERT_FALSE(enroll_and_approve(e, "edge", token).empty());
+  const std::string g = "44444444-4444-4444-8444-444444444444";
+  for (const std::int64_t up : {1, 2, 3, 777}) {
+    json hb = heartbeat_body();
+    hb["access"] = {{"active", {session(g, alice_id, acme, db, up, 5)}}};
+    ASSERT_EQ(e.call(*c_, "POST", "/api/v1/node/heartbeat", hb.dump()).status, 200);
+  }
+  auto l = until(alice, "/api/v1/orgs/acme/sessions", [](const Reply& x) {
+    return x.status == 200 && x.j["sessions"].size() == 1 && x.j["sessions"][0]["bytes_up"] == 777;
+  });
+  EXPECT_EQ(l.j["live_state"], "ok");
+  // At least one of them was answered from memory (the auth row cache lasts 2 s, so a slow
+  // machine may send some through the database path).
+  auto metrics = c_->call("GET", "/metrics");
+  const std::string key = "rap_control_node_heartbeats_total{path=\"memory\"} ";
+  const auto at = metrics.body.find(key);
+  ASSERT_NE(at, std::string::npos) << metrics.body;
+  EXPECT_GE(std::stoi(metrics.body.substr(at + key.size())), 1) << metrics.body;
+}
+
 TEST_F(SessionsApiTest, HeartbeatAccessSessionsAreValidated) {
   start("sessions_heartbeat");
   ASSERT_FALSE(make_cluster("edge").empty());
