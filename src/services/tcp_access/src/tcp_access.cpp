@@ -409,9 +409,11 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
     a.org = grant->org;
     a.resource = grant->resource;
     a.started_at = rec.started_at;
-    a.expires_at =
-        std::chrono::duration_cast<std::chrono::seconds>(grant->expires_at.time_since_epoch())
-            .count();
+    // The grant's last usable instant: its offline horizon when it has one (nodes cut off from
+    // the control plane honour it that long), so a revocation is kept at least as long.
+    a.expires_at = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::max(grant->expires_at, grant->offline_until).time_since_epoch())
+                       .count();
     open_[open_id] = Open{std::move(a), ch.get()};
   }
   auto up = [&]() -> asio::awaitable<void> {  // client -> route

@@ -46,7 +46,8 @@ using AccessSink = std::function<void(AccessRecord)>;
 // under which grant, since when and how many bytes so far. Never payload, never the route.
 struct ActiveAccess {
   std::string grant, user, org, resource;
-  std::int64_t started_at = 0, expires_at = 0;  // unix seconds (expires_at: the grant's)
+  std::int64_t started_at = 0, expires_at = 0;  // unix seconds (expires_at: the grant's
+                                                // offline horizon when later)
   std::uint64_t bytes_up = 0, bytes_down = 0;   // user -> target, target -> user
 };
 
