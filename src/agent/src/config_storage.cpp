@@ -170,6 +170,7 @@ std::vector<PlannedSource> plan_recovery(const std::vector<StorageEndpoint>& sto
                                          const std::set<std::string>& live) {
   // Measured storages by RTT (stable: listed order among equals), then the unmeasured ones.
   std::vector<const StorageEndpoint*> order;
+  order.reserve(storages.size());
   for (const auto& s : storages) order.push_back(&s);
   const auto rtt = [&](const StorageEndpoint* s) {
     const auto it = rtt_ms.find(s->id);
