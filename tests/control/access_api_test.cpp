@@ -33,7 +33,6 @@ using rap::config::Scope;
 
 class AccessApiTest : public ClusterApiTest {
  protected:
-
   void add_member(const std::string& org, const std::string& email) {
     auto m = owner("POST", "/api/v1/orgs/" + org + "/members",
                    json{{"email", email}, {"role", "org_member"}}.dump());
