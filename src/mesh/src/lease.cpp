@@ -57,7 +57,7 @@ config::WallTime offline_horizon(const Json& obj) {
 
 // config::verify() at `now`; when that fails only because the credential expired and this node
 // cannot reach its authority, everything else is verified again at the last valid instant and
-// the caller checks the signed horizon (offline_ok()).
+// the caller checks the signed horizon (take_horizon()).
 Result<config::VerifiedArtifact> verify_credential(std::string_view wire, const TrustView& view,
                                                    config::WallTime now, bool renewable,
                                                    bool& past_expiry) {
