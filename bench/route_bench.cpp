@@ -6,6 +6,10 @@
 //   (c) ssh -L through a private sshd on 127.0.0.1 (OpenSSH defaults, one ssh connection)
 //   (d) a stunnel client/server pair (TLS 1.3 between them)
 //   (e) raw TCP straight to the target (the ceiling)
+//   (f) ours, entry -> exit from a service workload on the entry node: app -> the workload's TCP
+//       listener -> the node's local stream API (Unix socket, PROTOCOL.md §14.6) -> entry ->
+//       fabric session -> exit -> target. The same shape as (c) and (d) (the app's host runs the
+//       first hop), and against (a) it prices the local hop.
 // Figures: throughput of one bulk transfer (the target acknowledges after the last byte), and
 // 64-byte request/response round trips idle and while a bulk transfer runs on the same route
 // (ours: a "bulk" class connection and an "interactive" one through the same entry/exit; ssh -L:
@@ -19,7 +23,8 @@
 // bulk runs; and while our bulk takes the relayed route, i.e. other fabric sessions).
 // Nothing fails when a target is missed: each figure ends with a RESULT line. Running as root,
 // it creates /run/sshd (sshd's privilege separation directory) when it is missing.
-// Usage: bench_route [--bytes N] [--rounds N] [--no-ssh] [--no-stunnel] [--ssh-cipher NAME]
+// Usage: bench_route [--bytes N] [--rounds N] [--paced-mbps N] [--no-ssh] [--no-stunnel]
+//                    [--ssh-cipher NAME]
 //                    [--initial-window BYTES] [--latency-target-us N]   (fabric session knobs)
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -40,6 +45,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
@@ -60,9 +66,11 @@
 #include <thread>
 #include <vector>
 
+#include "rap/common/priority.h"
 #include "rap/config/canonical.h"
 #include "rap/config/signer.h"
 #include "rap/crypto/certs.h"
+#include "rap/mesh/local_api.h"
 #include "rap/mesh/mesh_node.h"
 #include "rap/services/tcp_access/tcp_access.h"
 
@@ -341,17 +349,28 @@ struct Loaded {
 };
 
 // Round trips through `inter_port` while one connection through `bulk_port` sends as fast as it
-// can.
+// can, or, with `pace_mbps` > 0, at that rate (a bulk transfer held back by its network link
+// rather than by the CPUs: 125 MB/s is a 1 Gbit/s link).
 Loaded rtt_under_bulk(std::uint16_t bulk_port, std::uint16_t inter_port, int rounds,
-                      const Sink& sink) {
+                      const Sink& sink, double pace_mbps = 0) {
   std::atomic<bool> stop{false};
   std::thread bulk([&] {
     const int fd = connect_tcp(bulk_port);
     if (fd < 0) return;
-    std::vector<char> buf(kChunk, 0x17);
+    const std::size_t piece = pace_mbps > 0 ? 16 * 1024 : kChunk;
+    std::vector<char> buf(std::max<std::size_t>(piece, kChunk), 0x17);
     const std::uint64_t hdr[2] = {kDiscardCount, 0};
     bool ok = write_full(fd, hdr, sizeof hdr);
-    while (ok && !stop.load()) ok = write_full(fd, buf.data(), buf.size());
+    const auto start = Clk::now();
+    std::uint64_t sent = 0;
+    while (ok && !stop.load()) {
+      ok = write_full(fd, buf.data(), piece);
+      sent += piece;
+      if (pace_mbps > 0)
+        std::this_thread::sleep_until(
+            start + std::chrono::duration_cast<Clk::duration>(std::chrono::duration<double>(
+                        static_cast<double>(sent) / (pace_mbps * 1e6))));
+    }
     ::shutdown(fd, SHUT_WR);
     timeval tv{10, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -575,6 +594,7 @@ struct Host {
   std::unique_ptr<mesh::MeshNode> node;
   std::unique_ptr<services::tcp::TcpAccessExit> exit;
   std::unique_ptr<services::tcp::TcpAccessEntry> entry;
+  std::unique_ptr<mesh::LocalStreamServer> local;
   std::uint16_t fabric_port = 0;
 };
 
@@ -591,6 +611,7 @@ class Mesh {
     for (auto& [id, h] : hosts_) {
       on(h->io, [&] {
         if (h->entry) h->entry->stop();
+        if (h->local) h->local->stop();
         h->node->stop("bench over");
         return 0;
       });
@@ -620,7 +641,7 @@ class Mesh {
     h->key = *crypto::Ed25519Key::generate();
     h->creds = issue(id, *h->key);
     h->guard.emplace(asio::make_work_guard(h->io));
-    h->thread = std::thread([io = &h->io] { io->run(); });
+    h->thread = std::thread([io = &h->io] { run_prioritised(*io); });
     mesh::MeshOptions o;
     o.fabric_listen = "127.0.0.1:0";
     o.dial_interval = 100ms;
@@ -734,6 +755,22 @@ class Mesh {
     return "127.0.0.1:" + std::to_string(hosts_.at(id)->entry->port());
   }
   double cpu(const std::string& id) { return thread_cpu(hosts_.at(id)->thread); }
+  // The node's local stream API on `path`, admitting processes of this user (the bench's
+  // workload is a thread of this process).
+  Result<void> start_local(const std::string& id, const std::string& path) {
+    Host& h = *hosts_.at(id);
+    auto l = on(h.io, [&] {
+      return mesh::LocalStreamServer::start(h.io.get_executor(), *h.node, path,
+                                            [](const mesh::LocalPeer& p) -> Result<std::string> {
+                                              if (p.uid != ::getuid())
+                                                return fail("not_authorized", "another user");
+                                              return std::string("bench-workload");
+                                            });
+    });
+    if (!l) return tl::unexpected(l.error());
+    h.local = std::move(*l);
+    return {};
+  }
   std::string entry_key(const std::string& id) {
     return config::to_hex(hosts_.at(id)->key->public_key());
   }
@@ -748,12 +785,13 @@ class Mesh {
   std::map<std::string, std::unique_ptr<Host>> hosts_;
 };
 
-// The client side, as `rapctl connect` runs it (src/cli/src/connect.cpp): a local TCP listener;
-// every accepted connection is piped into its own IngressClient to the entry.
-class Forwarder {
+// A thread of its own (like a separate process) serving local TCP listeners.
+class ListenerThread {
  public:
-  Forwarder() : guard_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
-  ~Forwarder() {
+  using Serve = std::function<asio::awaitable<void>(asio::ip::tcp::socket)>;
+  ListenerThread()
+      : guard_(asio::make_work_guard(io_)), thread_([this] { run_prioritised(io_); }) {}
+  ~ListenerThread() {
     on(io_, [&] {
       boost::system::error_code ec;
       for (auto& a : acceptors_) a->close(ec);
@@ -764,33 +802,50 @@ class Forwarder {
     io_.stop();
     thread_.join();
   }
-  Forwarder(const Forwarder&) = delete;
-  Forwarder& operator=(const Forwarder&) = delete;
+  ListenerThread(const ListenerThread&) = delete;
+  ListenerThread& operator=(const ListenerThread&) = delete;
 
   double cpu() { return thread_cpu(thread_); }
-  // A local listener for `ticket` with traffic class `cls`; returns its port.
-  std::uint16_t listen(std::string endpoint, std::string key, std::string ticket, std::string cls) {
+  // A listener on 127.0.0.1 whose every connection goes to `serve`; returns its port.
+  std::uint16_t listen(Serve serve) {
     return on(io_, [&] {
       auto acc = std::make_shared<asio::ip::tcp::acceptor>(
           io_, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
       acceptors_.push_back(acc);
-      asio::co_spawn(io_, accept_loop(acc, endpoint, key, services::tcp::ClientHello{ticket, cls}),
-                     asio::detached);
+      asio::co_spawn(io_, accept_loop(acc, std::move(serve)), asio::detached);
       return acc->local_endpoint().port();
     });
   }
 
  private:
-  asio::awaitable<void> accept_loop(std::shared_ptr<asio::ip::tcp::acceptor> acc,
-                                    std::string endpoint, std::string key,
-                                    services::tcp::ClientHello hello) {
+  asio::awaitable<void> accept_loop(std::shared_ptr<asio::ip::tcp::acceptor> acc, Serve serve) {
     for (;;) {
       auto [ec, sock] = co_await acc->async_accept(kTuple);
       if (ec) co_return;
-      asio::co_spawn(io_, serve(std::move(sock), endpoint, key, hello), asio::detached);
+      asio::co_spawn(io_, serve(std::move(sock)), asio::detached);
     }
   }
 
+  asio::io_context io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard_;
+  std::thread thread_;
+  std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;
+};
+
+// The client side, as `rapctl connect` runs it (src/cli/src/connect.cpp): a local TCP listener;
+// every accepted connection is piped into its own IngressClient to the entry.
+class Forwarder {
+ public:
+  double cpu() { return t_.cpu(); }
+  // A local listener for `ticket` with traffic class `cls`; returns its port.
+  std::uint16_t listen(std::string endpoint, std::string key, std::string ticket, std::string cls) {
+    services::tcp::ClientHello hello{std::move(ticket), std::move(cls)};
+    return t_.listen([endpoint, key, hello](asio::ip::tcp::socket sock) {
+      return serve(std::move(sock), endpoint, key, hello);
+    });
+  }
+
+ private:
   static asio::awaitable<void> serve(asio::ip::tcp::socket sock, std::string endpoint,
                                      std::string key, services::tcp::ClientHello hello) {
     using services::tcp::IngressClient;
@@ -806,10 +861,94 @@ class Forwarder {
     co_await services::tcp::pipe(sock, **c);
   }
 
-  asio::io_context io_{1};
-  asio::executor_work_guard<asio::io_context::executor_type> guard_;
-  std::thread thread_;
-  std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  ListenerThread t_;
+};
+
+// A service workload on the entry node, as a TCP listener service would run: every accepted
+// connection asks the node's local stream API for the lease's route and pipes bytes both ways
+// in chunks (header in place on the way up, views of the read buffer on the way down).
+class Workload {
+ public:
+  double cpu() { return t_.cpu(); }
+  std::uint16_t listen(std::string path, std::string lease, std::string grant, std::string cls) {
+    Json req{
+        {"v", 1}, {"op", "open"}, {"lease", lease}, {"class", cls}, {"hello", {{"grant", grant}}}};
+    return t_.listen([path, r = req.dump()](asio::ip::tcp::socket sock) {
+      return serve(std::move(sock), path, r);
+    });
+  }
+
+ private:
+  static asio::awaitable<void> serve(asio::ip::tcp::socket sock, std::string path,
+                                     std::string req) {
+    using local = asio::local::stream_protocol;
+    boost::system::error_code ignored;
+    sock.set_option(asio::ip::tcp::no_delay(true), ignored);
+    local::socket api(co_await asio::this_coro::executor);
+    if (auto [ec] = co_await api.async_connect(local::endpoint(path), kTuple); ec) co_return;
+    std::string out;
+    append_frame(req, out);
+    if (auto [ec, n] = co_await asio::async_write(api, asio::buffer(out), kTuple); ec) co_return;
+    FrameReader answer(64 * 1024);
+    std::vector<char> buf(256 * 1024);
+    for (;;) {
+      auto f = answer.next();
+      if (!f) co_return;
+      if (*f) {
+        auto j = Json::parse((*f)->begin(), (*f)->end(), nullptr, false);
+        if (!j.is_object() || !j.value("ok", false)) {
+          std::fprintf(stderr, "bench_route: local stream API refused: %s\n",
+                       std::string(**f).c_str());
+          co_return;
+        }
+        break;
+      }
+      auto [ec, n] = co_await api.async_read_some(asio::buffer(buf), kTuple);
+      if (ec) co_return;
+      answer.feed(buf.data(), n);
+    }
+    auto up = [&]() -> asio::awaitable<void> {
+      std::vector<char> b(kFrameHeader + 64 * 1024);
+      for (;;) {
+        auto [ec, n] =
+            co_await sock.async_read_some(asio::buffer(b.data() + kFrameHeader, 64 * 1024), kTuple);
+        if (ec) n = 0;
+        put_frame_header(b.data(), static_cast<std::uint32_t>(n));
+        auto [wec, w] =
+            co_await asio::async_write(api, asio::buffer(b.data(), kFrameHeader + n), kTuple);
+        if (wec || n == 0) co_return;
+      }
+    };
+    auto down = [&]() -> asio::awaitable<void> {
+      ChunkDecoder chunks(256 * 1024);
+      std::vector<std::string_view> pieces;
+      std::string_view in = answer.rest();
+      for (;;) {
+        pieces.clear();
+        if (!chunks.decode(in, pieces)) co_return;
+        for (const auto& p : pieces) {
+          auto [ec, w] = co_await asio::async_write(sock, asio::buffer(p.data(), p.size()), kTuple);
+          if (ec) co_return;
+        }
+        if (chunks.ended()) {
+          boost::system::error_code e;
+          sock.shutdown(asio::ip::tcp::socket::shutdown_send, e);
+          co_return;
+        }
+        auto [ec, n] = co_await api.async_read_some(asio::buffer(buf), kTuple);
+        if (ec) {
+          boost::system::error_code e;
+          sock.close(e);
+          co_return;
+        }
+        in = std::string_view(buf.data(), n);
+      }
+    };
+    using namespace asio::experimental::awaitable_operators;
+    co_await (up() && down());
+  }
+
+  ListenerThread t_;
 };
 
 // ---------------- failover ----------------
@@ -923,6 +1062,8 @@ struct Row {
   std::vector<double> idle, loaded;
   double loaded_bulk_mbps = 0;
   bool has_loaded = false;
+  std::vector<double> paced;  // under a paced bulk transfer (--paced-mbps)
+  double paced_bulk_mbps = 0;
   CpuSnapshot cpu;  // CPU seconds per GB moved, by component, during the bulk transfer
 };
 
@@ -944,6 +1085,7 @@ int main(int argc, char** argv) {
   bool with_ssh = true;
   bool with_stunnel = true;
   int kills = 20;
+  double paced_mbps = 100;
   std::string ssh_cipher;
   fabric::SessionConfig session_cfg;
   for (int i = 1; i < argc; ++i) {
@@ -961,13 +1103,16 @@ int main(int argc, char** argv) {
       session_cfg.latency_target = std::chrono::microseconds(std::stoi(argv[++i]));
     else if (a == "--failover-kills" && has_value)
       kills = std::stoi(argv[++i]);
+    else if (a == "--paced-mbps" && has_value)
+      paced_mbps = std::stod(argv[++i]);
     else if (a == "--no-ssh")
       with_ssh = false;
     else if (a == "--no-stunnel")
       with_stunnel = false;
     else {
       std::fprintf(stderr,
-                   "usage: bench_route [--bytes N] [--rounds N] [--failover-kills N] [--no-ssh] "
+                   "usage: bench_route [--bytes N] [--rounds N] [--failover-kills N] "
+                   "[--paced-mbps N (0: off)] [--no-ssh] "
                    "[--no-stunnel] "
                    "[--ssh-cipher NAME] [--initial-window BYTES] [--latency-target-us N]\n");
       return 2;
@@ -1014,6 +1159,18 @@ int main(int argc, char** argv) {
   const std::uint16_t direct_inter = fwd.listen(ep, key, direct, "interactive");
   const std::uint16_t relayed_bulk = fwd.listen(ep, key, relayed, "bulk");
   const std::uint16_t relayed_inter = fwd.listen(ep, key, relayed, "interactive");
+  const std::string local_path = dir + "/local.sock";
+  Workload workload;
+  std::uint16_t local_bulk = 0;
+  std::uint16_t local_inter = 0;
+  std::string local_note;
+  if (auto l = mesh.start_local("entry", local_path); l) {
+    const std::string direct_lease = mesh.lease("direct-local", {"entry", "exit"});
+    local_bulk = workload.listen(local_path, direct_lease, grant, "bulk");
+    local_inter = workload.listen(local_path, direct_lease, grant, "interactive");
+  } else {
+    local_note = l.error().message;
+  }
 
   // ---- baselines ----
   std::optional<SshForward> ssh;
@@ -1026,19 +1183,22 @@ int main(int argc, char** argv) {
       "== TCP access path (loopback, 2 cores shared by every process; %.0f MB per bulk transfer, "
       "%d x 64 B round trips) ==\n",
       static_cast<double>(bytes) / 1e6, rounds);
-  std::vector<Row> rows(5);
+  std::vector<Row> rows(6);
   rows[0].name = "(e) raw TCP to the target";
   rows[1].name = "(c) ssh -L (" +
                  (ssh_cipher.empty() ? std::string("OpenSSH default cipher") : ssh_cipher) + ")";
   rows[2].name = "(d) stunnel pair (TLS 1.3)";
   rows[3].name = "(a) ours: entry -> exit";
   rows[4].name = "(b) ours: entry -> relay -> exit";
+  rows[5].name = "(f) ours: workload on entry -> exit";
+  rows[5].note = local_note;
   // Ports: [bulk, interactive] per row; 0 = not available.
-  std::uint16_t ports[5][2] = {{sink.port(), sink.port()},
+  std::uint16_t ports[6][2] = {{sink.port(), sink.port()},
                                {0, 0},
                                {0, 0},
                                {direct_bulk, direct_inter},
-                               {relayed_bulk, relayed_inter}};
+                               {relayed_bulk, relayed_inter},
+                               {local_bulk, local_inter}};
   if (ssh && ssh->error().empty()) {
     ports[1][0] = ports[1][1] = ssh->port();
   } else {
@@ -1050,8 +1210,9 @@ int main(int argc, char** argv) {
     rows[2].note = stunnel ? stunnel->error() : "skipped (--no-stunnel)";
   }
   // What each path runs besides the driver and the target (CPU seconds, cumulative).
-  std::function<CpuSnapshot()> probes[5] = {
-      [] { return CpuSnapshot{}; }, [&] { return ssh ? ssh->cpu() : CpuSnapshot{}; },
+  std::function<CpuSnapshot()> probes[6] = {
+      [] { return CpuSnapshot{}; },
+      [&] { return ssh ? ssh->cpu() : CpuSnapshot{}; },
       [&] { return stunnel ? stunnel->cpu() : CpuSnapshot{}; },
       [&] {
         return CpuSnapshot{{"client forwarder", fwd.cpu()},
@@ -1063,6 +1224,10 @@ int main(int argc, char** argv) {
                            {"entry", mesh.cpu("entry")},
                            {"relay", mesh.cpu("relay")},
                            {"exit", mesh.cpu("exit")}};
+      },
+      [&] {
+        return CpuSnapshot{
+            {"workload", workload.cpu()}, {"entry", mesh.cpu("entry")}, {"exit", mesh.cpu("exit")}};
       }};
   for (std::size_t i = 0; i < rows.size(); ++i) {
     if (ports[i][0] == 0) {
@@ -1087,6 +1252,11 @@ int main(int argc, char** argv) {
       r.loaded = l.rtt;
       r.loaded_bulk_mbps = l.bulk_mbps;
       r.has_loaded = true;
+      if (paced_mbps > 0) {
+        const auto p = rtt_under_bulk(ports[i][0], ports[i][1], rounds, sink, paced_mbps);
+        r.paced = p.rtt;
+        r.paced_bulk_mbps = p.bulk_mbps;
+      }
     }
     std::printf("%-36s bulk %8.1f MB/s | idle p50 %s p99 %s", r.name.c_str(), r.bulk_mbps,
                 us(pct(r.idle, .5)).c_str(), us(pct(r.idle, .99)).c_str());
@@ -1095,6 +1265,9 @@ int main(int argc, char** argv) {
                   us(pct(r.loaded, .5)).c_str(), us(pct(r.loaded, .99)).c_str(),
                   r.loaded_bulk_mbps);
     }
+    if (!r.paced.empty())
+      std::printf(" | under paced bulk p50 %s p99 %s (%.1f MB/s)", us(pct(r.paced, .5)).c_str(),
+                  us(pct(r.paced, .99)).c_str(), r.paced_bulk_mbps);
     std::printf("\n");
     if (r.bulk_mbps < 0 || r.idle.empty() || (r.has_loaded && r.loaded.empty()))
       std::printf("  (a transfer through this path failed; see above)\n");
@@ -1172,9 +1345,9 @@ int main(int argc, char** argv) {
         (best_rtt == nullptr || pct(b->idle, .99) < pct(best_rtt->idle, .99)))
       best_rtt = b;
   }
-  for (std::size_t i : {std::size_t{3}, std::size_t{4}}) {
+  for (std::size_t i : {std::size_t{3}, std::size_t{4}, std::size_t{5}}) {
     const Row& r = rows[i];
-    const char* tag = i == 3 ? "entry_exit" : "entry_relay_exit";
+    const char* tag = i == 3 ? "entry_exit" : i == 4 ? "entry_relay_exit" : "workload_entry_exit";
     if (!r.ran || r.bulk_mbps <= 0) {
       std::printf("RESULT bulk_%s: failed\n", tag);
       continue;
@@ -1184,14 +1357,34 @@ int main(int argc, char** argv) {
     if (best != nullptr) {
       std::printf(", %.2fx the better of ssh -L and stunnel (%s %.1f MB/s)",
                   r.bulk_mbps / best->bulk_mbps, best->name.c_str(), best->bulk_mbps);
-      if (i == 3)
+      if (i != 4)
         std::printf("; target >= 1.0x: %s", r.bulk_mbps >= best->bulk_mbps ? "met" : "NOT met");
     }
     std::printf("\n");
   }
-  for (std::size_t i : {std::size_t{3}, std::size_t{4}}) {
+  // The local hop: a workload on the entry reaching the fabric through the local stream API
+  // (Unix socket, one more copy each way) against the client ingress built into the node.
+  if (rows[3].ran && rows[5].ran && rows[3].bulk_mbps > 0 && rows[5].bulk_mbps > 0) {
+    auto first_hop = [](const Row& r) {  // CPU s/GB of the hop before the entry, and the entry
+      double hop = 0;
+      double entry = 0;
+      for (const auto& [name, v] : r.cpu) {
+        if (name == "workload" || name == "client forwarder") hop = v;
+        if (name == "entry") entry = v;
+      }
+      return std::pair{hop, entry};
+    };
+    const auto [fh, fe] = first_hop(rows[5]);
+    const auto [ah, ae] = first_hop(rows[3]);
+    std::printf(
+        "RESULT local_hop: workload via the local stream API %.1f MB/s = %.2fx the client "
+        "ingress path (a); CPU s/GB workload %.2f + entry %.2f vs client forwarder %.2f + entry "
+        "%.2f\n",
+        rows[5].bulk_mbps, rows[5].bulk_mbps / rows[3].bulk_mbps, fh, fe, ah, ae);
+  }
+  for (std::size_t i : {std::size_t{3}, std::size_t{4}, std::size_t{5}}) {
     const Row& r = rows[i];
-    const char* tag = i == 3 ? "entry_exit" : "entry_relay_exit";
+    const char* tag = i == 3 ? "entry_exit" : i == 4 ? "entry_relay_exit" : "workload_entry_exit";
     if (r.idle.empty()) continue;
     std::printf("RESULT rtt_idle_%s: p99 %s = %.2fx raw TCP p99 (%s)", tag,
                 us(pct(r.idle, .99)).c_str(), pct(r.idle, .99) / pct(raw.idle, .99),
@@ -1205,7 +1398,8 @@ int main(int argc, char** argv) {
   for (std::size_t i = 1; i < rows.size(); ++i) {
     const Row& r = rows[i];
     if (!r.has_loaded || r.loaded.empty() || r.idle.empty()) continue;
-    static const char* const kTags[] = {"", "ssh", "stunnel", "entry_exit", "entry_relay_exit"};
+    static const char* const kTags[] = {
+        "", "ssh", "stunnel", "entry_exit", "entry_relay_exit", "workload_entry_exit"};
     const double ratio = pct(r.loaded, .99) / pct(r.idle, .99);
     std::printf(
         "RESULT rtt_under_bulk_%s: p99 %s = %.2fx its idle p99 (%s), p50 %s, bulk %.1f MB/s",
@@ -1213,6 +1407,16 @@ int main(int argc, char** argv) {
         us(pct(r.loaded, .5)).c_str(), r.loaded_bulk_mbps);
     if (i >= 3) std::printf("; target <= 3x: %s", ratio <= 3 ? "met" : "NOT met");
     std::printf("\n");
+    if (!r.paced.empty()) {
+      const double pr = pct(r.paced, .99) / pct(r.idle, .99);
+      std::printf(
+          "RESULT rtt_under_paced_bulk_%s: p99 %s = %.2fx its idle p99, p50 %s, bulk paced at "
+          "%.0f MB/s (delivered %.1f MB/s)",
+          kTags[i], us(pct(r.paced, .99)).c_str(), pr, us(pct(r.paced, .5)).c_str(), paced_mbps,
+          r.paced_bulk_mbps);
+      if (i >= 3) std::printf("; target <= 3x: %s", pr <= 3 ? "met" : "NOT met");
+      std::printf("\n");
+    }
   }
   if (control && !control->rtt.empty() && !rows[3].idle.empty()) {
     std::printf(

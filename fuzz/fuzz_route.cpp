@@ -7,7 +7,9 @@
 //     RecordSealer with the same key and appended after a prefix the opener rejects never open.
 //     Round trip: every input, sealed as data records and opened again, comes back unchanged.
 //  1  ingress: FrameReader over the rest (frames never exceed the limit; the consumed and
-//     buffered sizes add up) and parse_client_hello on every frame.
+//     buffered sizes add up) and parse_client_hello on every frame; ChunkDecoder over the same
+//     bytes in other pieces yields exactly what a one-pass reference decoder yields (data, end,
+//     error).
 //  2  credentials: verify_lease / verify_grant on the rest (trusting one fixed key) and
 //     open_ticket on it as base64 text; anything accepted must be well-formed.
 #include <array>
@@ -15,6 +17,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "fuzz_check.h"
 #include "rap/crypto/keys.h"
@@ -74,9 +78,12 @@ void records(Cursor& c) {
   }
 }
 
+void chunks(const std::string& in);
+
 void ingress(Cursor& c) {
   std::string in;
   while (!c.empty()) in.push_back(static_cast<char>(c.u8()));
+  chunks(in);
   rap::services::tcp::FrameReader r(1024);
   std::size_t fed = 0;
   std::size_t consumed = 0;
@@ -96,6 +103,59 @@ void ingress(Cursor& c) {
     }
     FUZZ_CHECK(consumed + r.buffered() == fed);
   }
+}
+
+// The chunk stream decoded in one pass, the obvious way.
+struct Decoded {
+  std::string data;
+  bool ended = false;
+  bool failed = false;
+};
+Decoded reference_chunks(const std::string& in, std::size_t max) {
+  Decoded d;
+  std::size_t i = 0;
+  while (i < in.size()) {
+    if (d.ended) {
+      d.failed = true;
+      break;
+    }
+    if (in.size() - i < 4) break;
+    const auto* p = reinterpret_cast<const unsigned char*>(in.data()) + i;
+    const std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
+                          (std::size_t{p[2]} << 8) | std::size_t{p[3]};
+    i += 4;
+    if (n > max) {
+      d.failed = true;
+      break;
+    }
+    if (n == 0) d.ended = true;
+    const std::size_t take = std::min(n, in.size() - i);
+    d.data.append(in, i, take);
+    i += take;
+  }
+  return d;
+}
+
+void chunks(const std::string& in) {
+  const Decoded want = reference_chunks(in, 1024);
+  rap::services::tcp::ChunkDecoder dec(1024);
+  Decoded got;
+  std::vector<std::string_view> pieces;
+  for (std::size_t off = 0; off < in.size() && !got.failed;) {
+    const std::size_t n = std::min<std::size_t>(in.size() - off, 1 + (off % 13));
+    pieces.clear();
+    const auto r = dec.decode(std::string_view(in).substr(off, n), pieces);
+    for (const auto& p : pieces) {
+      FUZZ_CHECK(!p.empty());
+      got.data.append(p);
+    }
+    got.failed = !r.has_value();
+    off += n;
+  }
+  got.ended = dec.ended();
+  FUZZ_CHECK(got.data == want.data);
+  FUZZ_CHECK(got.failed == want.failed);
+  FUZZ_CHECK(got.ended == want.ended);
 }
 
 void credentials(Cursor& c) {

@@ -232,6 +232,18 @@ TEST_F(AccessApiTest, ConnectPlansSignsAndSealsRoutesAndNodesReportAccess) {
   const auto* esab = ev.state->payload(ArtifactType::service_assignment_bundle, Scope::node(E));
   ASSERT_NE(esab, nullptr);
   EXPECT_EQ((*esab)["egress"], json::array());
+  EXPECT_FALSE(esab->contains("owner_org")) << "a platform node carries every organization";
+  // The customer-managed relay learns its owner from its signed assignment (it refuses routes
+  // of other organizations itself: tests/mesh/route_test.cpp).
+  NodeConfigView bv;
+  auto ba = bv.apply(rb.call(*c_, "GET", "/api/v1/node/config"), cluster_id, RB);
+  ASSERT_TRUE(ba.has_value()) << ba.error().code << ": " << ba.error().message;
+  const auto* bsab = bv.state->payload(ArtifactType::service_assignment_bundle, Scope::node(RB));
+  ASSERT_NE(bsab, nullptr);
+  auto other = owner("GET", "/api/v1/orgs/other");
+  ASSERT_EQ(other.status, 200) << other;
+  EXPECT_EQ((*bsab).value("owner_org", std::string()), other.j["org"]["id"]) << *bsab;
+  EXPECT_NE((*bsab).value("owner_org", std::string()), org_id);
   const auto* epeers = ev.state->payload(ArtifactType::peer_directory, Scope::node(E));
   ASSERT_NE(epeers, nullptr);
   bool saw_x = false;

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <thread>
 
+#include "rap/common/priority.h"
 #include "rap/config/signer.h"
 #include "rap/mesh/local_api.h"
 #include "rap/mesh/mesh_node.h"
@@ -52,7 +53,7 @@ struct Node {
 class Lab {
  public:
   Lab() : guard_(asio::make_work_guard(io_)) {
-    thread_ = std::thread([this] { io_.run(); });
+    thread_ = std::thread([this] { rap::run_prioritised(io_); });
     const auto now = std::chrono::system_clock::now();
     trust_ = *config::TrustStore::from_keys({signer_.trusted_key(now - 1h, now + 24h)});
   }
@@ -144,6 +145,7 @@ class Lab {
       c.trust.trust = trust_;
       c.trust.revocations = rev;
       c.trust.authority_offline = offline;
+      if (auto o = owners_.find(id); o != owners_.end()) c.owner_org = o->second;
       for (auto& [pid, p] : nodes_) {
         if (pid == id) continue;
         c.peers.push_back(
@@ -155,6 +157,8 @@ class Lab {
       });
     }
   }
+  // Makes `id` customer-managed by `org` (takes effect at the next configure()).
+  void set_owner(const std::string& id, const std::string& org) { owners_[id] = org; }
   void set_egress(const std::string& id, const std::string& target) {
     sync([&] {
       nodes_[id].exit->set_egress({EgressTarget{kResource, kOrg, target}});
@@ -386,6 +390,10 @@ class Lab {
     std::lock_guard g(mu_);
     return tapped_;
   }
+  // Open accesses at `id`'s TCP access exit (target connections).
+  std::uint64_t exit_active(const std::string& id) {
+    return sync([&] { return nodes_[id].exit->counters().active; });
+  }
   Json status(const std::string& id) {
     return sync([&] { return nodes_[id].mesh->status(); });
   }
@@ -434,6 +442,7 @@ class Lab {
   config::TrustStore trust_;
   std::atomic<std::int64_t> wall_offset_s_{0};  // before nodes_: their wall clocks read it
   std::map<std::string, Node> nodes_;
+  std::map<std::string, std::string> owners_;
   std::unique_ptr<LocalStreamServer> local_;
   std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;
   std::mutex mu_;

@@ -72,6 +72,13 @@ TEST(MeshRevoke, RevokedGrantCutsTheOpenFlowAndIsRefusedAfterwards) {
   EXPECT_TRUE(lab.active("entry").empty());
   EXPECT_EQ(lab.status("entry")["counters"]["flows_revoked"], 1);
   EXPECT_EQ(lab.status("entry")["revoked_grants"], 1);
+  // The exit learns that the end is final (a flow ABORT through the relay) and closes the target
+  // connection now, not after the resume grace (20 s).
+  for (int i = 0; i < 150 && lab.exit_active("exit") > 0; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(lab.exit_active("exit"), 0u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_EQ(lab.status("exit")["counters"]["flow_aborts_received"], 1);
+  EXPECT_EQ(lab.status("entry")["counters"]["flow_aborts_sent"], 1);
 
   // The same ticket is refused with grant_revoked from now on; another grant still works.
   auto again = lab.connect("entry", t);

@@ -76,6 +76,40 @@ TEST(MeshRoute, RefusalsCarryClearCodes) {
   EXPECT_EQ(*got, "ping");
 }
 
+// Customer-managed nodes carry only their own organization's routes, whatever a lease says:
+// a relay or entry owned by another organization refuses, the entry reports the refusal for the
+// audit log, and a node owned by the lease's organization serves it.
+TEST(MeshRoute, CustomerManagedNodesRefuseRoutesOfOtherOrganizations) {
+  Lab lab;
+  const auto target = lab.three_hops();
+  const auto grant = lab.grant("entry", {"exit"}, target);
+  const auto path = std::vector<std::string>{"entry", "relay", "exit"};
+  lab.set_owner("relay", "org-of-someone-else");
+  lab.configure();
+  auto c = lab.connect("entry", lab.ticket("entry", grant, {lab.lease("r", path)}));
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, "foreign_organization");
+  auto recs = lab.records();
+  ASSERT_FALSE(recs.empty());
+  EXPECT_EQ(recs.back().outcome, "refused");
+  EXPECT_EQ(recs.back().reason, "foreign_organization");
+  // The entry itself owned by another organization: refused before any hop is asked.
+  lab.set_owner("relay", kOrg);
+  lab.set_owner("entry", "org-of-someone-else");
+  lab.configure();
+  auto e = lab.connect("entry", lab.ticket("entry", grant, {lab.lease("r", path)}));
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().code, "foreign_organization");
+  // Owned by the lease's organization: served.
+  lab.set_owner("entry", kOrg);
+  lab.configure();
+  auto ok = lab.connect("entry", lab.ticket("entry", grant, {lab.lease("r", path)}));
+  ASSERT_TRUE(ok) << ok.error().message;
+  auto got = lab.echo(**ok, "ping");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, "ping");
+}
+
 TEST(MeshRoute, RevokedRelayIsCutOffAndTheAlternateRouteIsUsed) {
   Lab lab;
   lab.add("entry", {"entry-node"});

@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include "rap/common/priority.h"
 #include "rap/config/canonical.h"
 
 namespace rap::agent {
@@ -119,7 +120,8 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
         }
       },
       asio::detached);
-  r->thread_ = std::thread([raw] { raw->io_->run(); });
+  // The node's one fabric thread: bulk routes run at low priority (rap/common/priority.h).
+  r->thread_ = std::thread([raw] { run_prioritised(*raw->io_); });
   spdlog::info("cluster {}: mesh node {} started (fabric {}, client ingress {})", cluster_label,
                r->mesh_->node_id(),
                r->fabric_endpoint_.empty() ? "dial-out only" : r->fabric_endpoint_,
@@ -210,6 +212,8 @@ bool MeshRuntime::apply(const ConfigSync& config, const std::string& node_id,
   // A service assignment lapsed under policy "stop": the exit serves no resource any more.
   const bool sab_stopped =
       config.stopped_by_lapse(config::ArtifactType::service_assignment_bundle, node_scope, now);
+  // Ownership is a safety property, not a service: kept even when the assignment lapsed.
+  if (sab.is_object()) mc.owner_org = sab.value("owner_org", std::string());
   if (!sab_stopped && sab.is_object() && sab.contains("egress") && sab["egress"].is_array()) {
     for (const auto& e : sab["egress"]) {
       services::tcp::EgressTarget t{e.value("id", std::string()), e.value("org", std::string()),

@@ -17,6 +17,7 @@
 #include <ctime>
 
 #include "rap/cli/http_client.h"
+#include "rap/common/priority.h"
 #include "rap/services/tcp_access/ingress.h"
 
 namespace rap::cli {
@@ -232,7 +233,7 @@ int cmd_connect(const Globals& g, const ConnectArgs& a, Io& io, const Config& cf
         }
       },
       asio::detached);
-  ioc.run();
+  run_prioritised(ioc);  // bulk connections yield to interactive ones (rap/common/priority.h)
   if (a.once && conn.connections() == 0 && conn.last_error()) return report(io, *conn.last_error());
   return kExitOk;
 }

@@ -1,5 +1,8 @@
 #include "rap/common/framing.h"
 
+#include <algorithm>
+#include <cstring>
+
 namespace rap {
 
 void append_frame(std::string_view body, std::string& out) {
@@ -34,6 +37,40 @@ Result<std::optional<std::string_view>> FrameReader::next() {
   const std::string_view out(buf_.data() + pos_ + 4, n);
   pos_ += 4 + n;
   return std::optional<std::string_view>(out);
+}
+
+Result<void> ChunkDecoder::decode(std::string_view in, std::vector<std::string_view>& out) {
+  if (failed_) return fail("bad_frame", "the chunk stream failed earlier");
+  std::size_t i = 0;
+  while (i < in.size()) {
+    if (ended_) {
+      failed_ = true;
+      return fail("bad_frame", "bytes after the end of the stream");
+    }
+    if (remaining_ > 0) {
+      const std::size_t n = std::min(remaining_, in.size() - i);
+      out.push_back(in.substr(i, n));
+      i += n;
+      remaining_ -= n;
+      continue;
+    }
+    const std::size_t take = std::min(hdr_.size() - hdr_len_, in.size() - i);
+    std::memcpy(hdr_.data() + hdr_len_, in.data() + i, take);
+    hdr_len_ += take;
+    i += take;
+    if (hdr_len_ < hdr_.size()) break;
+    hdr_len_ = 0;
+    const std::size_t n = (std::size_t{hdr_[0]} << 24) | (std::size_t{hdr_[1]} << 16) |
+                          (std::size_t{hdr_[2]} << 8) | std::size_t{hdr_[3]};
+    if (n > max_) {
+      failed_ = true;
+      return fail("bad_frame",
+                  "chunk of " + std::to_string(n) + " bytes exceeds " + std::to_string(max_));
+    }
+    if (n == 0) ended_ = true;
+    remaining_ = n;
+  }
+  return {};
 }
 
 }  // namespace rap

@@ -71,6 +71,7 @@ struct NodeRow {
   std::string fabric_endpoint;  // last_state.endpoints.fabric ("" when not advertised)
   std::vector<std::pair<std::string, std::string>> roles;  // (role, org slug or "")
   bool pool_exit = false;  // backs an egress pool (an exit without holding exit-node)
+  std::string owner_org;   // the owning organization's id when customer-managed, else ""
   json workloads = json::array();
   json egress = json::array();  // resources this node may connect to as an exit (§14.1)
 };
@@ -226,11 +227,13 @@ class Compiler {
       if (!org.empty()) e["org"] = org;
       roles.push_back(std::move(e));
     }
-    auto sab = publish(ArtifactType::service_assignment_bundle, scope,
-                       json{{"roles", roles},
-                            {"workloads", me.workloads},
-                            {"egress", me.egress},
-                            {"lapse_policy", kServiceLapsePolicy}});
+    json sab_payload{{"roles", roles},
+                     {"workloads", me.workloads},
+                     {"egress", me.egress},
+                     {"lapse_policy", kServiceLapsePolicy}};
+    // A customer-managed node refuses routes of other organizations (PROTOCOL.md §14.3).
+    if (!me.owner_org.empty()) sab_payload["owner_org"] = me.owner_org;
+    auto sab = publish(ArtifactType::service_assignment_bundle, scope, sab_payload);
     if (!sab) return tl::unexpected(sab.error());
 
     bool mesh = false;
@@ -336,7 +339,8 @@ class Compiler {
              "SELECT n.id, n.public_key, COALESCE(n.facts->'addresses', '[]'::jsonb)::text, "
              "CASE WHEN jsonb_typeof(n.last_state->'endpoints'->'fabric') = 'string' "
              "THEN n.last_state->'endpoints'->>'fabric' ELSE '' END, "
-             "EXISTS (SELECT 1 FROM egress_pool_nodes pn WHERE pn.node_id = n.id) "
+             "EXISTS (SELECT 1 FROM egress_pool_nodes pn WHERE pn.node_id = n.id), "
+             "CASE WHEN n.ownership = 'org' THEN n.org_id::text ELSE '' END "
              "FROM nodes n WHERE n.cluster_id = $1::uuid AND n.status = 'active'",
              cluster_id_)) {
       NodeRow n;
@@ -346,6 +350,7 @@ class Compiler {
       if (a.is_array()) n.addresses = std::move(a);
       n.fabric_endpoint = r[3].as<std::string>();
       n.pool_exit = r[4].as<bool>();
+      n.owner_org = r[5].as<std::string>();
       nodes_[n.id] = std::move(n);
     }
     // Egress (exits, docs/PROTOCOL.md §14.1): the resources of the egress pools a node backs,

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "flow_session.h"
+#include "rap/common/priority.h"
 
 namespace rap::mesh {
 
@@ -28,12 +29,12 @@ void encode_flow_header(const FlowFrameHeader& h, std::uint8_t* out) {
 Result<std::optional<FlowFrameHeader>> decode_flow_header(std::span<const std::uint8_t> in) {
   if (in.size() < kFlowHeaderSize) return std::optional<FlowFrameHeader>();
   FlowFrameHeader h;
-  if (in[0] < 1 || in[0] > 3) return rap::fail("flow_bad_frame", "unknown flow frame type");
+  if (in[0] < 1 || in[0] > 4) return rap::fail("flow_bad_frame", "unknown flow frame type");
   h.type = static_cast<FlowFrameType>(in[0]);
   for (int i = 0; i < 4; ++i) h.length = (h.length << 8) | in[1 + i];
   for (int i = 0; i < 8; ++i) h.offset = (h.offset << 8) | in[5 + i];
   if (h.type != FlowFrameType::kData && h.length != 0)
-    return rap::fail("flow_bad_frame", "ACK and END frames carry no payload");
+    return rap::fail("flow_bad_frame", "ACK, END and ABORT frames carry no payload");
   if (h.length > kMaxFlowData) return rap::fail("flow_bad_frame", "flow DATA frame too long");
   if (h.length > UINT64_MAX - h.offset) return rap::fail("flow_bad_frame", "flow offset overflows");
   return std::optional<FlowFrameHeader>(h);
@@ -149,12 +150,40 @@ asio::awaitable<Result<void>> Flow::answer(const Json& reply) {
 
 void Flow::fail(const Error& e) {
   if (state_ == State::kFailed) return;
+  const bool attached = state_ == State::kAttached;
   state_ = State::kFailed;
   error_ = e;
   epoch_++;
-  if (ch_) ch_->reset(e.message);
   mesh_.flows_.erase(id_);
   changed_.notify();
+  if (!ch_) return;
+  // Not for failures the other end sees itself: a broken route, a protocol error, the peer's
+  // own ABORT, or this node stopping (its sessions end with GOAWAY).
+  if (!attached || e.code == "flow_aborted" || e.code.starts_with("flow_bad") ||
+      e.code == "flow_gap" || e.code == "flow_overrun" || e.code == "node_stopping") {
+    ch_->reset(e.message);
+    return;
+  }
+  // A deliberate end (the service reset the flow, its grant was revoked): tell the other end it
+  // is final, so it releases its side now instead of holding it for a resume (the grace), then
+  // let the route go. Bounded: a route without send credit is reset after 1 s regardless.
+  asio::co_spawn(
+      ex_,
+      [self = shared_from_this(), ch = ch_, msg = e.message]() -> asio::awaitable<void> {
+        asio::steady_timer bound(self->ex_, std::chrono::seconds(1));
+        bound.async_wait([weak = std::weak_ptr<RouteChannel>(ch), msg](const auto& ec) {
+          if (auto c = weak.lock(); c && !ec) c->reset(msg);
+        });
+        co_await self->lock();
+        const bool sent =
+            (co_await self->send_frame(*ch, FlowFrameType::kAbort, 0, {})).has_value();
+        self->unlock();
+        if (sent) self->mesh_.count("flow_aborts_sent");
+        // Let the frame arrive before the stream's reset (which may discard unread data).
+        (void)co_await bound.async_wait(kTuple);
+        ch->reset(msg);
+      },
+      asio::detached);
 }
 
 void Flow::reset(const std::string& reason) {
@@ -464,6 +493,9 @@ Result<void> Flow::consume() {
       case FlowFrameType::kAck:
         if (auto a = tx_.ack((*h)->offset); !a) return tl::unexpected(a.error());
         break;
+      case FlowFrameType::kAbort:
+        mesh_.count("flow_aborts_received");
+        return rap::fail("flow_aborted", "the other end ended the flow for good");
       case FlowFrameType::kEnd: {
         const std::uint64_t at = (*h)->offset;
         if (at < rx_recv_) break;  // a resent END we already have
@@ -504,11 +536,15 @@ asio::awaitable<void> Flow::pump(std::uint64_t epoch) {
     }
     rend_ += *n;
     if (auto c = consume(); !c) {
-      mesh_.count("flow_protocol_errors");
+      if (c.error().code != "flow_aborted") mesh_.count("flow_protocol_errors");
       fail(c.error());
       co_return;
     }
     changed_.notify();
+    // Stream reads complete without suspending while data is queued: yield after each batch so
+    // one busy flow cannot hold this node's thread; a bulk flow's next batch waits until no
+    // other work is ready (rap/common/priority.h).
+    co_await rap::yield(cls_ == fabric::TrafficClass::kBulk);
   }
 }
 

@@ -38,6 +38,7 @@ class Flow : public std::enable_shared_from_this<Flow> {
   const std::string& id() const { return id_; }
   Side side() const { return side_; }
   const Lease& lease() const { return lease_; }
+  fabric::TrafficClass traffic_class() const { return cls_; }
   const nlohmann::json& hello() const { return hello_; }
   State state() const { return state_; }
   std::uint64_t bytes_in() const { return bytes_in_; }
@@ -142,6 +143,7 @@ class FlowHandle final : public RouteChannel {
   void reset(const std::string& reason) override { f_->reset(reason); }
   std::uint64_t bytes_in() const override { return f_->bytes_in(); }
   std::uint64_t bytes_out() const override { return f_->bytes_out(); }
+  fabric::TrafficClass traffic_class() const override { return f_->traffic_class(); }
 
  private:
   std::shared_ptr<Flow> f_;

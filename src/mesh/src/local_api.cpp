@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "rap/common/framing.h"
+#include "rap/common/priority.h"
 
 namespace rap::mesh {
 
@@ -168,46 +169,51 @@ asio::awaitable<void> LocalStreamServer::serve(local::socket sock) {
   const Json ok{{"ok", true}, {"route", lease->id}, {"answer", (*ch)->hello()}};
   if (!co_await reply(ok)) co_return;
   auto& channel = **ch;
-  frames.set_max(kMaxChunk);
+  const bool bulk = cls == fabric::TrafficClass::kBulk;
+  // Payload moves without copies here: chunks are decoded in place in the read buffer and
+  // handed to the route as views; the route's bytes are read behind room for the chunk header.
   auto up = [&]() -> asio::awaitable<void> {  // workload -> route
+    ChunkDecoder chunks(kMaxChunk);
+    std::vector<std::string_view> pieces;
+    std::string_view in = frames.rest();  // what came with the request
     for (;;) {
-      auto f = frames.next();
-      if (!f) {
+      pieces.clear();
+      if (auto d = chunks.decode(in, pieces); !d) {
         channel.reset("workload sent a bad frame");
         boost::system::error_code ig;
         sock.close(ig);
         co_return;
       }
-      if (*f) {
-        if ((*f)->empty()) {
-          (void)co_await channel.close_write();
-          co_return;
-        }
-        if (!co_await channel.write(asio::buffer((*f)->data(), (*f)->size()))) co_return;
-        continue;
+      for (const auto& p : pieces)
+        if (!co_await channel.write(asio::buffer(p.data(), p.size()))) co_return;
+      if (chunks.ended()) {
+        (void)co_await channel.close_write();
+        co_return;
       }
       auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), kTuple);
       if (ec) {
         channel.reset("workload went away");
         co_return;
       }
-      frames.feed(buf.data(), n);
+      in = std::string_view(buf.data(), n);
+      co_await rap::yield(bulk);  // route writes may not suspend: fairness, bulk at low priority
     }
   };
   auto down = [&]() -> asio::awaitable<void> {  // route -> workload
-    std::vector<char> data(64 * 1024);
-    std::string w;
+    std::vector<char> data(kFrameHeader + 64 * 1024);
     for (;;) {
-      auto n = co_await channel.read_some(asio::buffer(data));
+      auto n = co_await channel.read_some(
+          asio::buffer(data.data() + kFrameHeader, data.size() - kFrameHeader));
       if (!n) {
         boost::system::error_code ig;
         sock.close(ig);
         co_return;
       }
-      w.clear();
-      append_frame({data.data(), *n}, w);
-      auto [ec, m] = co_await asio::async_write(sock, asio::buffer(w), kTuple);
+      put_frame_header(data.data(), static_cast<std::uint32_t>(*n));
+      auto [ec, m] =
+          co_await asio::async_write(sock, asio::buffer(data.data(), kFrameHeader + *n), kTuple);
       if (ec || *n == 0) co_return;
+      co_await rap::yield(bulk);
     }
   };
   using namespace asio::experimental::awaitable_operators;

@@ -15,6 +15,7 @@
 #include "flow_session.h"
 #include "rap/common/framing.h"
 #include "rap/common/path_cost.h"
+#include "rap/common/priority.h"
 #include "rap/config/canonical.h"
 
 namespace rap::mesh {
@@ -106,6 +107,7 @@ class StreamChannel : public RouteChannel {
   }
   std::uint64_t bytes_in() const override { return bytes_in_; }
   std::uint64_t bytes_out() const override { return bytes_out_; }
+  fabric::TrafficClass traffic_class() const override { return st_->info().traffic_class; }
 
  protected:
   std::shared_ptr<Stream> st_;
@@ -291,6 +293,9 @@ asio::awaitable<std::uint64_t> splice(
       from->reset(fabric::ErrorCode::kCancel, "next hop: " + w.error().message);
       break;
     }
+    // Stream reads and writes complete without suspending while data and credit last: give
+    // the thread back after each chunk, bulk routes at low priority (rap/common/priority.h).
+    co_await rap::yield(from->info().traffic_class == fabric::TrafficClass::kBulk);
   }
   co_return total;
 }
@@ -577,6 +582,14 @@ asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
   }
   if (lease->renewed_offline)
     counters_[lease->resume_only ? "leases_renewed_for_resume" : "leases_renewed_offline"]++;
+  // A customer-managed node relays and exits for its own organization only, whatever a lease
+  // says (the planner never routes others through it; this holds even if it did).
+  if (!config_.owner_org.empty() && lease->org != config_.owner_org) {
+    const Error e_{"foreign_organization",
+                   "this node belongs to another organization and carries only its own routes"};
+    co_await refuse(e_);
+    co_return;
+  }
   const auto hop = hw->get<std::uint64_t>();
   if (hop == 0 || hop >= lease->hops.size() || lease->hops[hop].node != node_id()) {
     const Error e_{"not_on_route", "this node is not hop " + std::to_string(hop)};
@@ -862,6 +875,11 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
   if (grant_revoked(lease.grant)) {
     counters_["refused_grant_revoked"]++;
     co_return fail("grant_revoked", "this access grant was revoked (the session was terminated)");
+  }
+  if (!config_.owner_org.empty() && lease.org != config_.owner_org) {
+    counters_["refused_foreign_organization"]++;
+    co_return fail("foreign_organization",
+                   "this node belongs to another organization and carries only its own routes");
   }
   if (!lease.allows(fabric::to_string(cls)))
     co_return fail("class_not_allowed", "the lease does not allow this traffic class");

@@ -13,12 +13,13 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "rap/common/priority.h"
+
 namespace rap::services::tcp {
 
 namespace {
 
 using Json = nlohmann::json;
-using TlsStream = asio::ssl::stream<asio::ip::tcp::socket>;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kSetupTimeout = std::chrono::seconds(10);
 constexpr std::size_t kPipeChunk = 64 * 1024;
@@ -43,7 +44,7 @@ bool split_host_port(const std::string& s, std::string& host, std::string& port)
   return true;
 }
 
-// Closes `sock`'s lowest layer after `after` unless cancelled: bounds a setup phase.
+// Closes `sock` after `after` unless cancelled: bounds a setup phase.
 template <typename Socket>
 std::shared_ptr<asio::steady_timer> arm(const asio::any_io_executor& ex, std::weak_ptr<Socket> sock,
                                         std::chrono::seconds after) {
@@ -52,9 +53,21 @@ std::shared_ptr<asio::steady_timer> arm(const asio::any_io_executor& ex, std::we
     auto s = sock.lock();
     if (!ec && s) {
       boost::system::error_code ignored;
-      s->lowest_layer().close(ignored);
+      s->close(ignored);
     }
   });
+  return t;
+}
+
+std::shared_ptr<asio::steady_timer> arm(const asio::any_io_executor& ex,
+                                        const std::shared_ptr<crypto::TlsSocket>& tls,
+                                        std::chrono::seconds after) {
+  auto t = std::make_shared<asio::steady_timer>(ex, after);
+  t->async_wait(
+      [weak = std::weak_ptr<crypto::TlsSocket>(tls)](const boost::system::error_code& ec) {
+        auto s = weak.lock();
+        if (!ec && s) s->close();
+      });
   return t;
 }
 
@@ -176,6 +189,7 @@ asio::awaitable<void> TcpAccessExit::serve(std::unique_ptr<mesh::RouteChannel> c
   counters_.active++;
   spdlog::info("tcp exit: route={} user={} resource={} connected to {}", rec.route, rec.user,
                rec.resource, grant->target);
+  const bool bulk = ch->traffic_class() == fabric::TrafficClass::kBulk;
   auto up = [&]() -> asio::awaitable<void> {  // route -> target
     std::vector<std::uint8_t> buf(kPipeChunk);
     for (;;) {
@@ -196,6 +210,7 @@ asio::awaitable<void> TcpAccessExit::serve(std::unique_ptr<mesh::RouteChannel> c
         ch->reset("target write failed");
         co_return;
       }
+      if (bulk) co_await rap::yield(true);  // the next batch after any interactive work
     }
   };
   auto down = [&]() -> asio::awaitable<void> {  // target -> route
@@ -215,6 +230,7 @@ asio::awaitable<void> TcpAccessExit::serve(std::unique_ptr<mesh::RouteChannel> c
         sock->close(e);
         co_return;
       }
+      if (bulk) co_await rap::yield(true);
     }
   };
   using namespace asio::experimental::awaitable_operators;
@@ -250,6 +266,10 @@ Result<std::unique_ptr<TcpAccessEntry>> TcpAccessEntry::start(const asio::any_io
   std::unique_ptr<TcpAccessEntry> e(new TcpAccessEntry(ex, mesh, std::move(sink)));
   e->tls_ = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
   SSL_CTX_set_min_proto_version(e->tls_->native_handle(), TLS1_3_VERSION);
+  SSL_CTX_set_ciphersuites(e->tls_->native_handle(),
+                           "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:"
+                           "TLS_AES_256_GCM_SHA384");
+  SSL_CTX_set_num_tickets(e->tls_->native_handle(), 0);  // clients never resume sessions
   e->tls_->use_certificate_chain(asio::buffer(creds.cert_pem), ec);
   if (!ec) e->tls_->use_private_key(asio::buffer(creds.key_pem), asio::ssl::context::pem, ec);
   if (ec) return fail("tls_setup_failed", "client ingress certificate: " + ec.message());
@@ -286,31 +306,35 @@ asio::awaitable<void> TcpAccessEntry::accept_loop() {
 asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
   boost::system::error_code ignored;
   sock.set_option(asio::ip::tcp::no_delay(true), ignored);
-  auto tls = std::make_shared<TlsStream>(std::move(sock), *tls_);
-  auto timer = arm(ex_, std::weak_ptr<TlsStream>(tls), kSetupTimeout);
+  auto wrapped = crypto::TlsSocket::wrap(std::move(sock), tls_->native_handle(), true, "client");
+  if (!wrapped) {
+    spdlog::warn("tcp entry: {}: {}", wrapped.error().code, wrapped.error().message);
+    co_return;
+  }
+  std::shared_ptr<crypto::TlsSocket> tls = std::move(*wrapped);
+  auto timer = arm(ex_, tls, kSetupTimeout);
   AccessRecord rec;
   rec.started_at = unix_now();
   auto reply = [&](const Json& j) -> asio::awaitable<bool> {
     std::string out;
     append_frame(j.dump(), out);
-    auto [ec, n] = co_await asio::async_write(*tls, asio::buffer(out), kTuple);
-    co_return !ec;
+    co_return (co_await tls->write(asio::buffer(out))).has_value();
   };
   auto refuse = [&](const Error& e) -> asio::awaitable<void> {
     count_refusal(counters_, e.code);
     spdlog::warn("tcp entry: refused client code={} reason=\"{}\"", e.code, e.message);
     (void)co_await reply(error_json(e));
-    boost::system::error_code ec;
-    tls->lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    tls->close();
     rec.outcome = "refused";
     rec.reason = e.code;
     rec.message = e.message;
     rec.ended_at = unix_now();
     if (sink_) sink_(rec);
   };
-  if (auto [ec] = co_await tls->async_handshake(asio::ssl::stream_base::server, kTuple); ec)
-    co_return;  // not a client of ours; nothing to audit
+  if (!co_await tls->handshake()) co_return;  // not a client of ours; nothing to audit
   FrameReader reader(kMaxHello);
+  // Payload buffers: client reads land here and go on to the route as views (no copy); the
+  // route's bytes are read behind room for the chunk header and written in one TLS write.
   std::vector<char> buf(kPipeChunk);
   std::optional<std::string> hello_text;
   while (!hello_text) {
@@ -323,9 +347,9 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
       hello_text = std::string(**f);
       break;
     }
-    auto [ec, n] = co_await tls->async_read_some(asio::buffer(buf), kTuple);
-    if (ec) co_return;
-    reader.feed(buf.data(), n);
+    auto n = co_await tls->read_some(asio::buffer(buf));
+    if (!n) co_return;
+    reader.feed(buf.data(), *n);
   }
   auto hello = parse_client_hello(*hello_text);
   if (!hello) {
@@ -416,53 +440,59 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
                        .count();
     open_[open_id] = Open{std::move(a), ch.get()};
   }
+  const bool bulk = cls == fabric::TrafficClass::kBulk;
   auto up = [&]() -> asio::awaitable<void> {  // client -> route
+    ChunkDecoder chunks(kMaxChunk);
+    std::vector<std::string_view> pieces;
+    // Bytes that came with the hello are the first data (views into reader's buffer).
+    std::string_view in = reader.rest();
     for (;;) {
-      auto f = reader.next();
-      if (!f) {
+      pieces.clear();
+      if (auto d = chunks.decode(in, pieces); !d) {
         ch->reset("client sent a bad frame");
         co_return;
       }
-      if (*f) {
-        if ((*f)->empty()) {
-          (void)co_await ch->close_write();
+      for (const auto& p : pieces) {
+        if (!co_await ch->write(asio::buffer(p.data(), p.size()))) {
+          tls->close();
           co_return;
         }
-        if (!co_await ch->write(asio::buffer((*f)->data(), (*f)->size()))) {
-          boost::system::error_code e;
-          tls->lowest_layer().close(e);
-          co_return;
-        }
-        continue;
       }
-      auto [ec, n] = co_await tls->async_read_some(asio::buffer(buf), kTuple);
-      if (ec) {
-        ch->reset("client connection ended: " + ec.message());
+      if (chunks.ended()) {
+        (void)co_await ch->close_write();
         co_return;
       }
-      reader.feed(buf.data(), n);
+      auto n = co_await tls->read_some(asio::buffer(buf));
+      if (!n) {
+        ch->reset("client connection ended: " + n.error().message);
+        co_return;
+      }
+      in = std::string_view(buf.data(), *n);
+      // TLS reads and route writes may complete without suspending: give the other
+      // connections on this thread a turn after every batch; a bulk connection's next batch
+      // waits until nothing else is ready (rap/common/priority.h), so an interactive request
+      // waits for at most the one batch running.
+      co_await rap::yield(bulk);
     }
   };
   auto down = [&]() -> asio::awaitable<void> {  // route -> client
-    std::vector<std::uint8_t> data(kPipeChunk);
-    std::string out;
+    std::vector<char> data(kPipeChunk);         // header + body = four whole TLS records
     for (;;) {
-      auto n = co_await ch->read_some(asio::buffer(data));
-      out.clear();
+      auto n = co_await ch->read_some(
+          asio::buffer(data.data() + kFrameHeader, data.size() - kFrameHeader));
       if (!n) {
-        boost::system::error_code e;
-        tls->lowest_layer().close(e);
+        tls->close();
         co_return;
       }
-      append_frame({reinterpret_cast<const char*>(data.data()), *n}, out);
-      auto [ec, w] = co_await asio::async_write(*tls, asio::buffer(out), kTuple);
-      if (ec || *n == 0) {
-        if (ec) ch->reset("client write failed");
+      put_frame_header(data.data(), static_cast<std::uint32_t>(*n));
+      auto w = co_await tls->write(asio::buffer(data.data(), kFrameHeader + *n));
+      if (!w || *n == 0) {
+        if (!w) ch->reset("client write failed");
         co_return;
       }
+      co_await rap::yield(bulk);  // fairness, as in up()
     }
   };
-  reader.set_max(kMaxChunk);
   using namespace asio::experimental::awaitable_operators;
   co_await (up() && down());
   open_.erase(open_id);

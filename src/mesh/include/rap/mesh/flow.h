@@ -22,7 +22,9 @@ namespace rap::mesh {
 //   DATA: payload holds the bytes at sequence positions [offset, offset+length).
 //   ACK:  no payload; offset = every position below it was delivered.
 //   END:  no payload; the sender's half-close occupies position `offset` (one position).
-enum class FlowFrameType : std::uint8_t { kData = 1, kAck = 2, kEnd = 3 };
+//   ABORT: no payload, offset 0; the sender ended the flow for good (a reset or a revoked grant):
+//         the receiver ends its side at once instead of holding it for a resume.
+enum class FlowFrameType : std::uint8_t { kData = 1, kAck = 2, kEnd = 3, kAbort = 4 };
 inline constexpr std::size_t kFlowHeaderSize = 13;
 inline constexpr std::size_t kMaxFlowData = 64 * 1024;
 

@@ -50,6 +50,10 @@ struct MeshConfig {
   std::vector<MeshPeer> peers;
   std::vector<std::string> roles;  // this node's roles
   TrustView trust;
+  // The organization (id) owning this node when it is customer-managed, from its signed service
+  // assignment; "" = platform-managed. A customer-managed node refuses every route of another
+  // organization, as entry, relay or exit ("foreign_organization").
+  std::string owner_org;
 };
 
 // Mesh sessions notice a dead peer or a dead link quickly (route failover waits on it): a PING
@@ -102,6 +106,9 @@ class RouteChannel {
   virtual void reset(const std::string& reason) = 0;
   virtual std::uint64_t bytes_in() const = 0;   // plaintext received
   virtual std::uint64_t bytes_out() const = 0;  // plaintext sent
+  // The route stream's traffic class: services pipe bulk routes at low priority on the node's
+  // thread (rap/common/priority.h).
+  virtual fabric::TrafficClass traffic_class() const = 0;
 };
 
 class MeshNode {

@@ -1,0 +1,58 @@
+// Two scheduling levels on one io_context thread, so that bulk work never delays interactive
+// work queued behind it (PROTOCOL.md §7.3 does this for frames inside a fabric session; this does
+// it for the event loop that runs the sessions, routes and pipes of a node).
+//
+// Asio runs ready handlers first in, first out. A node's thread pipes every connection, so an
+// interactive request arriving behind the batches of a few bulk transfers waited for all of
+// them: one batch (16-64 KiB of crypto and copies) per busy coroutine, at every hop of the round
+// trip. With run_prioritised() driving the thread, a coroutine that calls yield(true) after each
+// batch resumes only when no other handler is ready: interactive work waits for at most the one
+// bulk batch that is running.
+//
+// Without run_prioritised() on the thread (a plain io_context::run()), yield(true) is a plain
+// post: the same FIFO behaviour as before, never a hang.
+#pragma once
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/execution_context.hpp>
+#include <boost/asio/io_context.hpp>
+#include <deque>
+#include <mutex>
+#include <optional>
+
+namespace rap {
+
+namespace asio = boost::asio;
+
+// The per-io_context queue of low-priority continuations (an Asio service; internal to
+// yield() and run_prioritised()).
+class LowPriorityQueue final : public asio::execution_context::service {
+ public:
+  using Item = asio::any_completion_handler<void()>;
+  static asio::execution_context::id id;  // NOLINT: Asio's service registry key
+
+  explicit LowPriorityQueue(asio::execution_context& ctx) : service(ctx) {}
+  bool driven() const;
+  void set_driven(bool on);
+  void push(Item item);
+  std::optional<Item> pop();
+  std::size_t size() const;
+
+ private:
+  void shutdown() override;
+  mutable std::mutex mu_;
+  std::deque<Item> items_;
+  bool driven_ = false;
+};
+
+// Suspends the calling coroutine and resumes it later on its executor. `low`: only once its
+// thread has no other ready handler (see above); otherwise at the back of the ready queue.
+asio::awaitable<void> yield(bool low);
+
+// Runs `io` like io_context::run(), but every ready handler runs before the next low-priority
+// continuation, one at a time. Returns the number of handlers run. Must be the only thread
+// running `io`.
+std::size_t run_prioritised(asio::io_context& io);
+
+}  // namespace rap

@@ -1,0 +1,85 @@
+#include "rap/common/priority.h"
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace rap {
+
+asio::execution_context::id LowPriorityQueue::id;
+
+bool LowPriorityQueue::driven() const {
+  std::lock_guard g(mu_);
+  return driven_;
+}
+
+void LowPriorityQueue::set_driven(bool on) {
+  std::lock_guard g(mu_);
+  driven_ = on;
+}
+
+void LowPriorityQueue::push(Item item) {
+  std::lock_guard g(mu_);
+  items_.push_back(std::move(item));
+}
+
+std::optional<LowPriorityQueue::Item> LowPriorityQueue::pop() {
+  std::lock_guard g(mu_);
+  if (items_.empty()) return std::nullopt;
+  Item out = std::move(items_.front());
+  items_.pop_front();
+  return out;
+}
+
+std::size_t LowPriorityQueue::size() const {
+  std::lock_guard g(mu_);
+  return items_.size();
+}
+
+void LowPriorityQueue::shutdown() {
+  std::deque<Item> drop;
+  {
+    std::lock_guard g(mu_);
+    drop.swap(items_);
+    driven_ = false;
+  }
+  // Destroying the handlers destroys their suspended coroutines, as Asio does with its own
+  // queues at shutdown.
+}
+
+asio::awaitable<void> yield(bool low) {
+  auto ex = co_await asio::this_coro::executor;
+  if (low) {
+    auto& q = asio::use_service<LowPriorityQueue>(asio::query(ex, asio::execution::context));
+    if (q.driven()) {
+      co_await asio::async_initiate<const asio::use_awaitable_t<>, void()>(
+          [&q](auto handler) { q.push(LowPriorityQueue::Item(std::move(handler))); },
+          asio::use_awaitable);
+      co_return;
+    }
+  }
+  co_await asio::post(ex, asio::use_awaitable);
+}
+
+std::size_t run_prioritised(asio::io_context& io) {
+  auto& q = asio::use_service<LowPriorityQueue>(io);
+  q.set_driven(true);
+  std::size_t n = 0;
+  for (;;) {
+    n += io.poll();  // every handler ready now, and those they make ready
+    if (auto item = q.pop()) {
+      // Nothing else is ready: one low-priority continuation, run as a handler of `io`.
+      asio::post(io, [h = std::move(*item)]() mutable { std::move(h)(); });
+      continue;
+    }
+    if (io.stopped()) break;
+    const std::size_t k = io.run_one();  // wait for the next event
+    n += k;
+    if (k == 0 && q.size() == 0) break;  // stopped, or out of work
+  }
+  q.set_driven(false);
+  return n;
+}
+
+}  // namespace rap
