@@ -49,6 +49,10 @@ TEST(Priority, LowPriorityWorkWaitsForEveryReadyHandler) {
   }
   run_prioritised(io);
   EXPECT_EQ(bulk_steps, 1000);
+  const auto stats = low_priority_stats(io.get_executor());
+  EXPECT_EQ(stats.deferred, 1000u);
+  EXPECT_EQ(stats.max_depth, 1u);
+  EXPECT_FALSE(stats.driven);  // run_prioritised() has returned
   ASSERT_EQ(seen.size(), 150u);
   // Every interactive step ran before the bulk coroutine got past its first step.
   for (int s : seen) EXPECT_LE(s, 1);
@@ -108,6 +112,7 @@ TEST(Priority, PlainRunTreatsLowAsNormal) {
   }
   io.run();
   EXPECT_EQ(std::string(order.begin(), order.end()), "bibibi");
+  EXPECT_EQ(low_priority_stats(io.get_executor()).deferred, 0u);  // nothing was deferred
 }
 
 // Stopping the io_context ends run_prioritised() even with low-priority work queued.

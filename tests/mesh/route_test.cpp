@@ -67,6 +67,8 @@ TEST(MeshRoute, RefusalsCarryClearCodes) {
   EXPECT_EQ(code("AAAA"), "bad_ticket");
   auto recs = lab.records();
   EXPECT_GE(recs.size(), 6u);
+  // The lab's node thread runs the two-level loop, and status says so.
+  EXPECT_EQ(lab.status("entry")["scheduler"]["prioritised"], true);
   for (const auto& r : recs) EXPECT_EQ(r.outcome, "refused");
   // Still works afterwards.
   auto ok = lab.connect("entry", lab.ticket("entry", grant, {lab.lease("r", path)}));

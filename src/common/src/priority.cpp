@@ -1,5 +1,6 @@
 #include "rap/common/priority.h"
 
+#include <algorithm>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -22,6 +23,17 @@ void LowPriorityQueue::set_driven(bool on) {
 void LowPriorityQueue::push(Item item) {
   std::lock_guard g(mu_);
   items_.push_back(std::move(item));
+  deferred_++;
+  max_depth_ = std::max(max_depth_, items_.size());
+}
+
+LowPriorityQueue::Stats LowPriorityQueue::stats() const {
+  std::lock_guard g(mu_);
+  return Stats{driven_, deferred_, max_depth_};
+}
+
+LowPriorityQueue::Stats low_priority_stats(const asio::any_io_executor& ex) {
+  return asio::use_service<LowPriorityQueue>(asio::query(ex, asio::execution::context)).stats();
 }
 
 std::optional<LowPriorityQueue::Item> LowPriorityQueue::pop() {

@@ -271,6 +271,13 @@ class DirectChannel final : public StreamChannel {
   std::size_t leftover_pos_ = 0;
 };
 
+// The node thread's two-level loop (rap/common/priority.h): whether run_prioritised() drives it,
+// how many bulk batches waited for interactive work, and the deepest that queue has been.
+Json scheduler_status(const asio::any_io_executor& ex) {
+  const auto s = low_priority_stats(ex);
+  return Json{{"prioritised", s.driven}, {"deferred", s.deferred}, {"max_queue", s.max_depth}};
+}
+
 // Copies `from` to `to` until EOF (then half-closes `to`) or an error (then resets both).
 asio::awaitable<std::uint64_t> splice(
     std::shared_ptr<Stream> from, std::shared_ptr<Stream> to,
@@ -1070,6 +1077,7 @@ Json MeshNode::status() const {
               {"active_relays", active_relays_},
               {"relay_bytes", relay_bytes_},
               {"revoked_grants", revoked_grants_.size()},
+              {"scheduler", scheduler_status(ex_)},
               {"counters", counters}};
 }
 
@@ -1080,6 +1088,11 @@ std::string MeshNode::prometheus() const {
     out += fmt::format("rap_mesh_events_total{{event=\"{}\"}} {}\n", k, v);
   out += "# TYPE rap_mesh_active_routes gauge\n";
   out += fmt::format("rap_mesh_active_routes {}\n", active_routes_);
+  const auto sched = low_priority_stats(ex_);
+  out += "# TYPE rap_mesh_low_priority_deferred_total counter\n";
+  out += fmt::format("rap_mesh_low_priority_deferred_total {}\n", sched.deferred);
+  out += "# TYPE rap_mesh_low_priority_queue_max gauge\n";
+  out += fmt::format("rap_mesh_low_priority_queue_max {}\n", sched.max_depth);
   out += "# TYPE rap_mesh_active_relays gauge\n";
   out += fmt::format("rap_mesh_active_relays {}\n", active_relays_);
   out += "# TYPE rap_mesh_relay_bytes_total counter\n";

@@ -14,9 +14,11 @@
 #pragma once
 
 #include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/io_context.hpp>
+#include <cstdint>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -38,13 +40,25 @@ class LowPriorityQueue final : public asio::execution_context::service {
   void push(Item item);
   std::optional<Item> pop();
   std::size_t size() const;
+  // Observability: continuations deferred so far, and the deepest the queue has been.
+  struct Stats {
+    bool driven = false;
+    std::uint64_t deferred = 0;
+    std::size_t max_depth = 0;
+  };
+  Stats stats() const;
 
  private:
   void shutdown() override;
   mutable std::mutex mu_;
   std::deque<Item> items_;
   bool driven_ = false;
+  std::uint64_t deferred_ = 0;
+  std::size_t max_depth_ = 0;
 };
+
+// The stats of the queue of `ex`'s execution context (zeros when nothing was ever deferred).
+LowPriorityQueue::Stats low_priority_stats(const asio::any_io_executor& ex);
 
 // Suspends the calling coroutine and resumes it later on its executor. `low`: only once its
 // thread has no other ready handler (see above); otherwise at the back of the ready queue.
