@@ -8,6 +8,8 @@
 namespace rap::fabric {
 
 namespace {
+// The latency guard (PROTOCOL.md §7.3) never shrinks a bulk window below this.
+constexpr double kGuardMinWindow = 64 * 1024;
 constexpr std::size_t kQuantumUnit = 16 * 1024;
 constexpr std::size_t kMinDataChunk = 2048;  // don't cut DATA frames smaller than this at the end
                                              // of a write buffer
@@ -791,8 +793,12 @@ void SessionCore::grant_credit(Stream* sp, TimePoint now, bool force) {
       const double secs = std::chrono::duration<double>(since).count();
       const double rate = static_cast<double>(s.delivered - s.delivered_at_grant) / secs;
       const double fit = rate * std::chrono::duration<double>(base_rtt + target).count();
+      // Floor: four 16 KiB TLS records (or the initial window when smaller). The initial window
+      // (256 KiB by default) as floor left up to 2.6 ms of bulk ahead of each interactive
+      // message at 100 MB/s on a relay's sessions (docs/PERFORMANCE.md).
+      const double floor = std::min<double>(cfg_.initial_stream_window, kGuardMinWindow);
       const auto shrunk = static_cast<std::uint32_t>(
-          std::clamp<double>(fit, cfg_.initial_stream_window, static_cast<double>(s.recv_window)));
+          std::clamp<double>(fit, floor, static_cast<double>(s.recv_window)));
       if (shrunk < s.recv_window) {
         s.recv_window = shrunk;
         stats_.latency_guard_shrinks++;
