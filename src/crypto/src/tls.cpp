@@ -61,8 +61,7 @@ Result<void> configure_mutual_tls(SSL_CTX* ctx, const NodeCredentials& creds,
                                   const RevocationList* revocations) {
   SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
-  if (SSL_CTX_set_ciphersuites(
-          ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256") != 1) {
+  if (SSL_CTX_set_ciphersuites(ctx, kTls13Ciphersuites) != 1) {
     return fail("tls_config", last_ssl_error());
   }
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);

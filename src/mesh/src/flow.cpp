@@ -150,45 +150,44 @@ asio::awaitable<Result<void>> Flow::answer(const Json& reply) {
 
 void Flow::fail(const Error& e) {
   if (state_ == State::kFailed) return;
-  const bool attached = state_ == State::kAttached;
+  state_ = State::kFailed;
+  error_ = e;
+  epoch_++;
+  if (ch_) ch_->reset(e.message);
+  mesh_.flows_.erase(id_);
+  changed_.notify();
+}
+
+void Flow::end(const Error& e) {
+  if (state_ != State::kAttached || !ch_) {
+    fail(e);  // no live route to tell: the other end's grace or resume timeout ends it
+    return;
+  }
   state_ = State::kFailed;
   error_ = e;
   epoch_++;
   mesh_.flows_.erase(id_);
   changed_.notify();
-  if (!ch_) return;
-  // Not for failures the other end sees itself: a broken route, a protocol error, the peer's
-  // own ABORT, or this node stopping (its sessions end with GOAWAY).
-  if (!attached || e.code == "flow_aborted" || e.code.starts_with("flow_bad") ||
-      e.code == "flow_gap" || e.code == "flow_overrun" || e.code == "node_stopping") {
-    ch_->reset(e.message);
-    return;
-  }
-  // A deliberate end (the service reset the flow, its grant was revoked): tell the other end it
-  // is final, so it releases its side now instead of holding it for a resume (the grace), then
-  // let the route go. Bounded: a route without send credit is reset after 1 s regardless.
+  // The route lingers 1 s so the ABORT arrives before the stream's reset (which may discard
+  // unread data), and is reset then whatever happened (a route without send credit included).
+  auto linger = std::make_shared<asio::steady_timer>(ex_, std::chrono::seconds(1));
+  linger->async_wait(
+      [linger, ch = ch_, msg = e.message](const boost::system::error_code&) { ch->reset(msg); });
   asio::co_spawn(
       ex_,
-      [self = shared_from_this(), ch = ch_, msg = e.message]() -> asio::awaitable<void> {
-        asio::steady_timer bound(self->ex_, std::chrono::seconds(1));
-        bound.async_wait([weak = std::weak_ptr<RouteChannel>(ch), msg](const auto& ec) {
-          if (auto c = weak.lock(); c && !ec) c->reset(msg);
-        });
+      [self = shared_from_this(), ch = ch_]() -> asio::awaitable<void> {
         co_await self->lock();
         const bool sent =
             (co_await self->send_frame(*ch, FlowFrameType::kAbort, 0, {})).has_value();
         self->unlock();
         if (sent) self->mesh_.count("flow_aborts_sent");
-        // Let the frame arrive before the stream's reset (which may discard unread data).
-        (void)co_await bound.async_wait(kTuple);
-        ch->reset(msg);
       },
       asio::detached);
 }
 
 void Flow::reset(const std::string& reason) {
   const Error e_{"flow_reset", reason};
-  fail(e_);
+  end(e_);
 }
 
 void Flow::release() {
@@ -213,7 +212,7 @@ void Flow::release() {
     return;
   }
   const Error e_{"flow_dropped", "the service dropped the flow"};
-  fail(e_);
+  end(e_);
 }
 
 void Flow::route_failed(std::uint64_t epoch, const Error& why) {

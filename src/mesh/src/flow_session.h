@@ -58,8 +58,12 @@ class Flow : public std::enable_shared_from_this<Flow> {
   // Exit side: the entry resumed the flow on `ch`; `peer_rx` is the entry's receive position.
   // Answers the resume, then resends what the entry has not received.
   asio::awaitable<Result<void>> resume_on(std::unique_ptr<RouteChannel> ch, std::uint64_t peer_rx);
-  // Ends the flow with an error for every waiter.
+  // Ends the flow with an error for every waiter; the route is reset at once.
   void fail(const Error& e);
+  // Ends the flow on purpose (the service reset or dropped it, its grant was revoked): as fail(),
+  // but the other end is told with a flow ABORT first, so it releases its side now instead of
+  // holding it for a resume.
+  void end(const Error& e);
   nlohmann::json status() const;
   // Starts reading the current route (after construction and after each route change).
   void start_pump();

@@ -589,12 +589,8 @@ asio::awaitable<void> MeshNode::on_route_stream(std::shared_ptr<Stream> st) {
   }
   if (lease->renewed_offline)
     counters_[lease->resume_only ? "leases_renewed_for_resume" : "leases_renewed_offline"]++;
-  // A customer-managed node relays and exits for its own organization only, whatever a lease
-  // says (the planner never routes others through it; this holds even if it did).
-  if (!config_.owner_org.empty() && lease->org != config_.owner_org) {
-    const Error e_{"foreign_organization",
-                   "this node belongs to another organization and carries only its own routes"};
-    co_await refuse(e_);
+  if (auto own = check_owner(*lease); !own) {
+    co_await refuse(own.error());
     co_return;
   }
   const auto hop = hw->get<std::uint64_t>();
@@ -883,10 +879,9 @@ asio::awaitable<Result<std::unique_ptr<RouteChannel>>> MeshNode::open_route(
     counters_["refused_grant_revoked"]++;
     co_return fail("grant_revoked", "this access grant was revoked (the session was terminated)");
   }
-  if (!config_.owner_org.empty() && lease.org != config_.owner_org) {
-    counters_["refused_foreign_organization"]++;
-    co_return fail("foreign_organization",
-                   "this node belongs to another organization and carries only its own routes");
+  if (auto own = check_owner(lease); !own) {
+    counters_["refused_" + own.error().code]++;
+    co_return tl::unexpected(own.error());
   }
   if (!lease.allows(fabric::to_string(cls)))
     co_return fail("class_not_allowed", "the lease does not allow this traffic class");
@@ -973,11 +968,20 @@ std::size_t MeshNode::revoke_grants(const std::vector<RevokedGrant>& grants) {
     auto f = w.lock();
     if (!f || !revoked_grants_.contains(f->lease().grant)) continue;
     spdlog::info("mesh: flow {} of revoked grant {} cut", id, f->lease().grant);
-    f->fail(revoked);
+    f->end(revoked);
     counters_["flows_revoked"]++;
     ++cut;
   }
   return cut;
+}
+
+Result<void> MeshNode::check_owner(const Lease& lease) const {
+  // A customer-managed node carries its own organization's routes only, as entry, relay or exit,
+  // whatever a lease says (the planner never routes others through it; this holds if it did).
+  if (!config_.owner_org.empty() && lease.org != config_.owner_org)
+    return fail("foreign_organization",
+                "this node belongs to another organization and carries only its own routes");
+  return {};
 }
 
 bool MeshNode::grant_revoked(const std::string& grant) const {

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "rap/common/priority.h"
+#include "rap/crypto/tls.h"
 
 namespace rap::services::tcp {
 
@@ -83,9 +84,7 @@ asio::awaitable<Result<std::unique_ptr<IngressClient>>> IngressClient::connect(
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
   // AES-128-GCM first (hardware AES, the fabric's choice too); the key pin below is the
   // authentication, so no certificate chain is verified.
-  SSL_CTX_set_ciphersuites(ctx.get(),
-                           "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:"
-                           "TLS_AES_256_GCM_SHA384");
+  SSL_CTX_set_ciphersuites(ctx.get(), crypto::kTls13Ciphersuites);
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
   // Bounds the whole set-up: closes whichever socket exists when the time is up.
   auto sock = std::make_shared<asio::ip::tcp::socket>(ex);

@@ -266,9 +266,7 @@ Result<std::unique_ptr<TcpAccessEntry>> TcpAccessEntry::start(const asio::any_io
   std::unique_ptr<TcpAccessEntry> e(new TcpAccessEntry(ex, mesh, std::move(sink)));
   e->tls_ = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
   SSL_CTX_set_min_proto_version(e->tls_->native_handle(), TLS1_3_VERSION);
-  SSL_CTX_set_ciphersuites(e->tls_->native_handle(),
-                           "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:"
-                           "TLS_AES_256_GCM_SHA384");
+  SSL_CTX_set_ciphersuites(e->tls_->native_handle(), crypto::kTls13Ciphersuites);
   SSL_CTX_set_num_tickets(e->tls_->native_handle(), 0);  // clients never resume sessions
   e->tls_->use_certificate_chain(asio::buffer(creds.cert_pem), ec);
   if (!ec) e->tls_->use_private_key(asio::buffer(creds.key_pem), asio::ssl::context::pem, ec);

@@ -30,6 +30,11 @@ class RevocationList {
   std::set<std::string> nodes_;
 };
 
+// The TLS 1.3 suites every RAP endpoint offers, AES-128-GCM first (hardware AES; the fabric and
+// the client ingress use the same list).
+inline constexpr const char* kTls13Ciphersuites =
+    "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384";
+
 // Configures `ctx` for mutual TLS 1.3 with Ed25519 certificates: our certificate and key, the
 // cluster CA as the only trust anchor, peer certificate required, revocation checked in the
 // verify callback (the reason reaches the peer as a TLS alert and us as the error string).

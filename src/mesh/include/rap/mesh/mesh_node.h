@@ -252,6 +252,8 @@ class MeshNode {
   std::map<std::string, TimePoint> failed_relays_;
   void note_route_failure(const Lease& lease);
   bool recently_failed(const Lease& lease) const;
+  // "foreign_organization" when this node is customer-managed and the lease is another org's.
+  Result<void> check_owner(const Lease& lease) const;
 };
 
 }  // namespace rap::mesh
