@@ -25,6 +25,7 @@
 #include "rap/mesh/local_api.h"
 #include "rap/mesh/mesh_node.h"
 #include "rap/services/tcp_access/tcp_access.h"
+#include "rap/services/tcp_access/user_api.h"
 #include "test_pki.h"
 
 namespace mesh_lab {
@@ -63,6 +64,8 @@ class Lab {
         [this]() -> asio::awaitable<void> {
           if (local_) local_->stop();
           local_.reset();
+          if (users_) users_->stop();
+          users_.reset();
           for (auto& [id, n] : nodes_) {
             if (n.killed) continue;
             if (n.entry) n.entry->stop();
@@ -382,6 +385,14 @@ class Lab {
     }());
   }
 
+  // The user socket for entry-node listeners on `node`.
+  void start_users(const std::string& node, const std::string& path) {
+    auto r = sync(
+        [&] { return UserSocketServer::start(io_.get_executor(), *nodes_[node].entry, path); });
+    ASSERT_TRUE(r) << r.error().message;
+    users_ = std::move(*r);
+  }
+
   std::vector<AccessRecord> records() {
     std::lock_guard g(mu_);
     return records_;
@@ -444,6 +455,7 @@ class Lab {
   std::map<std::string, Node> nodes_;
   std::map<std::string, std::string> owners_;
   std::unique_ptr<LocalStreamServer> local_;
+  std::unique_ptr<UserSocketServer> users_;
   std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;
   std::mutex mu_;
   std::vector<AccessRecord> records_;

@@ -81,6 +81,7 @@ Result<AgentConfig> AgentConfig::from_json(const json& j) {
                                               "fabric_advertise",
                                               "client_ingress_listen",
                                               "client_ingress_advertise",
+                                              "user_socket_dir",
                                               "metrics_listen"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (kKeys.count(it.key()) == 0) return fail("bad_config", "unknown key '" + it.key() + "'");
@@ -111,6 +112,9 @@ Result<AgentConfig> AgentConfig::from_json(const json& j) {
     const auto cl = j.value("crash_loop_threshold", std::int64_t{5});
     if (cl < 1 || cl > 100) return fail("bad_config", "crash_loop_threshold must be 1..100");
     c.crash_loop_threshold = static_cast<std::uint32_t>(cl);
+    c.user_socket_dir = j.value("user_socket_dir", c.user_socket_dir);
+    if (!c.user_socket_dir.empty() && c.user_socket_dir.front() != '/')
+      return fail("bad_config", "user_socket_dir must be an absolute path (or \"\" for none)");
     c.config_storage_listen = j.value("config_storage_listen", std::string());
     if (!c.config_storage_listen.empty()) {
       auto hp = split_host_port(c.config_storage_listen);
@@ -887,6 +891,15 @@ class Agent::Runner {
       if (has_role("entry-node")) {
         o.client_ingress_listen = cfg_.client_ingress_listen;
         o.client_ingress_advertise = cfg_.client_ingress_advertise;
+        if (!cfg_.user_socket_dir.empty() && !cfg_.client_ingress_listen.empty()) {
+          // Entry-node listeners for users on this host (user_api.h): the directory must be
+          // enterable by them (0755), the socket inside is 0666.
+          if (auto d = env_.make_dirs(cfg_.user_socket_dir, 0755); d)
+            o.user_socket = cfg_.user_socket_dir + "/" + mc_.cluster + ".sock";
+          else
+            spdlog::warn("cluster {}: entry-node listeners off: {}", mc_.cluster,
+                         d.error().message);
+        }
       }
       o.metrics_listen = cfg_.metrics_listen;
       if (cfg_.profile == "thin") o.max_active = 2;  // spec: thin / mobile nodes 1-3 active peers

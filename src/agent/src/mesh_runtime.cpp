@@ -77,6 +77,16 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
     r->entry_ = std::move(*e);
     r->ingress_endpoint_ = advertise(options.client_ingress_advertise,
                                      options.client_ingress_listen, r->entry_->port());
+    if (!options.user_socket.empty()) {
+      auto u = services::tcp::UserSocketServer::start(r->io_->get_executor(), *r->entry_,
+                                                      options.user_socket);
+      if (u) {
+        r->users_ = std::move(*u);
+      } else {  // degraded, not fatal: the client ingress works without it
+        spdlog::error("cluster {}: entry-node listeners off: {}", cluster_label,
+                      u.error().message);
+      }
+    }
   }
   if (!options.local_socket.empty()) {
     auto l = mesh::LocalStreamServer::start(r->io_->get_executor(), *r->mesh_, options.local_socket,
@@ -132,6 +142,7 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
 MeshRuntime::~MeshRuntime() {
   if (thread_.joinable()) {
     asio::post(*io_, [this] {
+      if (users_) users_->stop();
       if (entry_) entry_->stop();
       if (local_) local_->stop();
       mesh_->stop("node agent stopping");
@@ -144,6 +155,7 @@ MeshRuntime::~MeshRuntime() {
   // The loop has stopped: nothing runs any more. The mesh's I/O objects (acceptors, timers)
   // must go while their io_context still exists; suspended coroutine frames are destroyed
   // (never resumed) with the io_context afterwards.
+  users_.reset();
   entry_.reset();
   local_.reset();
   exit_.reset();
@@ -159,6 +171,11 @@ void MeshRuntime::refresh_snapshot() {
   st["tcp_access"] = services::tcp::tcp_status(
       entry_ ? entry_->counters() : services::tcp::TcpCounters{}, exit_->counters());
   st["client_ingress"] = ingress_endpoint_.empty() ? json(nullptr) : json(ingress_endpoint_);
+  if (users_) {
+    st["user_socket"] = {{"socket", users_->path()},
+                         {"listeners", users_->listeners()},
+                         {"refused", users_->refused()}};
+  }
   if (local_) {
     st["local_api"] = {{"socket", local_->path()},
                        {"routes_opened", local_->opened()},

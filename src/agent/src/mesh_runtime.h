@@ -21,6 +21,7 @@
 #include "rap/mesh/local_api.h"
 #include "rap/mesh/mesh_node.h"
 #include "rap/services/tcp_access/tcp_access.h"
+#include "rap/services/tcp_access/user_api.h"
 
 namespace rap::agent {
 
@@ -34,6 +35,8 @@ struct MeshRuntimeOptions {
   // The local stream API for service workloads ("" = off) and who may use it.
   std::string local_socket;
   mesh::LocalStreamServer::Authorize authorize_local;
+  // Entry nodes: the user socket for entry-node listeners (user_api.h; "" = off).
+  std::string user_socket;
 };
 
 class MeshRuntime {
@@ -87,6 +90,7 @@ class MeshRuntime {
   std::unique_ptr<services::tcp::TcpAccessExit> exit_;
   std::unique_ptr<services::tcp::TcpAccessEntry> entry_;
   std::unique_ptr<mesh::LocalStreamServer> local_;
+  std::unique_ptr<services::tcp::UserSocketServer> users_;
   std::unique_ptr<boost::asio::io_context> io_;  // reset last, after the mesh (see ~MeshRuntime)
   std::thread thread_;
   std::string fabric_endpoint_;

@@ -10,13 +10,18 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <ctime>
+#include <filesystem>
+#include <functional>
 
 #include "rap/cli/http_client.h"
+#include "rap/common/framing.h"
 #include "rap/common/priority.h"
 #include "rap/services/tcp_access/ingress.h"
 
@@ -76,6 +81,7 @@ class Connector {
   Result<Ticket> fetch() {
     json body = json::object();
     if (args_.ttl_seconds > 0) body["ttl_seconds"] = args_.ttl_seconds;
+    if (!entry_node_.empty()) body["entry_node"] = entry_node_;
     auto r = client_.request(
         "POST", "/api/v1/orgs/" + url_part(args_.org) + "/resources/" + resource_id_ + "/connect",
         body);
@@ -157,6 +163,7 @@ class Connector {
   }
 
   void set_timeout(double s) { timeout_s_ = s; }
+  void set_entry_node(std::string id) { entry_node_ = std::move(id); }
   const std::string& resource_id() const { return resource_id_; }
   std::uint64_t connections() const { return connections_; }
   const std::optional<Error>& last_error() const { return last_error_; }
@@ -176,6 +183,7 @@ class Connector {
   const HttpClient client_;
   Io& io_;
   std::string resource_id_;
+  std::string entry_node_;  // --local-entry: the ticket must name this entry
   Ticket ticket_;
   bool unavailable_ = false;     // the last fetch got no answer or a 5xx
   bool warned_offline_ = false;  // said once that the current ticket is kept
@@ -183,6 +191,141 @@ class Connector {
   std::uint64_t connections_ = 0;
   std::optional<Error> last_error_;
 };
+
+// The node agent's user socket (services/tcp_access/user_api.h): one JSON frame each way.
+class UserSocket {
+ public:
+  explicit UserSocket(asio::io_context& ioc) : sock_(ioc) {}
+  Result<void> open(const std::string& path) {
+    boost::system::error_code ec;
+    sock_.connect(asio::local::stream_protocol::endpoint(path), ec);
+    if (ec) return fail("connect_failed", "node agent user socket " + path + ": " + ec.message());
+    return {};
+  }
+  Result<void> send(const json& j) {
+    std::string out;
+    append_frame(j.dump(), out);
+    boost::system::error_code ec;
+    asio::write(sock_, asio::buffer(out), ec);
+    if (ec) return fail("connect_failed", "node agent: " + ec.message());
+    return {};
+  }
+  // The next answer; an {"error":...} answer becomes an Error.
+  Result<json> receive() {
+    for (;;) {
+      auto f = frames_.next();
+      if (!f) return tl::unexpected(f.error());
+      if (*f) return answer(json::parse((*f)->begin(), (*f)->end(), nullptr, false));
+      char buf[4096];
+      boost::system::error_code ec;
+      const std::size_t n = sock_.read_some(asio::buffer(buf), ec);
+      if (ec) return fail("connect_failed", "the node agent closed the user socket");
+      frames_.feed(buf, n);
+    }
+  }
+  Result<json> call(const json& j) {
+    if (auto s = send(j); !s) return tl::unexpected(s.error());
+    return receive();
+  }
+  asio::local::stream_protocol::socket& socket() { return sock_; }
+
+ private:
+  static Result<json> answer(const json& j) {
+    if (!j.is_object()) return fail("bad_response", "the node agent sent no JSON object");
+    if (auto e = j.find("error"); e != j.end() && e->is_object())
+      return tl::unexpected(Error{e->value("code", "refused"), e->value("message", "")});
+    return j;
+  }
+  asio::local::stream_protocol::socket sock_;
+  FrameReader frames_{64 * 1024};
+};
+
+std::string default_user_socket() {
+  std::error_code ec;
+  std::vector<std::string> found;
+  for (const auto& e : std::filesystem::directory_iterator("/run/rap-node-agent", ec))
+    if (e.path().extension() == ".sock") found.push_back(e.path().string());
+  return found.size() == 1 ? found.front() : std::string();
+}
+
+// --local-entry: the node agent on this host listens; rapctl hands it the ticket and renews it.
+int connect_local_entry(const ConnectArgs& a, Connector& conn, Io& io) {
+  if (a.once) return report(io, Error{"usage", "--once needs the forwarder (no --local-entry)"});
+  const std::string path = a.user_socket.empty() ? default_user_socket() : a.user_socket;
+  if (path.empty())
+    return report(io, Error{"usage",
+                            "no single node agent user socket in /run/rap-node-agent; name one "
+                            "with --user-socket"});
+  asio::io_context ioc(1);
+  UserSocket us(ioc);
+  if (auto o = us.open(path); !o) return report(io, o.error());
+  auto hi = us.call(json{{"v", 1}, {"op", "hello"}});
+  if (!hi) return report(io, hi.error());
+  conn.set_entry_node(hi->value("node", ""));
+  auto t = conn.ticket();
+  if (!t) return report(io, t.error());
+  auto l = us.call(json{{"v", 1},
+                        {"op", "listen"},
+                        {"ticket", t->ticket},
+                        {"listen", a.listen},
+                        {"class", a.traffic_class}});
+  if (!l) return report(io, l.error());
+  io.out << "forwarding " << l->value("listen", "") << " -> " << a.resource << " (org " << a.org
+         << ", entry-node listener); Ctrl-C stops" << std::endl;
+  // Renewal: check every second; the agent's answers are read as they come (an EOF means it
+  // closed the listener: stopping or restarting).
+  int rc = kExitOk;
+  std::string last = t->ticket;
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& e, int) {
+    if (!e) ioc.stop();
+  });
+  asio::steady_timer timer(ioc);
+  std::function<void()> tick = [&] {
+    timer.expires_after(std::chrono::seconds(1));
+    timer.async_wait([&](const boost::system::error_code& e) {
+      if (e) return;
+      auto cur = conn.ticket();
+      if (!cur) {
+        io.err << "rapctl: ticket renewal failed: " << cur.error().message << " ("
+               << cur.error().code << ")\n";
+      } else if (cur->ticket != last) {
+        last = cur->ticket;
+        auto r = us.call(json{{"v", 1}, {"op", "ticket"}, {"ticket", last}});
+        if (!r) {
+          io.err << "rapctl: the node agent refused the renewed ticket: " << r.error().message
+                 << " (" << r.error().code << ")\n";
+          if (r.error().code == "connect_failed") {
+            rc = kExitConnection;
+            ioc.stop();
+            return;
+          }
+        }
+      }
+      tick();
+    });
+  };
+  tick();
+  // Watch for the agent going away between renewals (a renewal's answer, read synchronously,
+  // may also wake this: then the socket is empty again and the watch goes on).
+  std::function<void()> watch = [&] {
+    us.socket().async_wait(asio::socket_base::wait_read, [&](const boost::system::error_code& e) {
+      if (e) return;
+      char b = 0;
+      const auto n = ::recv(us.socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        watch();
+        return;
+      }
+      io.err << "rapctl: the node agent closed the entry-node listener\n";
+      rc = kExitConnection;
+      ioc.stop();
+    });
+  };
+  watch();
+  ioc.run();
+  return rc;
+}
 
 }  // namespace
 
@@ -201,6 +344,7 @@ int cmd_connect(const Globals& g, const ConnectArgs& a, Io& io, const Config& cf
   Connector conn(a, *opts, io);
   conn.set_timeout(g.timeout_s);
   if (auto r = conn.resolve(); !r) return report(io, r.error());
+  if (a.local_entry) return connect_local_entry(a, conn, io);
   if (auto t = conn.ticket(); !t) return report(io, t.error());
   asio::io_context ioc(1);
   asio::ip::tcp::acceptor acc(ioc);

@@ -294,6 +294,10 @@ int run(int argc, const char* const* argv, Io& io) {
       ->capture_default_str();
   connect->add_flag("--once", ca_args.once, "exit after the first connection ends");
   connect->add_option("--ttl", ca_args.ttl_seconds, "ticket lifetime in seconds (60..3600)");
+  connect->add_flag("--local-entry", ca_args.local_entry,
+                    "on an entry node's host: the node agent listens (entry-node listener)");
+  connect->add_option("--user-socket", ca_args.user_socket,
+                      "the node agent's user socket (default: the one in /run/rap-node-agent)");
 
   const std::vector<CommandSpec> specs = api_commands();
   std::map<std::string, CLI::App*> groups;

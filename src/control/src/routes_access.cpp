@@ -246,10 +246,17 @@ Result<std::string> sign_credential(const config::Signer& signer, ArtifactType t
 
 HttpResponse post_connect(Ctx& ctx) {
   std::int64_t ttl = kDefaultTtl;
+  // The user asks for this entry: they run `rapctl connect --local-entry` on its host.
+  std::string entry_node;
   if (ctx.req.body.find_first_not_of(" \t\r\n") != std::string::npos) {
     auto body = parse_object(ctx.req.body);
     if (!body) return body.error();
-    if (auto bad = reject_unknown_fields(*body, {"ttl_seconds"})) return *bad;
+    if (auto bad = reject_unknown_fields(*body, {"ttl_seconds", "entry_node"})) return *bad;
+    if (auto en = body->find("entry_node"); en != body->end()) {
+      if (!en->is_string() || !valid_uuid(lower(en->get<std::string>())))
+        return error_response(400, "invalid_entry_node", "entry_node must be a node id");
+      entry_node = lower(en->get<std::string>());
+    }
     auto t = opt_int(*body, "ttl_seconds");
     if (!t) return t.error();
     if (*t) {
@@ -347,6 +354,16 @@ HttpResponse post_connect(Ctx& ctx) {
     for (const auto& [cluster_id, ids] : exits) {
       auto g = load_graph(w, ctx.live, cluster_id, org_id, ids);
       if (!g) return tl::unexpected(g.error());
+      if (!entry_node.empty()) {
+        auto& en = g->input.entries;
+        en.erase(std::remove_if(en.begin(), en.end(),
+                                [&](const std::string& id) { return id != entry_node; }),
+                 en.end());
+        if (en.empty()) {
+          if (why.empty()) why = "the requested entry node is not an entry for this resource";
+          continue;
+        }
+      }
       auto p = routing::plan_route(g->input);
       if (!p) {
         if (why.empty()) why = p.error().message;

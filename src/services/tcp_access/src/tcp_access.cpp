@@ -14,6 +14,7 @@
 #include <boost/asio/write.hpp>
 
 #include "rap/common/priority.h"
+#include "rap/common/sock_owner.h"
 
 namespace rap::services::tcp {
 
@@ -74,6 +75,58 @@ std::shared_ptr<asio::steady_timer> arm(const asio::any_io_executor& ex,
 void count_refusal(TcpCounters& c, const std::string& code) {
   c.refused++;
   c.refused_by_code[code]++;
+}
+
+// Carries a plain TCP socket over a route channel both ways until both directions ended, with
+// half-closes forwarded: the exit's target connection, and the entry-node listener's user
+// connection. A bulk pipe's next batch waits until nothing else on the thread is ready.
+asio::awaitable<void> pipe_plain(asio::ip::tcp::socket& sock, mesh::RouteChannel& ch, bool bulk,
+                                 const char* side) {
+  auto from_route = [&]() -> asio::awaitable<void> {
+    std::vector<std::uint8_t> buf(kPipeChunk);
+    for (;;) {
+      auto n = co_await ch.read_some(asio::buffer(buf));
+      if (!n || *n == 0) {
+        boost::system::error_code e;
+        if (!n) {
+          spdlog::info("{}: route={} ended by the other side: {} {}", side, ch.lease().id,
+                       n.error().code, n.error().message);
+          sock.close(e);
+        } else {
+          sock.shutdown(asio::ip::tcp::socket::shutdown_send, e);
+        }
+        co_return;
+      }
+      auto [ec, w] = co_await asio::async_write(sock, asio::buffer(buf.data(), *n), kTuple);
+      if (ec) {
+        ch.reset("socket write failed");
+        co_return;
+      }
+      if (bulk) co_await rap::yield(true);
+    }
+  };
+  auto to_route = [&]() -> asio::awaitable<void> {
+    std::vector<std::uint8_t> buf(kPipeChunk);
+    for (;;) {
+      auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), kTuple);
+      if (ec == asio::error::eof) {
+        (void)co_await ch.close_write();
+        co_return;
+      }
+      if (ec) {
+        ch.reset("socket read failed: " + ec.message());
+        co_return;
+      }
+      if (!co_await ch.write(asio::buffer(buf.data(), n))) {
+        boost::system::error_code e;
+        sock.close(e);
+        co_return;
+      }
+      if (bulk) co_await rap::yield(true);
+    }
+  };
+  using namespace asio::experimental::awaitable_operators;
+  co_await (from_route() && to_route());
 }
 
 }  // namespace
@@ -189,52 +242,8 @@ asio::awaitable<void> TcpAccessExit::serve(std::unique_ptr<mesh::RouteChannel> c
   counters_.active++;
   spdlog::info("tcp exit: route={} user={} resource={} connected to {}", rec.route, rec.user,
                rec.resource, grant->target);
-  const bool bulk = ch->traffic_class() == fabric::TrafficClass::kBulk;
-  auto up = [&]() -> asio::awaitable<void> {  // route -> target
-    std::vector<std::uint8_t> buf(kPipeChunk);
-    for (;;) {
-      auto n = co_await ch->read_some(asio::buffer(buf));
-      if (!n || *n == 0) {
-        boost::system::error_code e;
-        if (!n) {
-          spdlog::info("tcp exit: route={} ended by the entry side: {} {}", rec.route,
-                       n.error().code, n.error().message);
-          sock->close(e);
-        } else {
-          sock->shutdown(asio::ip::tcp::socket::shutdown_send, e);
-        }
-        co_return;
-      }
-      auto [ec, w] = co_await asio::async_write(*sock, asio::buffer(buf.data(), *n), kTuple);
-      if (ec) {
-        ch->reset("target write failed");
-        co_return;
-      }
-      if (bulk) co_await rap::yield(true);  // the next batch after any interactive work
-    }
-  };
-  auto down = [&]() -> asio::awaitable<void> {  // target -> route
-    std::vector<std::uint8_t> buf(kPipeChunk);
-    for (;;) {
-      auto [ec, n] = co_await sock->async_read_some(asio::buffer(buf), kTuple);
-      if (ec == asio::error::eof) {
-        (void)co_await ch->close_write();
-        co_return;
-      }
-      if (ec) {
-        ch->reset("target read failed: " + ec.message());
-        co_return;
-      }
-      if (!co_await ch->write(asio::buffer(buf.data(), n))) {
-        boost::system::error_code e;
-        sock->close(e);
-        co_return;
-      }
-      if (bulk) co_await rap::yield(true);
-    }
-  };
-  using namespace asio::experimental::awaitable_operators;
-  co_await (up() && down());
+  co_await pipe_plain(*sock, *ch, ch->traffic_class() == fabric::TrafficClass::kBulk,
+                      "tcp exit");
   counters_.active--;
   rec.bytes_up = ch->bytes_in();
   rec.bytes_down = ch->bytes_out();
@@ -319,15 +328,10 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
     co_return (co_await tls->write(asio::buffer(out))).has_value();
   };
   auto refuse = [&](const Error& e) -> asio::awaitable<void> {
-    count_refusal(counters_, e.code);
     spdlog::warn("tcp entry: refused client code={} reason=\"{}\"", e.code, e.message);
     (void)co_await reply(error_json(e));
     tls->close();
-    rec.outcome = "refused";
-    rec.reason = e.code;
-    rec.message = e.message;
-    rec.ended_at = unix_now();
-    if (sink_) sink_(rec);
+    refused(e, rec);
   };
   if (!co_await tls->handshake()) co_return;  // not a client of ours; nothing to audit
   FrameReader reader(kMaxHello);
@@ -354,90 +358,26 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
     co_await refuse(hello.error());
     co_return;
   }
-  auto ticket = mesh::open_ticket(hello->ticket, mesh_.key());
-  if (!ticket) {
-    co_await refuse(ticket.error());
-    co_return;
-  }
-  auto grant = mesh::verify_grant(ticket->grant, mesh_.trust(), mesh_.wall_now());
-  if (!grant) {
-    co_await refuse(grant.error());
-    co_return;
-  }
-  rec.grant = grant->id;
-  rec.user = grant->user;
-  rec.org = grant->org;
-  rec.resource = grant->resource;
-  if (grant->renewed_offline) {
-    rec.offline_renewal = true;
-    counters_.offline_renewals++;
-  }
-  if (grant->entry != mesh_.node_id()) {
-    const Error e_{"wrong_entry", "the grant names another entry node"};
-    co_await refuse(e_);
-    co_return;
-  }
-  if (mesh_.grant_revoked(grant->id)) {
-    const Error e_{"grant_revoked",
-                   "this access was terminated by an administrator; request a new ticket"};
-    co_await refuse(e_);
+  auto admitted = admit(hello->ticket, rec);
+  if (!admitted) {
+    co_await refuse(admitted.error());
     co_return;
   }
   fabric::TrafficClass cls = fabric::TrafficClass::kInteractive;
   (void)fabric::parse_traffic_class(hello->traffic_class, cls);
-  // The mesh picks among the ticket's leases (primary first) and moves the open flow to an
-  // alternate if its route fails later; this service never chooses routes.
-  Error last{"no_route", "the ticket holds no usable route"};
-  std::vector<mesh::Lease> leases;
-  for (const auto& wire : ticket->leases) {
-    auto lease = mesh::verify_lease(wire, mesh_.trust(), mesh_.wall_now());
-    if (!lease) {
-      last = lease.error();
-      continue;
-    }
-    if (lease->grant != grant->id) {
-      last = Error{"lease_grant_mismatch", "a route lease of another grant"};
-      continue;
-    }
-    leases.push_back(std::move(*lease));
-  }
-  if (leases.empty()) {
-    co_await refuse(last);
-    co_return;
-  }
-  rec.route = leases.front().id;
-  const Json hello_{{"grant", ticket->grant}};
-  auto opened = co_await mesh_.open_flow(leases, cls, hello_);
+  auto opened = co_await open_route(*admitted, cls, rec);
   if (!opened) {
-    spdlog::info("tcp entry: no route opened: {} {}", opened.error().code, opened.error().message);
     co_await refuse(opened.error());
     co_return;
   }
   std::unique_ptr<mesh::RouteChannel> ch = std::move(*opened);
-  rec.route = ch->lease().id;
   const Json ok_{{"ok", true}, {"route", ch->lease().id}};
   if (!co_await reply(ok_)) {
     ch->reset("client went away");
     co_return;
   }
   timer->cancel();
-  counters_.accepted++;
-  counters_.active++;
-  const std::uint64_t open_id = next_open_++;
-  {
-    ActiveAccess a;
-    a.grant = grant->id;
-    a.user = grant->user;
-    a.org = grant->org;
-    a.resource = grant->resource;
-    a.started_at = rec.started_at;
-    // The grant's last usable instant: its offline horizon when it has one (nodes cut off from
-    // the control plane honour it that long), so a revocation is kept at least as long.
-    a.expires_at = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::max(grant->expires_at, grant->offline_until).time_since_epoch())
-                       .count();
-    open_[open_id] = Open{std::move(a), ch.get()};
-  }
+  const std::uint64_t open_id = open_session(*admitted, rec, ch.get());
   const bool bulk = cls == fabric::TrafficClass::kBulk;
   auto up = [&]() -> asio::awaitable<void> {  // client -> route
     ChunkDecoder chunks(kMaxChunk);
@@ -493,10 +433,202 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
   };
   using namespace asio::experimental::awaitable_operators;
   co_await (up() && down());
-  open_.erase(open_id);
+  close_session(open_id, *ch);
+}
+
+Result<TcpAccessEntry::Admitted> TcpAccessEntry::admit(const std::string& sealed_ticket,
+                                                       AccessRecord& rec) {
+  auto ticket = mesh::open_ticket(sealed_ticket, mesh_.key());
+  if (!ticket) return tl::unexpected(ticket.error());
+  auto grant = mesh::verify_grant(ticket->grant, mesh_.trust(), mesh_.wall_now());
+  if (!grant) return tl::unexpected(grant.error());
+  rec.grant = grant->id;
+  rec.user = grant->user;
+  rec.org = grant->org;
+  rec.resource = grant->resource;
+  if (grant->renewed_offline) {
+    rec.offline_renewal = true;
+    counters_.offline_renewals++;
+  }
+  if (grant->entry != mesh_.node_id())
+    return fail("wrong_entry", "the grant names another entry node");
+  if (mesh_.grant_revoked(grant->id))
+    return fail("grant_revoked",
+                "this access was terminated by an administrator; request a new ticket");
+  // The mesh picks among the ticket's leases (primary first) and moves the open flow to an
+  // alternate if its route fails later; this service never chooses routes.
+  Error last{"no_route", "the ticket holds no usable route"};
+  Admitted a;
+  for (const auto& wire : ticket->leases) {
+    auto lease = mesh::verify_lease(wire, mesh_.trust(), mesh_.wall_now());
+    if (!lease) {
+      last = lease.error();
+      continue;
+    }
+    if (lease->grant != grant->id) {
+      last = Error{"lease_grant_mismatch", "a route lease of another grant"};
+      continue;
+    }
+    a.leases.push_back(std::move(*lease));
+  }
+  if (a.leases.empty()) return tl::unexpected(last);
+  rec.route = a.leases.front().id;
+  a.ticket = std::move(*ticket);
+  a.grant = std::move(*grant);
+  return a;
+}
+
+asio::awaitable<Result<std::unique_ptr<mesh::RouteChannel>>> TcpAccessEntry::open_route(
+    const Admitted& a, fabric::TrafficClass cls, AccessRecord& rec) {
+  const Json hello_{{"grant", a.ticket.grant}};
+  auto opened = co_await mesh_.open_flow(a.leases, cls, hello_);
+  if (!opened) {
+    spdlog::info("tcp entry: no route opened: {} {}", opened.error().code, opened.error().message);
+    co_return tl::unexpected(opened.error());
+  }
+  rec.route = (*opened)->lease().id;
+  co_return std::move(*opened);
+}
+
+std::uint64_t TcpAccessEntry::open_session(const Admitted& adm, const AccessRecord& rec,
+                                           const mesh::RouteChannel* ch) {
+  counters_.accepted++;
+  counters_.active++;
+  const std::uint64_t open_id = next_open_++;
+  ActiveAccess a;
+  a.grant = adm.grant.id;
+  a.user = adm.grant.user;
+  a.org = adm.grant.org;
+  a.resource = adm.grant.resource;
+  a.started_at = rec.started_at;
+  // The grant's last usable instant: its offline horizon when it has one (nodes cut off from
+  // the control plane honour it that long), so a revocation is kept at least as long.
+  a.expires_at = std::chrono::duration_cast<std::chrono::seconds>(
+                     std::max(adm.grant.expires_at, adm.grant.offline_until).time_since_epoch())
+                     .count();
+  open_[open_id] = Open{std::move(a), ch};
+  return open_id;
+}
+
+void TcpAccessEntry::close_session(std::uint64_t key, const mesh::RouteChannel& ch) {
+  open_.erase(key);
   counters_.active--;
-  counters_.bytes_up += ch->bytes_out();
-  counters_.bytes_down += ch->bytes_in();
+  counters_.bytes_up += ch.bytes_out();
+  counters_.bytes_down += ch.bytes_in();
+}
+
+void TcpAccessEntry::refused(const Error& e, AccessRecord& rec) {
+  count_refusal(counters_, e.code);
+  rec.outcome = "refused";
+  rec.reason = e.code;
+  rec.message = e.message;
+  rec.ended_at = unix_now();
+  if (sink_) sink_(rec);
+}
+
+// ---------------- entry-node listener ----------------
+
+Result<std::shared_ptr<EntryListener>> TcpAccessEntry::listen_local(
+    const std::string& listen, std::uint32_t uid, const std::string& sealed_ticket,
+    fabric::TrafficClass cls) {
+  std::string host;
+  std::string port;
+  if (!split_host_port(listen, host, port))
+    return fail("bad_request", "listen must be ip:port");
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec || !addr.is_loopback())
+    return fail("listen_not_loopback",
+                "an entry-node listener binds a loopback address only (127.0.0.1 or ::1)");
+  const auto port_no = std::strtoul(port.c_str(), nullptr, 10);
+  if (port_no > 65535 || port.find_first_not_of("0123456789") != std::string::npos)
+    return fail("bad_request", "listen port must be 0..65535");
+  std::shared_ptr<EntryListener> l(new EntryListener(*this, uid, cls));
+  if (auto t = l->set_ticket(sealed_ticket); !t) return tl::unexpected(t.error());
+  l->acceptor_ = std::make_shared<asio::ip::tcp::acceptor>(ex_);
+  const asio::ip::tcp::endpoint ep(addr, static_cast<std::uint16_t>(port_no));
+  l->acceptor_->open(ep.protocol(), ec);
+  if (!ec) l->acceptor_->bind(ep, ec);
+  if (!ec) l->acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail("listen_failed", "entry-node listener " + listen + ": " + ec.message());
+  l->port_ = l->acceptor_->local_endpoint().port();
+  asio::co_spawn(
+      ex_,
+      [this, l]() -> asio::awaitable<void> {
+        auto acc = l->acceptor_;
+        for (;;) {
+          auto [aec, sock] = co_await acc->async_accept(kTuple);
+          if (aec) {
+            if (aec == asio::error::operation_aborted || !acc->is_open()) co_return;
+            continue;
+          }
+          asio::co_spawn(ex_, serve_local(l, std::move(sock)), asio::detached);
+        }
+      },
+      asio::detached);
+  spdlog::info("tcp entry: entry-node listener {}:{} for uid {} (resource {})", host, l->port_, uid,
+               l->resource_);
+  return l;
+}
+
+Result<void> EntryListener::set_ticket(const std::string& sealed_ticket) {
+  AccessRecord probe;
+  auto a = entry_.admit(sealed_ticket, probe);
+  if (!a) return tl::unexpected(a.error());
+  if (!resource_.empty() && (a->grant.org != org_ || a->grant.resource != resource_))
+    return fail("ticket_mismatch", "the new ticket is for another resource");
+  org_ = a->grant.org;
+  resource_ = a->grant.resource;
+  ticket_ = sealed_ticket;
+  return {};
+}
+
+void EntryListener::stop() {
+  boost::system::error_code ec;
+  if (acceptor_) acceptor_->close(ec);
+}
+
+asio::awaitable<void> TcpAccessEntry::serve_local(std::shared_ptr<EntryListener> l,
+                                                  asio::ip::tcp::socket sock) {
+  AccessRecord rec;
+  rec.started_at = unix_now();
+  auto refuse = [&](const Error& e) {
+    l->refused_++;
+    spdlog::warn("tcp entry: listener {} refused a connection code={} reason=\"{}\"", l->port_,
+                 e.code, e.message);
+    refused(e, rec);
+    boost::system::error_code ig;
+    sock.close(ig);
+  };
+  // Only the uid that asked for the listener: another user on this host, or a connection
+  // forwarded from elsewhere, could otherwise ride on this user's grant.
+  auto owner = rap::tcp_peer_uid(sock.native_handle());
+  if (!owner || *owner != l->uid_) {
+    // Record who the listener serves so the audit names the grant whose port was tried.
+    (void)admit(l->ticket_, rec);
+    const Error e_{"not_listener_owner",
+                   owner ? "uid " + std::to_string(*owner) + " does not own this listener"
+                         : "the connecting socket's owner is unknown: " + owner.error().message};
+    refuse(e_);
+    co_return;
+  }
+  boost::system::error_code ignored;
+  sock.set_option(asio::ip::tcp::no_delay(true), ignored);
+  auto admitted = admit(l->ticket_, rec);
+  if (!admitted) {
+    refuse(admitted.error());
+    co_return;
+  }
+  auto opened = co_await open_route(*admitted, l->cls_, rec);
+  if (!opened) {
+    refuse(opened.error());
+    co_return;
+  }
+  std::unique_ptr<mesh::RouteChannel> ch = std::move(*opened);
+  l->accepted_++;
+  const std::uint64_t open_id = open_session(*admitted, rec, ch.get());
+  co_await pipe_plain(sock, *ch, l->cls_ == fabric::TrafficClass::kBulk, "tcp entry");
+  close_session(open_id, *ch);
 }
 
 std::vector<ActiveAccess> TcpAccessEntry::active_sessions() const {

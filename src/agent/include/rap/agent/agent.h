@@ -24,6 +24,9 @@
 //                              (sessions to its signed peer directory, relaying, TCP access entry
 //                              and exit); "ip:port" each, all optional (no fabric_listen = dial
 //                              out only, as behind NAT)
+//   user_socket_dir            entry nodes (default /run/rap-node-agent; "" = none): the
+//                              directory of <cluster>.sock, where users on this host ask for
+//                              entry-node listeners (`rapctl connect --local-entry`)
 //   memberships                [{cluster, control_url, control_ca_file, join_token_file}]
 //     cluster          cluster slug at the control plane
 //     control_url      https://host:port of rap-control
@@ -74,6 +77,9 @@ struct AgentConfig {
   std::string fabric_advertise;
   std::string client_ingress_listen;  // "" = no client ingress (entry-node needs it)
   std::string client_ingress_advertise;
+  // Entry nodes: where the user socket for entry-node listeners goes (<dir>/<cluster>.sock;
+  // "" = none). The systemd unit's RuntimeDirectory.
+  std::string user_socket_dir = "/run/rap-node-agent";
   std::string metrics_listen;
   std::vector<MembershipConfig> memberships;
 

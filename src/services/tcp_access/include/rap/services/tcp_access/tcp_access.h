@@ -73,6 +73,40 @@ class TcpAccessExit {
   TcpCounters counters_;
 };
 
+class TcpAccessEntry;
+
+// An entry-node listener (docs/PROTOCOL.md §14.8): a loopback port on the entry node itself,
+// bound to one user's ticket and to the local uid that asked for it (user_api.h). Each accepted
+// connection whose socket belongs to that uid (rap/common/sock_owner.h) is routed like a client
+// ingress connection with the current ticket, with no TLS leg and no forwarder in between; other
+// uids, and anything not on this host, are refused ("not_listener_owner") and audited.
+class EntryListener {
+ public:
+  std::uint16_t port() const { return port_; }
+  std::uint32_t uid() const { return uid_; }
+  // Replaces the ticket for new connections (the holder renews it at half its lifetime). Checked
+  // like a new listener's: it must be a ticket of the same organization and resource for this
+  // entry. Open connections keep their route.
+  Result<void> set_ticket(const std::string& sealed_ticket);
+  // Stops accepting; open connections run to their end.
+  void stop();
+  std::uint64_t accepted() const { return accepted_; }
+  std::uint64_t refused() const { return refused_; }
+
+ private:
+  friend class TcpAccessEntry;
+  EntryListener(TcpAccessEntry& entry, std::uint32_t uid, fabric::TrafficClass cls)
+      : entry_(entry), uid_(uid), cls_(cls) {}
+  TcpAccessEntry& entry_;
+  std::uint32_t uid_;
+  fabric::TrafficClass cls_;
+  std::string ticket_;
+  std::string org_, resource_;
+  std::shared_ptr<asio::ip::tcp::acceptor> acceptor_;
+  std::uint16_t port_ = 0;
+  std::uint64_t accepted_ = 0, refused_ = 0;
+};
+
 class TcpAccessEntry {
  public:
   // Listens on `listen` ("ip:port", port 0 = ephemeral) with TLS 1.3 and the node certificate.
@@ -85,11 +119,37 @@ class TcpAccessEntry {
   const TcpCounters& counters() const { return counters_; }
   // The open sessions (mesh thread), oldest first.
   std::vector<ActiveAccess> active_sessions() const;
+  const std::string& node_id() const { return mesh_.node_id(); }
+
+  // Opens an entry-node listener on `listen` (a loopback "ip:port", port 0 = ephemeral) for the
+  // local user `uid` holding `sealed_ticket` (checked at once: "bad_ticket", "grant_expired",
+  // "wrong_entry", ...). Errors also: "listen_not_loopback", "listen_failed". On the mesh thread.
+  Result<std::shared_ptr<EntryListener>> listen_local(const std::string& listen, std::uint32_t uid,
+                                                      const std::string& sealed_ticket,
+                                                      fabric::TrafficClass cls);
 
  private:
+  friend class EntryListener;
+  // A ticket checked for this entry: its grant, and the leases of that grant still valid.
+  struct Admitted {
+    mesh::Ticket ticket;
+    mesh::Grant grant;
+    std::vector<mesh::Lease> leases;
+  };
   TcpAccessEntry(asio::any_io_executor ex, mesh::MeshNode& mesh, AccessSink sink);
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(asio::ip::tcp::socket sock);
+  // Opens the sealed ticket and checks its grant and leases; fills `rec`'s who/what.
+  Result<Admitted> admit(const std::string& sealed_ticket, AccessRecord& rec);
+  // Opens the admitted route through the mesh (the mesh picks among the leases).
+  asio::awaitable<Result<std::unique_ptr<mesh::RouteChannel>>> open_route(
+      const Admitted& a, fabric::TrafficClass cls, AccessRecord& rec);
+  // Books an open session in open_ and the counters; returns its key for close_session().
+  std::uint64_t open_session(const Admitted& a, const AccessRecord& rec,
+                             const mesh::RouteChannel* ch);
+  void close_session(std::uint64_t key, const mesh::RouteChannel& ch);
+  void refused(const Error& e, AccessRecord& rec);
+  asio::awaitable<void> serve_local(std::shared_ptr<EntryListener> l, asio::ip::tcp::socket sock);
 
   asio::any_io_executor ex_;
   mesh::MeshNode& mesh_;
