@@ -288,6 +288,17 @@ TEST_F(AccessApiTest, ConnectPlansSignsAndSealsRoutesAndNodesReportAccess) {
             "invalid_ttl");
   EXPECT_EQ(c_->call("POST", connect, json{{"ttl", 600}}.dump(), alice).error_code(),
             "invalid_request");
+  // entry_node (rapctl connect --local-entry): a node id, and one that is an entry.
+  EXPECT_EQ(c_->call("POST", connect, json{{"entry_node", "e"}}.dump(), alice).error_code(),
+            "invalid_entry_node");
+  {
+    auto not_entry = c_->call("POST", connect, json{{"entry_node", R1}}.dump(), alice);
+    EXPECT_EQ(not_entry.status, 503) << not_entry;
+    EXPECT_EQ(not_entry.error_code(), "no_route") << not_entry;
+    auto at_e = c_->call("POST", connect, json{{"entry_node", E}}.dump(), alice);
+    ASSERT_EQ(at_e.status, 200) << at_e;
+    EXPECT_EQ(at_e.j["entry"]["endpoint"], "10.0.0.10:8443") << at_e;
+  }
   for (const auto& id : {nowhere, no_pool}) {
     auto nr = c_->call("POST", "/api/v1/orgs/acme/resources/" + id + "/connect", "", alice);
     EXPECT_EQ(nr.status, 503) << nr;

@@ -277,6 +277,7 @@ class AccessNetns : public ::testing::Test {
     entry_cfg["client_ingress_listen"] = "0.0.0.0:" + std::to_string(kIngressPort);
     entry_cfg["client_ingress_advertise"] =
         addr("entry", "client") + ":" + std::to_string(kIngressPort);
+    entry_cfg["user_socket_dir"] = (dir_->path() / "users").string();
     ids_["entry"] = start_agent("entry", entry_cfg);
     ids_["relaya"] = start_agent("relaya", fab("relaya", "exit"));
     ids_["relayb"] = start_agent("relayb", fab("relayb", "exit"));

@@ -159,6 +159,36 @@ TEST_F(TcpAccessNetns, SshScpPsqlCurlThroughEntryRelayExit) {
   EXPECT_EQ(st, 403) << refused;
   EXPECT_EQ(refused.value("error", json::object()).value("code", ""), "not_entitled") << refused;
 
+  // Alice logged in on the entry host: an entry-node listener (no forwarder, no TLS leg), which
+  // serves her uid only.
+  {
+    std::vector<std::string> argv = {RAPCTL_BIN,
+                                     "--server",
+                                     "https://" + addr("ctl", "entry") + ":" +
+                                         std::to_string(kControlPort),
+                                     "--insecure",
+                                     "connect",
+                                     "web",
+                                     "--org",
+                                     "acme",
+                                     "--listen",
+                                     "127.0.0.1:8082",
+                                     "--local-entry",
+                                     "--user-socket",
+                                     (dir_->path() / "users" / "main.sock").string()};
+    auto local = spawn("entry", argv, "rapctl-local.log",
+                       {{"RAPCTL_TOKEN", alice},
+                        {"RAPCTL_CONFIG", (dir_->path() / "rapctl-local.json").string()}});
+    ASSERT_TRUE(local.wait_for_output("entry-node listener", 30s)) << local.output();
+    auto mine = in("entry", {"curl", "-sS", "--max-time", "20", "http://127.0.0.1:8082/hello.txt"});
+    EXPECT_EQ(mine.output, "hello through the mesh\n") << mine.output << local.output();
+    auto other = in("entry", {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "curl",
+                              "-sS", "--max-time", "20", "http://127.0.0.1:8082/hello.txt"});
+    EXPECT_NE(other.exit_code, 0) << other.output;
+    EXPECT_EQ(other.output.find("hello through the mesh"), std::string::npos) << other.output;
+    local.terminate();
+  }
+
   // A tampered ticket is refused by the entry (ingress client straight to the entry).
   // (rapctl never sends one; the entry's refusal is covered by tests/mesh and audited here.)
 
@@ -171,20 +201,30 @@ TEST_F(TcpAccessNetns, SshScpPsqlCurlThroughEntryRelayExit) {
       [&] {
         audit = api("GET", "/api/v1/audit?org=acme&limit=200");
         int tcp = 0;
-        for (const auto& e : audit.value("events", json::array()))
+        bool owner_refused = false;
+        for (const auto& e : audit.value("events", json::array())) {
           if (e.value("action", "") == "access.tcp") tcp++;
-        return tcp >= 4;  // curl, psql, ssh, scp
+          if (e.value("action", "") == "access.refused" &&
+              e["details"].value("reason", "") == "not_listener_owner")
+            owner_refused = true;
+        }
+        return tcp >= 5 && owner_refused;  // curl, psql, ssh, scp, curl on the entry
       },
       30s))
       << audit;
   bool big_seen = false;
   bool denied_seen = false;
+  bool owner_refusal_seen = false;
   for (const auto& e : audit["events"]) {
     if (e.value("action", "") == "access.tcp" &&
         e["details"].value("bytes_up", std::int64_t{0}) > 200 * 1000 * 1000)
       big_seen = true;
     if (e.value("action", "") == "access.denied") denied_seen = true;
+    if (e.value("action", "") == "access.refused" &&
+        e["details"].value("reason", "") == "not_listener_owner")
+      owner_refusal_seen = true;
   }
+  EXPECT_TRUE(owner_refusal_seen) << audit;
   EXPECT_TRUE(big_seen) << audit;
   EXPECT_TRUE(denied_seen) << audit;
   // The relays carried it: their counters show relayed routes.
