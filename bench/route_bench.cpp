@@ -10,6 +10,9 @@
 //       listener -> the node's local stream API (Unix socket, PROTOCOL.md §14.6) -> entry ->
 //       fabric session -> exit -> target. The same shape as (c) and (d) (the app's host runs the
 //       first hop), and against (a) it prices the local hop.
+//   (g) ours, entry -> exit through an entry-node listener (`rapctl connect --local-entry`): app
+//       -> a loopback port the entry node itself listens on -> fabric session -> exit -> target.
+//       Two processes in the path like (d): the shape of the "entry -> exit" target.
 // Figures: throughput of one bulk transfer (the target acknowledges after the last byte), and
 // 64-byte request/response round trips idle and while a bulk transfer runs on the same route
 // (ours: a "bulk" class connection and an "interactive" one through the same entry/exit; ssh -L:
@@ -595,6 +598,7 @@ struct Host {
   std::unique_ptr<services::tcp::TcpAccessExit> exit;
   std::unique_ptr<services::tcp::TcpAccessEntry> entry;
   std::unique_ptr<mesh::LocalStreamServer> local;
+  std::vector<std::shared_ptr<services::tcp::EntryListener>> listeners;
   std::uint16_t fabric_port = 0;
 };
 
@@ -612,6 +616,7 @@ class Mesh {
       on(h->io, [&] {
         if (h->entry) h->entry->stop();
         if (h->local) h->local->stop();
+        for (auto& l : h->listeners) l->stop();
         h->node->stop("bench over");
         return 0;
       });
@@ -773,6 +778,16 @@ class Mesh {
   }
   std::string entry_key(const std::string& id) {
     return config::to_hex(hosts_.at(id)->key->public_key());
+  }
+  // An entry-node listener on `id` for this process's uid (what `rapctl connect --local-entry`
+  // asks the agent for); returns its port.
+  Result<std::uint16_t> listen_local(const std::string& id, const std::string& ticket,
+                                     fabric::TrafficClass cls) {
+    Host& h = *hosts_.at(id);
+    auto l = on(h.io, [&] { return h.entry->listen_local("127.0.0.1:0", ::getuid(), ticket, cls); });
+    if (!l) return tl::unexpected(l.error());
+    h.listeners.push_back(*l);
+    return (*l)->port();
   }
 
  private:
@@ -1171,6 +1186,19 @@ int main(int argc, char** argv) {
   } else {
     local_note = l.error().message;
   }
+  std::uint16_t listener_bulk = 0;
+  std::uint16_t listener_inter = 0;
+  std::string listener_note;
+  {
+    auto b = mesh.listen_local("entry", direct, fabric::TrafficClass::kBulk);
+    auto i = mesh.listen_local("entry", direct, fabric::TrafficClass::kInteractive);
+    if (b && i) {
+      listener_bulk = *b;
+      listener_inter = *i;
+    } else {
+      listener_note = b ? i.error().message : b.error().message;
+    }
+  }
 
   // ---- baselines ----
   std::optional<SshForward> ssh;
@@ -1183,7 +1211,7 @@ int main(int argc, char** argv) {
       "== TCP access path (loopback, 2 cores shared by every process; %.0f MB per bulk transfer, "
       "%d x 64 B round trips) ==\n",
       static_cast<double>(bytes) / 1e6, rounds);
-  std::vector<Row> rows(6);
+  std::vector<Row> rows(7);
   rows[0].name = "(e) raw TCP to the target";
   rows[1].name = "(c) ssh -L (" +
                  (ssh_cipher.empty() ? std::string("OpenSSH default cipher") : ssh_cipher) + ")";
@@ -1192,13 +1220,16 @@ int main(int argc, char** argv) {
   rows[4].name = "(b) ours: entry -> relay -> exit";
   rows[5].name = "(f) ours: workload on entry -> exit";
   rows[5].note = local_note;
+  rows[6].name = "(g) ours: entry-node listener -> exit";
+  rows[6].note = listener_note;
   // Ports: [bulk, interactive] per row; 0 = not available.
-  std::uint16_t ports[6][2] = {{sink.port(), sink.port()},
+  std::uint16_t ports[7][2] = {{sink.port(), sink.port()},
                                {0, 0},
                                {0, 0},
                                {direct_bulk, direct_inter},
                                {relayed_bulk, relayed_inter},
-                               {local_bulk, local_inter}};
+                               {local_bulk, local_inter},
+                               {listener_bulk, listener_inter}};
   if (ssh && ssh->error().empty()) {
     ports[1][0] = ports[1][1] = ssh->port();
   } else {
@@ -1210,7 +1241,7 @@ int main(int argc, char** argv) {
     rows[2].note = stunnel ? stunnel->error() : "skipped (--no-stunnel)";
   }
   // What each path runs besides the driver and the target (CPU seconds, cumulative).
-  std::function<CpuSnapshot()> probes[6] = {
+  std::function<CpuSnapshot()> probes[7] = {
       [] { return CpuSnapshot{}; },
       [&] { return ssh ? ssh->cpu() : CpuSnapshot{}; },
       [&] { return stunnel ? stunnel->cpu() : CpuSnapshot{}; },
@@ -1228,7 +1259,8 @@ int main(int argc, char** argv) {
       [&] {
         return CpuSnapshot{
             {"workload", workload.cpu()}, {"entry", mesh.cpu("entry")}, {"exit", mesh.cpu("exit")}};
-      }};
+      },
+      [&] { return CpuSnapshot{{"entry", mesh.cpu("entry")}, {"exit", mesh.cpu("exit")}}; }};
   for (std::size_t i = 0; i < rows.size(); ++i) {
     if (ports[i][0] == 0) {
       std::printf("%s: not run: %s\n", rows[i].name.c_str(), rows[i].note.c_str());
@@ -1345,9 +1377,16 @@ int main(int argc, char** argv) {
         (best_rtt == nullptr || pct(b->idle, .99) < pct(best_rtt->idle, .99)))
       best_rtt = b;
   }
-  for (std::size_t i : {std::size_t{3}, std::size_t{4}, std::size_t{5}}) {
+  static const char* const kTags[] = {"",
+                                      "ssh",
+                                      "stunnel",
+                                      "entry_exit",
+                                      "entry_relay_exit",
+                                      "workload_entry_exit",
+                                      "listener_entry_exit"};
+  for (std::size_t i : {std::size_t{3}, std::size_t{4}, std::size_t{5}, std::size_t{6}}) {
     const Row& r = rows[i];
-    const char* tag = i == 3 ? "entry_exit" : i == 4 ? "entry_relay_exit" : "workload_entry_exit";
+    const char* tag = kTags[i];
     if (!r.ran || r.bulk_mbps <= 0) {
       std::printf("RESULT bulk_%s: failed\n", tag);
       continue;
@@ -1382,9 +1421,9 @@ int main(int argc, char** argv) {
         "%.2f\n",
         rows[5].bulk_mbps, rows[5].bulk_mbps / rows[3].bulk_mbps, fh, fe, ah, ae);
   }
-  for (std::size_t i : {std::size_t{3}, std::size_t{4}, std::size_t{5}}) {
+  for (std::size_t i : {std::size_t{3}, std::size_t{4}, std::size_t{5}, std::size_t{6}}) {
     const Row& r = rows[i];
-    const char* tag = i == 3 ? "entry_exit" : i == 4 ? "entry_relay_exit" : "workload_entry_exit";
+    const char* tag = kTags[i];
     if (r.idle.empty()) continue;
     std::printf("RESULT rtt_idle_%s: p99 %s = %.2fx raw TCP p99 (%s)", tag,
                 us(pct(r.idle, .99)).c_str(), pct(r.idle, .99) / pct(raw.idle, .99),
@@ -1398,8 +1437,6 @@ int main(int argc, char** argv) {
   for (std::size_t i = 1; i < rows.size(); ++i) {
     const Row& r = rows[i];
     if (!r.has_loaded || r.loaded.empty() || r.idle.empty()) continue;
-    static const char* const kTags[] = {
-        "", "ssh", "stunnel", "entry_exit", "entry_relay_exit", "workload_entry_exit"};
     const double ratio = pct(r.loaded, .99) / pct(r.idle, .99);
     std::printf(
         "RESULT rtt_under_bulk_%s: p99 %s = %.2fx its idle p99 (%s), p50 %s, bulk %.1f MB/s",

@@ -98,7 +98,7 @@ for n in entry relay relay2 exit; do
   # exit (a connector, as behind NAT) only dial out, so user traffic crosses a relay (the second
   # one is the alternate route a flow moves to when its relay dies).
   case $n in
-    entry) mesh="\"client_ingress_listen\": \"127.0.0.1:$((base + 22))\", \"metrics_listen\": \"127.0.0.1:$((base + 64))\"," ;;
+    entry) mesh="\"client_ingress_listen\": \"127.0.0.1:$((base + 22))\", \"user_socket_dir\": \"$root/run\", \"metrics_listen\": \"127.0.0.1:$((base + 64))\"," ;;
     relay) mesh="\"fabric_listen\": \"127.0.0.1:$((base + 21))\", \"metrics_listen\": \"127.0.0.1:$((base + 65))\"," ;;
     relay2) mesh="\"fabric_listen\": \"127.0.0.1:$((base + 23))\", \"metrics_listen\": \"127.0.0.1:$((base + 67))\"," ;;
     exit) mesh="\"metrics_listen\": \"127.0.0.1:$((base + 66))\"," ;;
@@ -211,6 +211,24 @@ if [ -z "$routed" ]; then
 fi
 echo "demo: TCP access works: user@acme.demo -> rapctl connect -> entry -> relay -> exit -> intranet:"
 echo "  $routed"
+# The same from the entry's own host: the entry node listens (no forwarder, no TLS leg).
+RAPCTL_CONFIG=$user_cfg "$rapctl" connect intranet --org acme --listen 127.0.0.1:$((base + 91)) \
+  --local-entry --user-socket "$root/run/main.sock" >"$root/logs/rapctl-local-entry.log" 2>&1 &
+lpid=$!
+local_routed=""
+for _ in $(seq 1 20); do
+  sleep 0.5
+  local_routed=$(curl -s --max-time 5 "http://127.0.0.1:$((base + 91))/" || true)
+  [ -n "$local_routed" ] && break
+done
+kill "$lpid" 2>/dev/null || true
+wait "$lpid" 2>/dev/null || true
+if [ -z "$local_routed" ]; then
+  echo "demo: the entry-node listener did not work; see $root/logs/rapctl-local-entry.log" >&2
+  tail -5 "$root/logs/rapctl-local-entry.log" "$root/logs/agent-entry.log" >&2
+  exit 1
+fi
+echo "demo: entry-node listener works too (rapctl connect --local-entry on the entry's host)"
 relayed=0
 for p in $((base + 65)) $((base + 67)); do
   r=$(curl -s "http://127.0.0.1:$p/metrics" | awk '/rap_mesh_events_total\{event="routes_relayed"\}/{print $2}')
@@ -294,6 +312,8 @@ The demo fabric is running (logs: $root/logs, stop with: make demo-stop).
 TCP access through the mesh (user@acme.demo, organization acme; entry -> relay -> exit):
     RAPCTL_CONFIG=$user_cfg $rapctl connect intranet --org acme --listen 127.0.0.1:8080
     curl http://127.0.0.1:8080/        # in another terminal
+  On the entry node's host, the entry itself listens (no forwarder; only your uid may connect):
+    RAPCTL_CONFIG=$user_cfg $rapctl connect intranet --org acme --listen 127.0.0.1:8081 --local-entry --user-socket $root/run/main.sock
   Mesh metrics and status of the agents' fabric (entry :$((base + 64)), relay :$((base + 65)), exit :$((base + 66))):
     curl -s http://127.0.0.1:$((base + 65))/metrics | grep -E 'rap_mesh|rap_tcp_access'
     curl -s http://127.0.0.1:$((base + 64))/status
