@@ -784,7 +784,8 @@ class Mesh {
   Result<std::uint16_t> listen_local(const std::string& id, const std::string& ticket,
                                      fabric::TrafficClass cls) {
     Host& h = *hosts_.at(id);
-    auto l = on(h.io, [&] { return h.entry->listen_local("127.0.0.1:0", ::getuid(), ticket, cls); });
+    auto l =
+        on(h.io, [&] { return h.entry->listen_local("127.0.0.1:0", ::getuid(), ticket, cls); });
     if (!l) return tl::unexpected(l.error());
     h.listeners.push_back(*l);
     return (*l)->port();
@@ -1260,7 +1261,9 @@ int main(int argc, char** argv) {
         return CpuSnapshot{
             {"workload", workload.cpu()}, {"entry", mesh.cpu("entry")}, {"exit", mesh.cpu("exit")}};
       },
-      [&] { return CpuSnapshot{{"entry", mesh.cpu("entry")}, {"exit", mesh.cpu("exit")}}; }};
+      [&] {
+        return CpuSnapshot{{"entry", mesh.cpu("entry")}, {"exit", mesh.cpu("exit")}};
+      }};
   for (std::size_t i = 0; i < rows.size(); ++i) {
     if (ports[i][0] == 0) {
       std::printf("%s: not run: %s\n", rows[i].name.c_str(), rows[i].note.c_str());

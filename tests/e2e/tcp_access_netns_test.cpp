@@ -162,20 +162,20 @@ TEST_F(TcpAccessNetns, SshScpPsqlCurlThroughEntryRelayExit) {
   // Alice logged in on the entry host: an entry-node listener (no forwarder, no TLS leg), which
   // serves her uid only.
   {
-    std::vector<std::string> argv = {RAPCTL_BIN,
-                                     "--server",
-                                     "https://" + addr("ctl", "entry") + ":" +
-                                         std::to_string(kControlPort),
-                                     "--insecure",
-                                     "connect",
-                                     "web",
-                                     "--org",
-                                     "acme",
-                                     "--listen",
-                                     "127.0.0.1:8082",
-                                     "--local-entry",
-                                     "--user-socket",
-                                     (dir_->path() / "users" / "main.sock").string()};
+    std::vector<std::string> argv = {
+        RAPCTL_BIN,
+        "--server",
+        "https://" + addr("ctl", "entry") + ":" + std::to_string(kControlPort),
+        "--insecure",
+        "connect",
+        "web",
+        "--org",
+        "acme",
+        "--listen",
+        "127.0.0.1:8082",
+        "--local-entry",
+        "--user-socket",
+        (dir_->path() / "users" / "main.sock").string()};
     auto local = spawn("entry", argv, "rapctl-local.log",
                        {{"RAPCTL_TOKEN", alice},
                         {"RAPCTL_CONFIG", (dir_->path() / "rapctl-local.json").string()}});

@@ -83,8 +83,7 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
       if (u) {
         r->users_ = std::move(*u);
       } else {  // degraded, not fatal: the client ingress works without it
-        spdlog::error("cluster {}: entry-node listeners off: {}", cluster_label,
-                      u.error().message);
+        spdlog::error("cluster {}: entry-node listeners off: {}", cluster_label, u.error().message);
       }
     }
   }

@@ -57,8 +57,7 @@ Result<std::uint32_t> tcp_peer_uid(const sockaddr* local, const sockaddr* peer) 
   std::uint8_t fam_local = 0;
   // The socket we look for is the client's: its source is `peer`, its destination `local`.
   if (!put(peer, msg.req.id.idiag_sport, msg.req.id.idiag_src, fam_peer) ||
-      !put(local, msg.req.id.idiag_dport, msg.req.id.idiag_dst, fam_local) ||
-      fam_peer != fam_local)
+      !put(local, msg.req.id.idiag_dport, msg.req.id.idiag_dst, fam_local) || fam_peer != fam_local)
     return fail("sock_diag_failed", "not a TCP/IP address pair");
   msg.req.sdiag_family = fam_peer;
   msg.req.id.idiag_if = 0;
@@ -88,10 +87,10 @@ Result<std::uint32_t> tcp_peer_uid(const sockaddr* local, const sockaddr* peer) 
         const auto* err = reinterpret_cast<const nlmsgerr*>(data);
         if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(nlmsgerr)) && err->error == -ENOENT)
           return fail("socket_not_found", "the connecting socket is not one of this host's");
-        return fail("sock_diag_failed",
-                    std::string("netlink: ") +
-                        strerror(h->nlmsg_len >= NLMSG_LENGTH(sizeof(nlmsgerr)) ? -err->error
-                                                                                : EPROTO));
+        return fail(
+            "sock_diag_failed",
+            std::string("netlink: ") +
+                strerror(h->nlmsg_len >= NLMSG_LENGTH(sizeof(nlmsgerr)) ? -err->error : EPROTO));
       }
       if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
           h->nlmsg_len >= NLMSG_LENGTH(sizeof(inet_diag_msg))) {

@@ -242,8 +242,7 @@ asio::awaitable<void> TcpAccessExit::serve(std::unique_ptr<mesh::RouteChannel> c
   counters_.active++;
   spdlog::info("tcp exit: route={} user={} resource={} connected to {}", rec.route, rec.user,
                rec.resource, grant->target);
-  co_await pipe_plain(*sock, *ch, ch->traffic_class() == fabric::TrafficClass::kBulk,
-                      "tcp exit");
+  co_await pipe_plain(*sock, *ch, ch->traffic_class() == fabric::TrafficClass::kBulk, "tcp exit");
   counters_.active--;
   rec.bytes_up = ch->bytes_in();
   rec.bytes_down = ch->bytes_out();
@@ -533,8 +532,7 @@ Result<std::shared_ptr<EntryListener>> TcpAccessEntry::listen_local(
     fabric::TrafficClass cls) {
   std::string host;
   std::string port;
-  if (!split_host_port(listen, host, port))
-    return fail("bad_request", "listen must be ip:port");
+  if (!split_host_port(listen, host, port)) return fail("bad_request", "listen must be ip:port");
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(host, ec);
   if (ec || !addr.is_loopback())

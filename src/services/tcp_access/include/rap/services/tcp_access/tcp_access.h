@@ -142,8 +142,9 @@ class TcpAccessEntry {
   // Opens the sealed ticket and checks its grant and leases; fills `rec`'s who/what.
   Result<Admitted> admit(const std::string& sealed_ticket, AccessRecord& rec);
   // Opens the admitted route through the mesh (the mesh picks among the leases).
-  asio::awaitable<Result<std::unique_ptr<mesh::RouteChannel>>> open_route(
-      const Admitted& a, fabric::TrafficClass cls, AccessRecord& rec);
+  asio::awaitable<Result<std::unique_ptr<mesh::RouteChannel>>> open_route(const Admitted& a,
+                                                                          fabric::TrafficClass cls,
+                                                                          AccessRecord& rec);
   // Books an open session in open_ and the counters; returns its key for close_session().
   std::uint64_t open_session(const Admitted& a, const AccessRecord& rec,
                              const mesh::RouteChannel* ch);
