@@ -272,6 +272,18 @@ TEST(CliMain, UsageErrorsHelpAndNotLoggedIn) {
     EXPECT_EQ(run_rapctl(s, {"login", "--email", "a@b.cc", "--password-stdin"}), kExitUsage);
     EXPECT_NE(s.err.str().find("--server"), std::string::npos);
   }
+  {  // connect --local-entry: usage checked before anything else
+    Streams s;
+    EXPECT_EQ(run_rapctl(s, {"connect", "web", "--org", "acme", "--local-entry", "--once"}),
+              kExitUsage);
+    EXPECT_NE(s.err.str().find("--once needs the forwarder"), std::string::npos) << s.err.str();
+  }
+  {
+    Streams s;
+    EXPECT_EQ(run_rapctl(s, {"connect", "web", "--org", "acme", "--user-socket", "/x.sock"}),
+              kExitUsage);
+    EXPECT_NE(s.err.str().find("--user-socket goes with --local-entry"), std::string::npos);
+  }
   {
     Streams s;
     EXPECT_EQ(run_rapctl(s, {"logout"}), kExitOk);

@@ -124,6 +124,7 @@ TEST(EntryListener, CarriesTheOwnersConnectionsThroughTheRelayAndRefusesOtherUid
   ASSERT_NE(port, 0);
   r = uc.call({{"v", 1}, {"op", "listen"}, {"ticket", t}});
   EXPECT_EQ(r["error"]["code"], "already_listening");
+  EXPECT_EQ(lab.user_listeners(), 1u);
 
   // The owner's connection: payload through entry -> relay -> exit -> echo and back.
   const std::string data = payload(2 * 1024 * 1024);
@@ -192,6 +193,7 @@ TEST(EntryListener, CarriesTheOwnersConnectionsThroughTheRelayAndRefusesOtherUid
     std::this_thread::sleep_for(20ms);
   }
   EXPECT_LT(gone, 0) << "the listener outlived its user socket connection";
+  EXPECT_EQ(lab.user_listeners(), 0u);
   std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 

@@ -393,6 +393,10 @@ class Lab {
     users_ = std::move(*r);
   }
 
+  std::size_t user_listeners() {
+    return sync([&] { return users_ ? users_->listeners() : std::size_t{0}; });
+  }
+
   std::vector<AccessRecord> records() {
     std::lock_guard g(mu_);
     return records_;

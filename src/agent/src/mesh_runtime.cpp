@@ -107,10 +107,16 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
         r->io_->get_executor(),
         {addr, static_cast<std::uint16_t>(std::stoul(options.metrics_listen.substr(colon + 1)))},
         [raw] {
+          std::string users;
+          if (raw->users_) {  // entry-node listeners open
+            users = "# TYPE rap_tcp_access_entry_listeners gauge\nrap_tcp_access_entry_listeners " +
+                    std::to_string(raw->users_->listeners()) + "\n";
+          }
           return raw->mesh_->prometheus() +
                  services::tcp::tcp_prometheus(
                      raw->entry_ ? raw->entry_->counters() : services::tcp::TcpCounters{},
-                     raw->exit_->counters());
+                     raw->exit_->counters()) +
+                 users;
         },
         [raw] { return raw->status().dump(); });
     if (!mp) return tl::unexpected(mp.error());
@@ -172,6 +178,7 @@ void MeshRuntime::refresh_snapshot() {
   st["client_ingress"] = ingress_endpoint_.empty() ? json(nullptr) : json(ingress_endpoint_);
   if (users_) {
     st["user_socket"] = {{"socket", users_->path()},
+                         {"connections", users_->connections()},
                          {"listeners", users_->listeners()},
                          {"refused", users_->refused()}};
   }

@@ -249,13 +249,7 @@ std::string default_user_socket() {
 }
 
 // --local-entry: the node agent on this host listens; rapctl hands it the ticket and renews it.
-int connect_local_entry(const ConnectArgs& a, Connector& conn, Io& io) {
-  if (a.once) return report(io, Error{"usage", "--once needs the forwarder (no --local-entry)"});
-  const std::string path = a.user_socket.empty() ? default_user_socket() : a.user_socket;
-  if (path.empty())
-    return report(io, Error{"usage",
-                            "no single node agent user socket in /run/rap-node-agent; name one "
-                            "with --user-socket"});
+int connect_local_entry(const ConnectArgs& a, const std::string& path, Connector& conn, Io& io) {
   asio::io_context ioc(1);
   UserSocket us(ioc);
   if (auto o = us.open(path); !o) return report(io, o.error());
@@ -330,6 +324,17 @@ int connect_local_entry(const ConnectArgs& a, Connector& conn, Io& io) {
 }  // namespace
 
 int cmd_connect(const Globals& g, const ConnectArgs& a, Io& io, const Config& cfg) {
+  std::string user_socket;
+  if (a.local_entry) {
+    if (a.once) return report(io, Error{"usage", "--once needs the forwarder (no --local-entry)"});
+    user_socket = a.user_socket.empty() ? default_user_socket() : a.user_socket;
+    if (user_socket.empty())
+      return report(io, Error{"usage",
+                              "no single node agent user socket in /run/rap-node-agent; name one "
+                              "with --user-socket"});
+  } else if (!a.user_socket.empty()) {
+    return report(io, Error{"usage", "--user-socket goes with --local-entry"});
+  }
   auto opts = client_options(io, g, cfg, true);
   if (!opts) return report(io, opts.error());
   if (a.traffic_class != "interactive" && a.traffic_class != "bulk")
@@ -344,7 +349,7 @@ int cmd_connect(const Globals& g, const ConnectArgs& a, Io& io, const Config& cf
   Connector conn(a, *opts, io);
   conn.set_timeout(g.timeout_s);
   if (auto r = conn.resolve(); !r) return report(io, r.error());
-  if (a.local_entry) return connect_local_entry(a, conn, io);
+  if (a.local_entry) return connect_local_entry(a, user_socket, conn, io);
   if (auto t = conn.ticket(); !t) return report(io, t.error());
   asio::io_context ioc(1);
   asio::ip::tcp::acceptor acc(ioc);

@@ -156,6 +156,7 @@ asio::awaitable<void> UserSocketServer::serve(std::shared_ptr<Shared> sh, TcpAcc
           ok = co_await refuse(l.error());
         } else {
           listener = std::move(*l);
+          sh->listeners++;
           const std::string host = at.substr(0, at.rfind(':'));
           const Json done{{"ok", true}, {"listen", host + ":" + std::to_string(listener->port())}};
           ok = co_await reply(done);
@@ -178,6 +179,7 @@ asio::awaitable<void> UserSocketServer::serve(std::shared_ptr<Shared> sh, TcpAcc
     if (!ok) break;
   }
   if (listener) {
+    sh->listeners--;
     listener->stop();
     spdlog::info("tcp entry: entry-node listener on port {} closed (accepted {}, refused {})",
                  listener->port(), listener->accepted(), listener->refused());

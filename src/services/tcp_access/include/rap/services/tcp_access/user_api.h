@@ -35,7 +35,8 @@ class UserSocketServer {
   ~UserSocketServer();
   void stop();
   const std::string& path() const { return path_; }
-  std::size_t listeners() const { return shared_->connections; }
+  std::size_t connections() const { return shared_->connections; }
+  std::size_t listeners() const { return shared_->listeners; }
   std::uint64_t refused() const { return shared_->refused; }
 
  private:
@@ -43,6 +44,7 @@ class UserSocketServer {
   // the loop after stop() closed their sockets.
   struct Shared {
     std::size_t connections = 0;
+    std::size_t listeners = 0;
     std::uint64_t refused = 0;
     std::set<asio::local::stream_protocol::socket*> open;
   };
