@@ -24,6 +24,10 @@ using Json = nlohmann::json;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kSetupTimeout = std::chrono::seconds(10);
 constexpr std::size_t kPipeChunk = 64 * 1024;
+// Plain TCP socket -> route (the exit's target, the entry-node listener's user): one route write
+// per 256 KiB read rather than four, as the local stream API gets from its 256 KiB chunks. Cut
+// the entry's CPU per GB in bench_route row (g) from 2.5-2.7 s to 1.5-1.8 s.
+constexpr std::size_t kPlainReadChunk = 256 * 1024;
 
 std::int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -106,7 +110,7 @@ asio::awaitable<void> pipe_plain(asio::ip::tcp::socket& sock, mesh::RouteChannel
     }
   };
   auto to_route = [&]() -> asio::awaitable<void> {
-    std::vector<std::uint8_t> buf(kPipeChunk);
+    std::vector<std::uint8_t> buf(kPlainReadChunk);
     for (;;) {
       auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), kTuple);
       if (ec == asio::error::eof) {
