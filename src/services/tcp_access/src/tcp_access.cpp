@@ -76,6 +76,21 @@ std::shared_ptr<asio::steady_timer> arm(const asio::any_io_executor& ex,
   return t;
 }
 
+// A listening TCP acceptor on `addr:port`.
+Result<std::shared_ptr<asio::ip::tcp::acceptor>> listen_on(const asio::any_io_executor& ex,
+                                                           const asio::ip::address& addr,
+                                                           std::uint16_t port, bool reuse) {
+  auto acc = std::make_shared<asio::ip::tcp::acceptor>(ex);
+  const asio::ip::tcp::endpoint ep(addr, port);
+  boost::system::error_code ec;
+  acc->open(ep.protocol(), ec);
+  if (!ec && reuse) acc->set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acc->bind(ep, ec);
+  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail("listen_failed", ec.message());
+  return acc;
+}
+
 void count_refusal(TcpCounters& c, const std::string& code) {
   c.refused++;
   c.refused_by_code[code]++;
@@ -283,13 +298,9 @@ Result<std::unique_ptr<TcpAccessEntry>> TcpAccessEntry::start(const asio::any_io
   e->tls_->use_certificate_chain(asio::buffer(creds.cert_pem), ec);
   if (!ec) e->tls_->use_private_key(asio::buffer(creds.key_pem), asio::ssl::context::pem, ec);
   if (ec) return fail("tls_setup_failed", "client ingress certificate: " + ec.message());
-  e->acceptor_ = std::make_shared<asio::ip::tcp::acceptor>(ex);
-  const asio::ip::tcp::endpoint ep(addr, static_cast<std::uint16_t>(std::stoul(port)));
-  e->acceptor_->open(ep.protocol(), ec);
-  if (!ec) e->acceptor_->set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
-  if (!ec) e->acceptor_->bind(ep, ec);
-  if (!ec) e->acceptor_->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return fail("listen_failed", "client ingress " + listen + ": " + ec.message());
+  auto acc = listen_on(ex, addr, static_cast<std::uint16_t>(std::stoul(port)), true);
+  if (!acc) return fail("listen_failed", "client ingress " + listen + ": " + acc.error().message);
+  e->acceptor_ = std::move(*acc);
   e->port_ = e->acceptor_->local_endpoint().port();
   asio::co_spawn(ex, e->accept_loop(), asio::detached);
   spdlog::info("tcp entry: client ingress listening on {}:{}", host, e->port_);
@@ -449,10 +460,7 @@ Result<TcpAccessEntry::Admitted> TcpAccessEntry::admit(const std::string& sealed
   rec.user = grant->user;
   rec.org = grant->org;
   rec.resource = grant->resource;
-  if (grant->renewed_offline) {
-    rec.offline_renewal = true;
-    counters_.offline_renewals++;
-  }
+  rec.offline_renewal = grant->renewed_offline;
   if (grant->entry != mesh_.node_id())
     return fail("wrong_entry", "the grant names another entry node");
   if (mesh_.grant_revoked(grant->id))
@@ -497,6 +505,7 @@ std::uint64_t TcpAccessEntry::open_session(const Admitted& adm, const AccessReco
                                            const mesh::RouteChannel* ch) {
   counters_.accepted++;
   counters_.active++;
+  if (rec.offline_renewal) counters_.offline_renewals++;
   const std::uint64_t open_id = next_open_++;
   ActiveAccess a;
   a.grant = adm.grant.id;
@@ -547,12 +556,10 @@ Result<std::shared_ptr<EntryListener>> TcpAccessEntry::listen_local(
     return fail("bad_request", "listen port must be 0..65535");
   std::shared_ptr<EntryListener> l(new EntryListener(*this, uid, cls));
   if (auto t = l->set_ticket(sealed_ticket); !t) return tl::unexpected(t.error());
-  l->acceptor_ = std::make_shared<asio::ip::tcp::acceptor>(ex_);
-  const asio::ip::tcp::endpoint ep(addr, static_cast<std::uint16_t>(port_no));
-  l->acceptor_->open(ep.protocol(), ec);
-  if (!ec) l->acceptor_->bind(ep, ec);
-  if (!ec) l->acceptor_->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return fail("listen_failed", "entry-node listener " + listen + ": " + ec.message());
+  auto bound = listen_on(ex_, addr, static_cast<std::uint16_t>(port_no), false);
+  if (!bound)
+    return fail("listen_failed", "entry-node listener " + listen + ": " + bound.error().message);
+  l->acceptor_ = std::move(*bound);
   l->port_ = l->acceptor_->local_endpoint().port();
   asio::co_spawn(
       ex_,
@@ -569,7 +576,7 @@ Result<std::shared_ptr<EntryListener>> TcpAccessEntry::listen_local(
       },
       asio::detached);
   spdlog::info("tcp entry: entry-node listener {}:{} for uid {} (resource {})", host, l->port_, uid,
-               l->resource_);
+               l->holder_.resource);
   return l;
 }
 
@@ -577,10 +584,9 @@ Result<void> EntryListener::set_ticket(const std::string& sealed_ticket) {
   AccessRecord probe;
   auto a = entry_.admit(sealed_ticket, probe);
   if (!a) return tl::unexpected(a.error());
-  if (!resource_.empty() && (a->grant.org != org_ || a->grant.resource != resource_))
+  if (!ticket_.empty() && (a->grant.org != holder_.org || a->grant.resource != holder_.resource))
     return fail("ticket_mismatch", "the new ticket is for another resource");
-  org_ = a->grant.org;
-  resource_ = a->grant.resource;
+  holder_ = probe;
   ticket_ = sealed_ticket;
   return {};
 }
@@ -606,8 +612,11 @@ asio::awaitable<void> TcpAccessEntry::serve_local(std::shared_ptr<EntryListener>
   // forwarded from elsewhere, could otherwise ride on this user's grant.
   auto owner = rap::tcp_peer_uid(sock.native_handle());
   if (!owner || *owner != l->uid_) {
-    // Record who the listener serves so the audit names the grant whose port was tried.
-    (void)admit(l->ticket_, rec);
+    // The audit names the grant (and user) whose port was tried.
+    rec.grant = l->holder_.grant;
+    rec.user = l->holder_.user;
+    rec.org = l->holder_.org;
+    rec.resource = l->holder_.resource;
     const Error e_{"not_listener_owner",
                    owner ? "uid " + std::to_string(*owner) + " does not own this listener"
                          : "the connecting socket's owner is unknown: " + owner.error().message};

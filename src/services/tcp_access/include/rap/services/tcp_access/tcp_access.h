@@ -101,7 +101,7 @@ class EntryListener {
   std::uint32_t uid_;
   fabric::TrafficClass cls_;
   std::string ticket_;
-  std::string org_, resource_;
+  AccessRecord holder_;  // the current ticket's grant, user, organization and resource
   std::shared_ptr<asio::ip::tcp::acceptor> acceptor_;
   std::uint16_t port_ = 0;
   std::uint64_t accepted_ = 0, refused_ = 0;
