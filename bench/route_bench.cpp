@@ -600,6 +600,13 @@ struct Host {
   std::unique_ptr<mesh::LocalStreamServer> local;
   std::vector<std::shared_ptr<services::tcp::EntryListener>> listeners;
   std::uint16_t fabric_port = 0;
+  // The interactive lane (PROTOCOL.md §15) on its own thread, as rap-node-agent runs it.
+  asio::io_context lane_io{1};
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> lane_guard;
+  std::thread lane_thread;
+  std::unique_ptr<mesh::MeshNode> lane_node;
+  std::unique_ptr<services::tcp::TcpAccessExit> lane_exit;
+  std::unique_ptr<services::tcp::TcpAccessEntry> lane_entry;
 };
 
 class Mesh {
@@ -620,12 +627,26 @@ class Mesh {
         h->node->stop("bench over");
         return 0;
       });
+      if (h->lane_node) {
+        on(h->lane_io, [&] {
+          h->lane_node->stop("bench over");
+          return 0;
+        });
+      }
     }
     std::this_thread::sleep_for(100ms);
     for (auto& [id, h] : hosts_) {
       h->guard.reset();
       h->io.stop();
       h->thread.join();
+      if (h->lane_node) {
+        h->lane_guard.reset();
+        h->lane_io.stop();
+        h->lane_thread.join();
+        h->lane_entry.reset();
+        h->lane_exit.reset();
+        h->lane_node.reset();
+      }
     }
   }
   Mesh(const Mesh&) = delete;
@@ -639,6 +660,7 @@ class Mesh {
   }
 
   fabric::SessionConfig session;  // fabric session settings of every node (defaults)
+  bool lanes = true;              // every node runs an interactive lane (the agent's default)
 
   Result<void> add(const std::string& id, std::vector<std::string> roles) {
     auto h = std::make_unique<Host>(id);
@@ -665,6 +687,28 @@ class Mesh {
     });
     if (!e) return tl::unexpected(e.error());
     h->entry = std::move(*e);
+    if (lanes) {
+      h->lane_guard.emplace(asio::make_work_guard(h->lane_io));
+      h->lane_thread = std::thread([io = &h->lane_io] { run_prioritised(*io); });
+      mesh::MeshOptions lo = o;
+      lo.lane = "interactive";
+      lo.fabric_listen.clear();
+      lo.fabric_advertise = "127.0.0.1:" + std::to_string(h->fabric_port);
+      auto lm = mesh::MeshNode::create(h->lane_io.get_executor(), h->creds, lo, clock_, h->random);
+      if (!lm) return tl::unexpected(lm.error());
+      h->lane_node = std::move(*lm);
+      if (auto lp = on(h->lane_io, [&] { return h->lane_node->start(); }); !lp)
+        return tl::unexpected(lp.error());
+      h->lane_exit = std::make_unique<services::tcp::TcpAccessExit>(
+          h->lane_io.get_executor(), *h->lane_node, services::tcp::AccessSink{});
+      h->lane_entry = services::tcp::TcpAccessEntry::lane(h->lane_io.get_executor(), *h->lane_node,
+                                                          services::tcp::AccessSink{});
+      on(h->io, [&] {
+        h->node->serve_lane(*h->lane_node);
+        services::tcp::TcpAccessEntry::pair_lanes(*h->entry, *h->lane_entry);
+        return 0;
+      });
+    }
     hosts_[id] = std::move(h);
     return {};
   }
@@ -684,6 +728,12 @@ class Mesh {
         h->node->update(c);
         return 0;
       });
+      if (h->lane_node) {
+        on(h->lane_io, [&] {
+          h->lane_node->update(c);
+          return 0;
+        });
+      }
     }
   }
   void set_egress(const std::string& id, const std::string& target) {
@@ -692,11 +742,20 @@ class Mesh {
       h.exit->set_egress({services::tcp::EgressTarget{kResource, kOrg, target}});
       return 0;
     });
+    if (h.lane_node) {
+      on(h.lane_io, [&] {
+        h.lane_exit->set_egress({services::tcp::EgressTarget{kResource, kOrg, target}});
+        return 0;
+      });
+    }
   }
   bool wait_connected(const std::string& a, const std::string& b) {
     Host& h = *hosts_.at(a);
     for (int i = 0; i < 200; ++i) {
-      if (on(h.io, [&] { return h.node->session_peers().contains(b); })) return true;
+      if (on(h.io, [&] { return h.node->session_peers().contains(b); }) &&
+          (!h.lane_node ||
+           on(h.lane_io, [&] { return h.lane_node->session_peers().contains(b); })))
+        return true;
       std::this_thread::sleep_for(50ms);
     }
     return false;
@@ -759,7 +818,11 @@ class Mesh {
   std::string entry_endpoint(const std::string& id) {
     return "127.0.0.1:" + std::to_string(hosts_.at(id)->entry->port());
   }
-  double cpu(const std::string& id) { return thread_cpu(hosts_.at(id)->thread); }
+  // Both lanes' threads.
+  double cpu(const std::string& id) {
+    Host& h = *hosts_.at(id);
+    return thread_cpu(h.thread) + (h.lane_node ? thread_cpu(h.lane_thread) : 0.0);
+  }
   // The node's local stream API on `path`, admitting processes of this user (the bench's
   // workload is a thread of this process).
   Result<void> start_local(const std::string& id, const std::string& path) {
@@ -1100,6 +1163,7 @@ int main(int argc, char** argv) {
   int rounds = 2000;
   bool with_ssh = true;
   bool with_stunnel = true;
+  bool lanes = true;
   int kills = 20;
   double paced_mbps = 100;
   std::string ssh_cipher;
@@ -1125,11 +1189,13 @@ int main(int argc, char** argv) {
       with_ssh = false;
     else if (a == "--no-stunnel")
       with_stunnel = false;
+    else if (a == "--no-lanes")
+      lanes = false;
     else {
       std::fprintf(stderr,
                    "usage: bench_route [--bytes N] [--rounds N] [--failover-kills N] "
                    "[--paced-mbps N (0: off)] [--no-ssh] "
-                   "[--no-stunnel] "
+                   "[--no-stunnel] [--no-lanes] "
                    "[--ssh-cipher NAME] [--initial-window BYTES] [--latency-target-us N]\n");
       return 2;
     }
@@ -1147,6 +1213,7 @@ int main(int argc, char** argv) {
   // ---- ours: entry, relay, exit; every node peers with every other ----
   Mesh mesh;
   mesh.session = session_cfg;
+  mesh.lanes = lanes;
   for (const auto& [id, roles] :
        std::vector<std::pair<std::string, std::vector<std::string>>>{{"entry", {"entry-node"}},
                                                                      {"relay", {"relay-node"}},

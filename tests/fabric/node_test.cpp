@@ -5,6 +5,9 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <atomic>
+#include <thread>
 
 #include "test_pki.h"
 
@@ -111,4 +114,74 @@ TEST(FabricNode, CountsRefusedSessions) {
   EXPECT_NE(b->prometheus().find("rap_fabric_node_sessions_refused_total{node=\"node-b\",reason="
                                  "\"tls_handshake_failed\"} 1"),
             std::string::npos);
+}
+
+// Lanes (PROTOCOL.md §15): a connection that asks for a lane by ALPN is handed, after the TLS
+// handshake, to the lane's node on another thread, which runs the session; a lane the listener
+// does not serve fails on the dialer with "lane_unsupported" and never becomes a session.
+TEST(FabricNode, LaneConnectionsContinueOnTheLaneNodesThread) {
+  SystemClock clock;
+  rap::testing::TestCa ca("cluster-1");
+  const auto b_creds = ca.node("node-b").creds;
+  asio::io_context io_main, io_lane, io_client;
+  auto guard_main = asio::make_work_guard(io_main);
+  auto guard_lane = asio::make_work_guard(io_lane);
+  auto b = *FabricNode::create(io_main.get_executor(), b_creds, {}, clock);
+  auto lane = *FabricNode::create(io_lane.get_executor(), b_creds, {}, clock);
+  auto a = *FabricNode::create(io_client.get_executor(), ca.node("node-a").creds, {}, clock);
+  std::atomic<std::thread::id> served_on{};
+  auto echo_where = [&](const char* tag) {
+    return [&served_on, tag](std::shared_ptr<Stream> st) -> asio::awaitable<void> {
+      served_on = std::this_thread::get_id();
+      std::string t(tag);
+      (void)co_await st->write(asio::buffer(t));
+      (void)st->close_write();
+    };
+  };
+  b->register_service("where", echo_where("main"));
+  lane->register_service("where", echo_where("lane"));
+  b->serve_lane("interactive", [&](std::unique_ptr<Carrier> c) {
+    ASSERT_TRUE(c->rebind(io_lane.get_executor()));
+    asio::post(io_lane, [&, c = std::move(c)]() mutable { lane->adopt(std::move(c)); });
+  });
+  const auto port = *b->listen(CarrierKind::kTls, {asio::ip::make_address("127.0.0.1"), 0});
+  std::thread t_main([&] { io_main.run(); });
+  std::thread t_lane([&] { io_lane.run(); });
+  auto ask = [&](std::string lane_name) -> asio::awaitable<std::string> {
+    auto s = co_await a->connect(CarrierKind::kTls, "127.0.0.1", port, lane_name);
+    if (!s) co_return s.error().code;
+    auto st = *(*s)->open_stream("where", TrafficClass::kInteractive);
+    std::array<char, 16> tmp{};
+    std::string got;
+    for (;;) {
+      auto n = co_await st->read_some(asio::buffer(tmp));
+      if (!n || *n == 0) break;
+      got.append(tmp.data(), *n);
+    }
+    (*s)->close("done");
+    co_await (*s)->wait_closed();
+    co_return got;
+  };
+  EXPECT_EQ(run(io_client, ask("interactive")), "lane");
+  EXPECT_EQ(served_on.load(), t_lane.get_id());
+  EXPECT_EQ(run(io_client, ask("")), "main");
+  EXPECT_EQ(served_on.load(), t_main.get_id());
+  EXPECT_EQ(run(io_client, ask("bulk")), "lane_unsupported");
+  // A carrier that cannot change threads says so (WebSocket carriers stay on theirs).
+  auto wss = run(io_client, [&]() -> asio::awaitable<std::string> {
+    auto s = co_await a->connect(CarrierKind::kWss, "127.0.0.1", port, "interactive");
+    co_return s ? std::string("connected?!") : s.error().code;
+  }());
+  EXPECT_EQ(wss, "lane_unsupported");
+  asio::post(io_main, [&] {
+    b->stop("test over", false);
+    guard_main.reset();
+  });
+  asio::post(io_lane, [&] {
+    lane->stop("test over", false);
+    guard_lane.reset();
+  });
+  t_main.join();
+  t_lane.join();
+  EXPECT_EQ(b->lane_handoffs(), 1u);
 }

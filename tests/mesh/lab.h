@@ -47,6 +47,10 @@ struct Node {
   std::unique_ptr<MeshNode> mesh;
   std::unique_ptr<TcpAccessExit> exit;
   std::unique_ptr<TcpAccessEntry> entry;
+  // The interactive lane (PROTOCOL.md §15), on the lab's lane thread, when the node has one.
+  std::unique_ptr<MeshNode> lane_mesh;
+  std::unique_ptr<TcpAccessExit> lane_exit;
+  std::unique_ptr<TcpAccessEntry> lane_entry;
   std::uint16_t port = 0;
   bool killed = false;
 };
@@ -57,6 +61,14 @@ class Lab {
     thread_ = std::thread([this] { rap::run_prioritised(io_); });
     const auto now = std::chrono::system_clock::now();
     trust_ = *config::TrustStore::from_keys({signer_.trusted_key(now - 1h, now + 24h)});
+  }
+  // Runs `f` on the lane thread.
+  template <class F>
+  auto lane_sync(F f) {
+    return asio::co_spawn(
+               lane_io_, [&]() -> asio::awaitable<decltype(f())> { co_return f(); },
+               asio::use_future)
+        .get();
   }
   ~Lab() {
     asio::co_spawn(
@@ -75,11 +87,26 @@ class Lab {
         },
         asio::use_future)
         .get();
+    lane_sync([&] {
+      for (auto& [id, n] : nodes_)
+        if (n.lane_mesh && !n.killed) n.lane_mesh->stop("test over");
+      return 0;
+    });
     std::this_thread::sleep_for(100ms);
     guard_.reset();
     io_.stop();
     thread_.join();
+    lane_guard_.reset();
+    lane_io_.stop();
+    lane_thread_.join();
+    // The lanes' objects go first (their connections may hold main-thread objects).
+    for (auto& [id, n] : nodes_) {
+      n.lane_entry.reset();
+      n.lane_exit.reset();
+      n.lane_mesh.reset();
+    }
   }
+
 
   template <class F>
   auto sync(F f) {
@@ -92,7 +119,9 @@ class Lab {
     return asio::co_spawn(io_, std::move(aw), asio::use_future).get();
   }
 
-  void add(const std::string& id, std::vector<std::string> roles) {
+  // `lane`: the node also runs an interactive lane (a second MeshNode, exit and entry on the
+  // lab's lane thread, PROTOCOL.md §15), as rap-node-agent does by default.
+  void add(const std::string& id, std::vector<std::string> roles, bool lane = false) {
     Node n;
     n.id = id;
     n.roles = std::move(roles);
@@ -123,6 +152,23 @@ class Lab {
     });
     ASSERT_TRUE(e) << e.error().message;
     n.entry = std::move(*e);
+    if (lane) {
+      MeshOptions lo = o;
+      lo.lane = "interactive";
+      lo.fabric_listen.clear();
+      lo.fabric_advertise = "127.0.0.1:" + std::to_string(n.port);
+      auto lm = MeshNode::create(lane_io_.get_executor(), n.tn->creds, lo, clock_, random_);
+      ASSERT_TRUE(lm) << lm.error().message;
+      n.lane_mesh = std::move(*lm);
+      lane_sync([&] { return *n.lane_mesh->start(); });
+      n.lane_exit = std::make_unique<TcpAccessExit>(lane_io_.get_executor(), *n.lane_mesh, sink);
+      n.lane_entry = TcpAccessEntry::lane(lane_io_.get_executor(), *n.lane_mesh, sink);
+      sync([&] {
+        n.mesh->serve_lane(*n.lane_mesh);
+        TcpAccessEntry::pair_lanes(*n.entry, *n.lane_entry);
+        return 0;
+      });
+    }
     nodes_[id] = std::move(n);
   }
 
@@ -158,6 +204,12 @@ class Lab {
         n.mesh->update(c);
         return 0;
       });
+      if (n.lane_mesh) {
+        lane_sync([&] {
+          n.lane_mesh->update(c);
+          return 0;
+        });
+      }
     }
   }
   // Makes `id` customer-managed by `org` (takes effect at the next configure()).
@@ -167,6 +219,12 @@ class Lab {
       nodes_[id].exit->set_egress({EgressTarget{kResource, kOrg, target}});
       return 0;
     });
+    if (nodes_[id].lane_exit) {
+      lane_sync([&] {
+        nodes_[id].lane_exit->set_egress({EgressTarget{kResource, kOrg, target}});
+        return 0;
+      });
+    }
   }
   bool connected(const std::string& a, const std::string& b) {
     return sync([&] { return nodes_[a].mesh->session_peers().contains(b); });
@@ -174,6 +232,26 @@ class Lab {
   void wait_connected(const std::string& a, const std::string& b) {
     for (int i = 0; i < 100 && !connected(a, b); ++i) std::this_thread::sleep_for(50ms);
     ASSERT_TRUE(connected(a, b)) << a << " <-> " << b;
+  }
+  bool lane_connected(const std::string& a, const std::string& b) {
+    return lane_sync([&] { return nodes_[a].lane_mesh->session_peers().contains(b); });
+  }
+  void wait_lane_connected(const std::string& a, const std::string& b) {
+    for (int i = 0; i < 100 && !lane_connected(a, b); ++i) std::this_thread::sleep_for(50ms);
+    ASSERT_TRUE(lane_connected(a, b)) << a << " <-> " << b << " (interactive lane)";
+  }
+  // What the lane (or the main node, lane = false) of `id` counted: entry, exit and mesh.
+  Json lane_view(const std::string& id, bool lane) {
+    auto collect = [&](TcpAccessEntry* e, TcpAccessExit& x, MeshNode& m) {
+      return Json{{"entry_accepted", e != nullptr ? e->counters().accepted : 0},
+                  {"entry_handoffs", e != nullptr ? e->lane_handoffs() : 0},
+                  {"entry_returns", e != nullptr ? e->lane_returns() : 0},
+                  {"exit_accepted", x.counters().accepted},
+                  {"status", m.status()}};
+    };
+    auto& n = nodes_[id];
+    if (lane) return lane_sync([&] { return collect(n.lane_entry.get(), *n.lane_exit, *n.lane_mesh); });
+    return sync([&] { return collect(n.entry.get(), *n.exit, *n.mesh); });
   }
 
   // `offline`: the offline horizon past expiry signed into the credential (0s: none).
@@ -437,6 +515,12 @@ class Lab {
       n.killed = true;
       return 0;
     });
+    if (nodes_[id].lane_mesh) {
+      lane_sync([&] {
+        nodes_[id].lane_mesh->stop("killed by the test", false);
+        return 0;
+      });
+    }
   }
   // Moves the nodes' wall clock (lease and grant expiry) by `d` from real time.
   void set_wall_offset(std::chrono::seconds d) { wall_offset_s_ = d.count(); }
@@ -450,6 +534,11 @@ class Lab {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> guard_;
   std::thread thread_;
+  // The nodes' interactive lanes share one thread (each agent runs its own).
+  asio::io_context lane_io_;
+  asio::executor_work_guard<asio::io_context::executor_type> lane_guard_{
+      asio::make_work_guard(lane_io_)};
+  std::thread lane_thread_{[this] { rap::run_prioritised(lane_io_); }};
   SystemClock clock_;
   SystemRandom random_;
   rap::testing::TestCa ca_{"cluster-1"};

@@ -82,7 +82,8 @@ Result<AgentConfig> AgentConfig::from_json(const json& j) {
                                               "client_ingress_listen",
                                               "client_ingress_advertise",
                                               "user_socket_dir",
-                                              "metrics_listen"};
+                                              "metrics_listen",
+                                              "interactive_lane"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (kKeys.count(it.key()) == 0) return fail("bad_config", "unknown key '" + it.key() + "'");
   }
@@ -112,6 +113,9 @@ Result<AgentConfig> AgentConfig::from_json(const json& j) {
     const auto cl = j.value("crash_loop_threshold", std::int64_t{5});
     if (cl < 1 || cl > 100) return fail("bad_config", "crash_loop_threshold must be 1..100");
     c.crash_loop_threshold = static_cast<std::uint32_t>(cl);
+    if (j.contains("interactive_lane") && !j["interactive_lane"].is_boolean())
+      return fail("bad_config", "interactive_lane must be true or false");
+    c.interactive_lane = j.value("interactive_lane", c.interactive_lane);
     c.user_socket_dir = j.value("user_socket_dir", c.user_socket_dir);
     if (!c.user_socket_dir.empty() && c.user_socket_dir.front() != '/')
       return fail("bad_config", "user_socket_dir must be an absolute path (or \"\" for none)");
@@ -902,6 +906,7 @@ class Agent::Runner {
         }
       }
       o.metrics_listen = cfg_.metrics_listen;
+      o.interactive_lane = cfg_.interactive_lane;
       if (cfg_.profile == "thin") o.max_active = 2;  // spec: thin / mobile nodes 1-3 active peers
       // Service workloads of this membership obtain routes through the node's one fabric.
       o.local_socket = store_.dir() + "/fabric.sock";

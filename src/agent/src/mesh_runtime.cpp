@@ -34,6 +34,78 @@ std::string advertise(const std::string& explicit_ep, const std::string& listen,
   return host + ":" + std::to_string(port);
 }
 
+// Prometheus text of the main lane plus a lane's, the lane's series labelled lane="<name>": one
+// group (one TYPE line) per metric family, as the exposition format requires.
+std::string merge_prometheus(const std::string& main_text, const std::string& lane_text,
+                             const std::string& lane) {
+  std::vector<std::string> order;
+  std::map<std::string, std::pair<std::string, std::string>> families;  // name -> (TYPE, lines)
+  // Our metrics are counters and gauges (no histograms): a sample's name is its family's.
+  auto family_of = [](const std::string& metric) { return metric; };
+  auto add = [&](const std::string& text, const std::string* label) {
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+      auto eol = text.find('\n', pos);
+      if (eol == std::string::npos) eol = text.size();
+      std::string line = text.substr(pos, eol - pos);
+      pos = eol + 1;
+      if (line.empty()) continue;
+      if (line.rfind("# TYPE ", 0) == 0) {
+        const auto rest = line.substr(7);
+        const auto name = rest.substr(0, rest.find(' '));
+        if (!families.contains(name)) order.push_back(name);
+        auto& f = families[name];
+        if (f.first.empty()) f.first = line;
+        continue;
+      }
+      if (line[0] == '#') continue;
+      const auto cut = line.find_first_of("{ ");
+      if (cut == std::string::npos) continue;
+      const auto name = family_of(line.substr(0, cut));
+      if (!families.contains(name)) order.push_back(name);
+      if (label != nullptr) {
+        const std::string l = "lane=\"" + *label + "\"";
+        line = line[cut] == '{' ? line.substr(0, cut + 1) + l + "," + line.substr(cut + 1)
+                                : line.substr(0, cut) + "{" + l + "}" + line.substr(cut);
+      }
+      families[name].second += line + "\n";
+    }
+  };
+  add(main_text, nullptr);
+  add(lane_text, &lane);
+  std::string out;
+  for (const auto& name : order) {
+    const auto& [type, lines] = families[name];
+    if (!type.empty()) out += type + "\n";
+    out += lines;
+  }
+  return out;
+}
+
+// Adds the lane's numbers to the main lane's status, so the node's status shows the node: open
+// flows (marked with their lane), counters, relayed bytes, route switches.
+void merge_lane_status(json& st, const json& lane) {
+  auto& flows = st["open_flows"];
+  for (auto f : lane.value("open_flows", json::array())) {
+    f["lane"] = lane.value("lane", std::string());
+    flows.push_back(std::move(f));
+  }
+  auto& counters = st["counters"];
+  const auto lane_counters = lane.value("counters", json::object());
+  for (const auto& [k, v] : lane_counters.items()) {
+    if (v.is_number_unsigned()) counters[k] = counters.value(k, std::uint64_t{0}) + v.get<std::uint64_t>();
+  }
+  for (const char* k : {"active_routes", "active_relays", "relay_bytes"}) {
+    st[k] = st.value(k, std::uint64_t{0}) + lane.value(k, std::uint64_t{0});
+  }
+  auto& rh = st["route_health"];
+  const auto lrh = lane.value("route_health", json::object());
+  rh["flows"] = rh.value("flows", std::uint64_t{0}) + lrh.value("flows", std::uint64_t{0});
+  rh["resend_bytes"] =
+      rh.value("resend_bytes", std::uint64_t{0}) + lrh.value("resend_bytes", std::uint64_t{0});
+  for (const auto& sw : lrh.value("switches", json::array())) rh["switches"].push_back(sw);
+}
+
 template <class F>
 auto on_io(asio::io_context& io, F f) {
   return asio::co_spawn(
@@ -70,6 +142,23 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
   auto port = r->mesh_->start();
   if (!port) return tl::unexpected(port.error());
   r->fabric_endpoint_ = r->mesh_->advertised_endpoint();
+  if (options.interactive_lane) {
+    // The interactive lane (PROTOCOL.md §15): same identity and configuration, its own thread;
+    // it dials the peers this node dials (same advertised endpoint) and gets its incoming
+    // sessions from the main listener by ALPN.
+    r->lane_io_ = std::make_unique<asio::io_context>(1);
+    mesh::MeshOptions lo = mo;
+    lo.lane = "interactive";
+    lo.fabric_listen.clear();
+    lo.fabric_advertise = r->fabric_endpoint_;
+    auto lm = mesh::MeshNode::create(r->lane_io_->get_executor(), creds, lo, r->clock_, r->random_);
+    if (!lm) return tl::unexpected(lm.error());
+    r->lane_mesh_ = std::move(*lm);
+    r->lane_exit_ = std::make_unique<services::tcp::TcpAccessExit>(r->lane_io_->get_executor(),
+                                                                   *r->lane_mesh_, sink);
+    if (auto lp = r->lane_mesh_->start(); !lp) return tl::unexpected(lp.error());
+    r->mesh_->serve_lane(*r->lane_mesh_);
+  }
   if (!options.client_ingress_listen.empty()) {
     auto e = services::tcp::TcpAccessEntry::start(r->io_->get_executor(), *r->mesh_, creds,
                                                   options.client_ingress_listen, sink);
@@ -77,6 +166,11 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
     r->entry_ = std::move(*e);
     r->ingress_endpoint_ = advertise(options.client_ingress_advertise,
                                      options.client_ingress_listen, r->entry_->port());
+    if (r->lane_mesh_) {
+      r->lane_entry_ =
+          services::tcp::TcpAccessEntry::lane(r->lane_io_->get_executor(), *r->lane_mesh_, sink);
+      services::tcp::TcpAccessEntry::pair_lanes(*r->entry_, *r->lane_entry_);
+    }
     if (!options.user_socket.empty()) {
       auto u = services::tcp::UserSocketServer::start(r->io_->get_executor(), *r->entry_,
                                                       options.user_socket);
@@ -112,11 +206,39 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
             users = "# TYPE rap_tcp_access_entry_listeners gauge\nrap_tcp_access_entry_listeners " +
                     std::to_string(raw->users_->listeners()) + "\n";
           }
-          return raw->mesh_->prometheus() +
+          services::tcp::TcpCounters lane_entry, lane_exit;
+          std::string lanes, lane_prom, lane_name;
+          {
+            std::lock_guard g(raw->mu_);
+            lane_entry = raw->lane_entry_counters_;
+            lane_exit = raw->lane_exit_counters_;
+            lane_prom = raw->lane_prometheus_;
+            if (raw->lane_status_.is_object()) {
+              const auto& ls = raw->lane_status_;
+              lanes = "# TYPE rap_mesh_lane_sessions gauge\nrap_mesh_lane_sessions{lane=\"" +
+                      ls.value("lane", std::string()) + "\"} " +
+                      std::to_string(ls.value("lane_sessions", 0)) +
+                      "\n# TYPE rap_mesh_lane_open_flows gauge\nrap_mesh_lane_open_flows{lane=\"" +
+                      ls.value("lane", std::string()) + "\"} " +
+                      std::to_string(ls.value("open_flows", 0)) + "\n";
+              lane_name = ls.value("lane", std::string());
+            }
+          }
+          // Hand-overs are counted on the main thread (the prometheus callback's).
+          lanes += "# TYPE rap_fabric_lane_handoffs_total counter\nrap_fabric_lane_handoffs_total " +
+                   std::to_string(raw->mesh_->lane_handoffs()) + "\n";
+          if (raw->entry_) {
+            lanes += "# TYPE rap_tcp_access_lane_handoffs_total counter\n"
+                     "rap_tcp_access_lane_handoffs_total " +
+                     std::to_string(raw->entry_->lane_handoffs()) + "\n";
+          }
+          // The TCP access counters are the node's: both lanes summed.
+          return merge_prometheus(raw->mesh_->prometheus(), lane_prom, lane_name) +
                  services::tcp::tcp_prometheus(
-                     raw->entry_ ? raw->entry_->counters() : services::tcp::TcpCounters{},
-                     raw->exit_->counters()) +
-                 users;
+                     (raw->entry_ ? raw->entry_->counters() : services::tcp::TcpCounters{}) +
+                         lane_entry,
+                     raw->exit_->counters() + lane_exit) +
+                 users + lanes;
         },
         [raw] { return raw->status().dump(); });
     if (!mp) return tl::unexpected(mp.error());
@@ -135,12 +257,28 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
         }
       },
       asio::detached);
-  // The node's one fabric thread: bulk routes run at low priority (rap/common/priority.h).
+  if (r->lane_io_) {
+    asio::co_spawn(
+        *r->lane_io_,
+        [raw]() -> asio::awaitable<void> {
+          asio::steady_timer t(co_await asio::this_coro::executor);
+          for (;;) {
+            raw->refresh_lane_snapshot();
+            t.expires_after(std::chrono::milliseconds(500));
+            auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (ec) co_return;
+          }
+        },
+        asio::detached);
+    r->lane_thread_ = std::thread([raw] { run_prioritised(*raw->lane_io_); });
+  }
+  // The node's main fabric thread: bulk routes run at low priority (rap/common/priority.h).
   r->thread_ = std::thread([raw] { run_prioritised(*raw->io_); });
-  spdlog::info("cluster {}: mesh node {} started (fabric {}, client ingress {})", cluster_label,
-               r->mesh_->node_id(),
+  spdlog::info("cluster {}: mesh node {} started (fabric {}, client ingress {}, lanes {})",
+               cluster_label, r->mesh_->node_id(),
                r->fabric_endpoint_.empty() ? "dial-out only" : r->fabric_endpoint_,
-               r->ingress_endpoint_.empty() ? "off" : r->ingress_endpoint_);
+               r->ingress_endpoint_.empty() ? "off" : r->ingress_endpoint_,
+               r->lane_mesh_ ? "main+interactive" : "main");
   return r;
 }
 
@@ -152,14 +290,26 @@ MeshRuntime::~MeshRuntime() {
       if (local_) local_->stop();
       mesh_->stop("node agent stopping");
     });
-    // Let GOAWAYs go out, then end the loop.
+    if (lane_thread_.joinable()) {
+      asio::post(*lane_io_, [this] { lane_mesh_->stop("node agent stopping"); });
+    }
+    // Let GOAWAYs go out, then end the loops.
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     io_->stop();
     thread_.join();
   }
-  // The loop has stopped: nothing runs any more. The mesh's I/O objects (acceptors, timers)
+  if (lane_thread_.joinable()) {
+    lane_io_->stop();
+    lane_thread_.join();
+  }
+  // The loops have stopped: nothing runs any more. The mesh's I/O objects (acceptors, timers)
   // must go while their io_context still exists; suspended coroutine frames are destroyed
-  // (never resumed) with the io_context afterwards.
+  // (never resumed) with the io_context afterwards. The lane goes first: its connections may
+  // hold main-thread objects (an entry-node listener), never the other way round.
+  lane_entry_.reset();
+  lane_exit_.reset();
+  lane_mesh_.reset();
+  lane_io_.reset();
   users_.reset();
   entry_.reset();
   local_.reset();
@@ -197,9 +347,47 @@ void MeshRuntime::refresh_snapshot() {
     retransmits_[peer] = h.retransmits_per_s;
   }
   active_ = std::move(active);
+  if (lane_status_.is_object()) {
+    merge_lane_status(st, lane_full_status_);
+    st["lanes"] = {{"interactive", lane_status_}};
+    st["tcp_access"] = services::tcp::tcp_status(
+        (entry_ ? entry_->counters() : services::tcp::TcpCounters{}) + lane_entry_counters_,
+        exit_->counters() + lane_exit_counters_);
+    if (entry_) {
+      st["tcp_access"]["lane_handoffs"] = entry_->lane_handoffs();
+    }
+  }
   st["access_records_pending"] = records_.size();
   st["access_records_dropped"] = records_dropped_;
   status_ = std::move(st);
+}
+
+void MeshRuntime::refresh_lane_snapshot() {
+  json st = lane_mesh_->status();
+  // Trimmed to what tells the lane apart; the peer table and routing are the main node's too.
+  json ls{{"lane", st.value("lane", std::string())},
+          {"open_flows", st.value("open_flows", json::array()).size()},
+          {"peers", st.value("peers", json::array())}};
+  std::size_t sessions = 0;
+  for (const auto& [peer, h] : lane_mesh_->session_health()) {
+    (void)peer;
+    (void)h;
+    sessions++;
+  }
+  ls["lane_sessions"] = sessions;
+  if (lane_entry_) ls["tcp_returns_to_main"] = lane_entry_->lane_returns();
+  auto active =
+      lane_entry_ ? lane_entry_->active_sessions() : std::vector<services::tcp::ActiveAccess>{};
+  auto entry_counters = lane_entry_ ? lane_entry_->counters() : services::tcp::TcpCounters{};
+  auto exit_counters = lane_exit_->counters();
+  auto prom = lane_mesh_->prometheus();
+  std::lock_guard g(mu_);
+  lane_full_status_ = std::move(st);
+  lane_prometheus_ = std::move(prom);
+  lane_status_ = std::move(ls);
+  lane_active_ = std::move(active);
+  lane_entry_counters_ = std::move(entry_counters);
+  lane_exit_counters_ = std::move(exit_counters);
 }
 
 bool MeshRuntime::apply(const ConfigSync& config, const std::string& node_id,
@@ -244,6 +432,8 @@ bool MeshRuntime::apply(const ConfigSync& config, const std::string& node_id,
       if (!t.resource.empty() && !t.address.empty()) egress.push_back(std::move(t));
     }
   }
+  mesh::MeshConfig lane_mc;  // the same configuration for the interactive lane
+  std::vector<services::tcp::EgressTarget> lane_egress;
   on_io(*io_, [&] {
     // Make-before-break: peers that left the directory stay until the added ones are up.
     std::set<std::string> directory;
@@ -268,10 +458,21 @@ bool MeshRuntime::apply(const ConfigSync& config, const std::string& node_id,
           std::vector<std::string>(transition_.pending().begin(), transition_.pending().end()));
       egress_stopped_ = sab_stopped;
     }
+    if (lane_mesh_) {
+      lane_mc = mc;
+      lane_egress = egress;
+    }
     mesh_->update(std::move(mc));
     exit_->set_egress(std::move(egress));
     return 0;
   });
+  if (lane_mesh_) {
+    on_io(*lane_io_, [&] {
+      lane_mesh_->update(std::move(lane_mc));
+      lane_exit_->set_egress(std::move(lane_egress));
+      return 0;
+    });
+  }
   return true;
 }
 
@@ -332,7 +533,12 @@ json MeshRuntime::access_active() const {
   if (!entry_) return nullptr;
   std::lock_guard g(mu_);
   json out = json::array();
-  for (const auto& a : active_) {
+  // Both lanes' sessions, oldest first.
+  std::vector<services::tcp::ActiveAccess> all = active_;
+  all.insert(all.end(), lane_active_.begin(), lane_active_.end());
+  std::stable_sort(all.begin(), all.end(),
+                   [](const auto& a, const auto& b) { return a.started_at < b.started_at; });
+  for (const auto& a : all) {
     if (out.size() >= kMaxReportedSessions) break;
     out.push_back({{"grant", a.grant},
                    {"user", a.user},
@@ -356,7 +562,8 @@ void MeshRuntime::revoke_grants(const json& revoked) {
       if (!id.empty() && exp > 0) grants.push_back({id, config::from_unix_seconds(exp)});
     }
   }
-  const std::size_t cut = on_io(*io_, [&] { return mesh_->revoke_grants(grants); });
+  std::size_t cut = on_io(*io_, [&] { return mesh_->revoke_grants(grants); });
+  if (lane_mesh_) cut += on_io(*lane_io_, [&] { return lane_mesh_->revoke_grants(grants); });
   if (cut > 0) spdlog::info("cluster {}: {} flows of revoked grants cut", label_, cut);
 }
 

@@ -37,6 +37,9 @@ struct MeshRuntimeOptions {
   mesh::LocalStreamServer::Authorize authorize_local;
   // Entry nodes: the user socket for entry-node listeners (user_api.h; "" = off).
   std::string user_socket;
+  // The interactive lane (docs/PROTOCOL.md §15): a second fabric core on its own thread carries
+  // interactive routes, so bulk piping never delays them. Off = one thread for every class.
+  bool interactive_lane = true;
 };
 
 class MeshRuntime {
@@ -80,7 +83,8 @@ class MeshRuntime {
 
  private:
   MeshRuntime() = default;
-  void refresh_snapshot();  // I/O thread: copies status/sessions for other threads
+  void refresh_snapshot();       // I/O thread: copies status/sessions for other threads
+  void refresh_lane_snapshot();  // lane thread: the same for the interactive lane
 
   SystemClock clock_;
   SystemRandom random_;
@@ -93,6 +97,13 @@ class MeshRuntime {
   std::unique_ptr<services::tcp::UserSocketServer> users_;
   std::unique_ptr<boost::asio::io_context> io_;  // reset last, after the mesh (see ~MeshRuntime)
   std::thread thread_;
+  // The interactive lane: its own loop, thread, MeshNode, exit and entry (when entry_ is set).
+  // Destroyed before the main loop's objects (hand-overs hold main-thread objects).
+  std::unique_ptr<boost::asio::io_context> lane_io_;
+  std::unique_ptr<mesh::MeshNode> lane_mesh_;
+  std::unique_ptr<services::tcp::TcpAccessExit> lane_exit_;
+  std::unique_ptr<services::tcp::TcpAccessEntry> lane_entry_;
+  std::thread lane_thread_;
   std::string fabric_endpoint_;
   std::string ingress_endpoint_;
   PeerTransition transition_;                          // I/O thread
@@ -104,6 +115,12 @@ class MeshRuntime {
   std::map<std::string, double> retransmits_;
   std::vector<services::tcp::ActiveAccess> active_;
   nlohmann::json status_ = nlohmann::json::object();
+  // The lane thread's copy: its status, open sessions and TCP counters (entry, exit).
+  nlohmann::json lane_status_ = nullptr;       // what status() shows under lanes
+  nlohmann::json lane_full_status_ = nullptr;  // merged into the node's numbers
+  std::string lane_prometheus_;
+  std::vector<services::tcp::ActiveAccess> lane_active_;
+  services::tcp::TcpCounters lane_entry_counters_, lane_exit_counters_;
   std::deque<services::tcp::AccessRecord> records_;
   std::uint64_t records_dropped_ = 0;
   nlohmann::json retiring_ = nlohmann::json::array();  // peers kept by make-before-break

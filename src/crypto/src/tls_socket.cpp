@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "rap/common/socket_move.h"
 #include "rap/crypto/tls.h"
 
 namespace rap::crypto {
@@ -176,6 +177,35 @@ asio::awaitable<Result<void>> TlsSocket::write(asio::const_buffer buf) {
     left -= *r;
   }
   co_return Result<void>{};
+}
+
+Result<void> TlsSocket::offer_alpn(std::string_view protocol) {
+  if (protocol.empty() || protocol.size() > 255) return fail("tls_error", "bad ALPN protocol");
+  std::string wire(1, static_cast<char>(protocol.size()));
+  wire += protocol;
+  // SSL_set_alpn_protos returns 0 on success.
+  if (SSL_set_alpn_protos(ssl_, reinterpret_cast<const unsigned char*>(wire.data()),
+                          static_cast<unsigned>(wire.size())) != 0) {
+    return fail("tls_error", "SSL_set_alpn_protos failed");
+  }
+  return {};
+}
+
+std::string TlsSocket::alpn() const {
+  const unsigned char* p = nullptr;
+  unsigned len = 0;
+  SSL_get0_alpn_selected(ssl_, &p, &len);
+  return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p), len);
+}
+
+Result<void> TlsSocket::rebind(const asio::any_io_executor& ex) {
+  auto moved = move_socket(std::move(sock_), ex);
+  if (!moved) {
+    sock_ = tcp::socket(ex);  // closed: every later operation fails cleanly
+    return tl::unexpected(moved.error());
+  }
+  sock_ = std::move(*moved);
+  return {};
 }
 
 void TlsSocket::close() {

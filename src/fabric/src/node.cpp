@@ -107,9 +107,41 @@ asio::awaitable<void> FabricNode::serve_incoming(asio::ip::tcp::socket sock, Car
     sessions_refused_[carrier.error().code]++;
     co_return;
   }
+  if (const auto lane = (*carrier)->lane(); !lane.empty()) {
+    // ALPN only agrees on lanes in lanes_ (TlsContext::set_lanes).
+    if (auto it = lanes_.find(lane); it != lanes_.end()) {
+      lane_handoffs_++;
+      it->second(std::move(*carrier));
+      co_return;
+    }
+    sessions_refused_["lane_unsupported"]++;
+    (*carrier)->close();
+    co_return;
+  }
+  co_await serve_carrier(std::move(*carrier), std::move(remote));
+}
+
+void FabricNode::serve_lane(const std::string& lane, LaneHandler handler) {
+  lanes_[lane] = std::move(handler);
+  std::vector<std::string> names;
+  for (const auto& [name, h] : lanes_) names.push_back(name);
+  ctx_->set_lanes(std::move(names));
+}
+
+void FabricNode::adopt(std::unique_ptr<Carrier> carrier) {
+  std::string remote = carrier->remote_endpoint();
+  asio::co_spawn(ex_, serve_carrier(std::move(carrier), std::move(remote)), asio::detached);
+}
+
+asio::awaitable<void> FabricNode::serve_carrier(std::unique_ptr<Carrier> carrier,
+                                                std::string remote) {
+  if (stopped_) {
+    carrier->close();
+    co_return;
+  }
   auto cfg = base_;
   cfg.role = Role::kAcceptor;
-  auto s = Session::create(ex_, std::move(*carrier), cfg, signer_, clock_);
+  auto s = Session::create(ex_, std::move(carrier), cfg, signer_, clock_);
   auto ok = co_await s->start();
   if (!ok) {
     spdlog::warn("fabric session refused remote={} code={} reason=\"{}\"", remote, ok.error().code,
@@ -125,14 +157,24 @@ asio::awaitable<void> FabricNode::serve_incoming(asio::ip::tcp::socket sock, Car
 
 asio::awaitable<Result<std::shared_ptr<Session>>> FabricNode::connect(CarrierKind kind,
                                                                       std::string host,
-                                                                      std::uint16_t port) {
+                                                                      std::uint16_t port,
+                                                                      std::string lane) {
   Result<std::unique_ptr<Carrier>> carrier = fail("unset", "");
   if (kind == CarrierKind::kTls) {
-    carrier = co_await tls_connect(ctx_, host, port, kHandshakeTimeout);
-  } else {
+    carrier = co_await tls_connect(ctx_, host, port, kHandshakeTimeout, lane);
+  } else if (lane.empty()) {
     carrier = co_await wss_connect(ctx_, host, port, kHandshakeTimeout);
+  } else {
+    co_return fail("lane_unsupported", "lanes run over TLS carriers only");
   }
   if (!carrier) co_return tl::unexpected(carrier.error());
+  if ((*carrier)->lane() != lane) {
+    // The listener did not agree on the lane (an older node, or one running a single lane):
+    // close before HELLO, so its default lane never sees this connection as a session.
+    (*carrier)->close();
+    co_return fail("lane_unsupported",
+                   host + ":" + std::to_string(port) + " serves no '" + lane + "' lane");
+  }
   auto cfg = base_;
   cfg.role = Role::kInitiator;
   auto s = Session::create(ex_, std::move(*carrier), cfg, signer_, clock_);

@@ -31,6 +31,32 @@ Result<std::shared_ptr<TlsContext>> TlsContext::create(
   c->revocations_ = std::move(revocations);
   auto ok = crypto::configure_mutual_tls(c->ctx_.native_handle(), creds, c->revocations_.get());
   if (!ok) return tl::unexpected(ok.error());
+  // Server side of lanes: pick the client's "rap-fabric/1+<lane>" when this node serves it.
+  SSL_CTX_set_alpn_select_cb(
+      c->ctx_.native_handle(),
+      [](SSL* /*ssl*/, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+         unsigned inlen, void* arg) -> int {
+        const auto* self = static_cast<const TlsContext*>(arg);
+        const std::string_view prefix(kAlpnPrefix);
+        for (unsigned i = 0; i < inlen;) {
+          const unsigned len = in[i];
+          if (i + 1 + len > inlen) break;
+          const std::string_view proto(reinterpret_cast<const char*>(in + i + 1), len);
+          if (proto.starts_with(prefix)) {
+            const auto lane = proto.substr(prefix.size());
+            for (const auto& l : self->lanes()) {
+              if (l == lane) {
+                *out = in + i + 1;
+                *outlen = static_cast<unsigned char>(len);
+                return SSL_TLSEXT_ERR_OK;
+              }
+            }
+          }
+          i += 1 + len;
+        }
+        return SSL_TLSEXT_ERR_NOACK;
+      },
+      c.get());
   auto id = crypto::identity_from_pem(creds.cert_pem);
   if (!id) return tl::unexpected(id.error());
   c->local_ = *id;
@@ -110,6 +136,12 @@ class TlsCarrier final : public Carrier {
   std::optional<TransportInfo> transport_info() const override {
     return detail::tcp_transport_info(s_->fd());
   }
+  std::string lane() const override {
+    const auto a = s_->alpn();
+    const std::string_view prefix(kAlpnPrefix);
+    return a.starts_with(prefix) ? a.substr(prefix.size()) : std::string();
+  }
+  Result<void> rebind(const asio::any_io_executor& ex) override { return s_->rebind(ex); }
 
  private:
   std::unique_ptr<TlsSocket> s_;
@@ -119,12 +151,16 @@ class TlsCarrier final : public Carrier {
 
 asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_handshake(std::shared_ptr<TlsContext> ctx,
                                                                 tcp::socket sock, bool server,
-                                                                Duration timeout) {
+                                                                Duration timeout,
+                                                                const std::string& lane) {
   auto ex = co_await asio::this_coro::executor;
   detail::tune_socket(sock);
   auto wrapped = TlsSocket::wrap(std::move(sock), ctx->native().native_handle(), server, "carrier");
   if (!wrapped) co_return tl::unexpected(wrapped.error());
   std::unique_ptr<TlsSocket> ts = std::move(*wrapped);
+  if (!lane.empty()) {
+    if (auto a = ts->offer_alpn(kAlpnPrefix + lane); !a) co_return tl::unexpected(a.error());
+  }
   detail::Deadline deadline(ex, timeout, [t = ts.get()] { t->close(); });
   if (auto hs = co_await ts->handshake(); !hs) {
     std::string msg = deadline.expired() ? "TLS handshake timed out" : hs.error().message;
@@ -141,7 +177,7 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_handshake(std::shared_ptr<
 
 asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_connect(std::shared_ptr<TlsContext> ctx,
                                                               std::string host, std::uint16_t port,
-                                                              Duration timeout) {
+                                                              Duration timeout, std::string lane) {
   auto ex = co_await asio::this_coro::executor;
   tcp::socket sock(ex);
   detail::Deadline deadline(ex, timeout, [&] {
@@ -157,12 +193,12 @@ asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_connect(std::shared_ptr<Tl
                                          (deadline.expired() ? "timed out" : cec.message()));
   }
   deadline.cancel();
-  co_return co_await tls_handshake(std::move(ctx), std::move(sock), false, timeout);
+  co_return co_await tls_handshake(std::move(ctx), std::move(sock), false, timeout, lane);
 }
 
 asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_accept(std::shared_ptr<TlsContext> ctx,
                                                              tcp::socket socket, Duration timeout) {
-  co_return co_await tls_handshake(std::move(ctx), std::move(socket), true, timeout);
+  co_return co_await tls_handshake(std::move(ctx), std::move(socket), true, timeout, {});
 }
 
 }  // namespace rap::fabric

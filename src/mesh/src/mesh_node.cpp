@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -388,6 +389,19 @@ void MeshNode::stop(const std::string& reason, bool drain) {
   fabric_->stop(reason, drain);
 }
 
+void MeshNode::serve_lane(MeshNode& lane) {
+  fabric_->serve_lane(lane.lane(), [to = &lane](std::unique_ptr<fabric::Carrier> c) {
+    if (auto r = c->rebind(to->ex_); !r) {
+      spdlog::warn("mesh: lane {} hand-over failed: {}", to->lane(), r.error().message);
+      c->close();
+      return;
+    }
+    asio::post(to->ex_, [to, c = std::move(c)]() mutable { to->fabric_->adopt(std::move(c)); });
+  });
+}
+
+std::uint64_t MeshNode::lane_handoffs() const { return fabric_->lane_handoffs(); }
+
 std::string MeshNode::advertised_endpoint() const {
   if (!options_.fabric_advertise.empty()) return options_.fabric_advertise;
   if (options_.fabric_listen.empty()) return {};
@@ -523,7 +537,7 @@ asio::awaitable<void> MeshNode::dial(MeshPeer peer) {
   std::uint16_t port = 0;
   Result<std::shared_ptr<fabric::Session>> s = fail("bad_endpoint", "bad peer endpoint");
   if (split_host_port(peer.fabric_endpoint, host, port)) {
-    s = co_await fabric_->connect(fabric::CarrierKind::kTls, host, port);
+    s = co_await fabric_->connect(fabric::CarrierKind::kTls, host, port, options_.lane);
   }
   if (stopped_) co_return;
   auto& st = peers_[peer.id];
@@ -546,9 +560,12 @@ asio::awaitable<void> MeshNode::dial(MeshPeer peer) {
   st.state = "backoff";
   st.last_error = s.error().code + ": " + s.error().message;
   counters_["dials_failed"]++;
-  const auto backoff = std::min<std::chrono::milliseconds>(
+  auto backoff = std::min<std::chrono::milliseconds>(
       std::chrono::milliseconds(500) * (1u << std::min<std::uint32_t>(st.failures, 6)),
       std::chrono::seconds(30));
+  // A peer without this lane (an older agent, or lanes off) will not grow one soon; its routes
+  // run on the default lane meanwhile (PROTOCOL.md §15).
+  if (s.error().code == "lane_unsupported") backoff = std::chrono::minutes(5);
   st.next_attempt = clock_.now() + backoff;
   if (st.failures <= 3 || st.failures % 20 == 0)
     spdlog::warn("mesh: dial peer {} at {} failed ({}), retry in {} ms", peer.id,
@@ -1069,6 +1086,9 @@ Json MeshNode::status() const {
                {"switches", switches_},
                {"recovery_ms", {{"count", sorted.size()}, {"p50", pct(0.5)}, {"p99", pct(0.99)}}}};
   return Json{{"node_id", node_id()},
+              {"lane", options_.lane.empty() ? "main" : options_.lane},
+              // Incoming sessions this listener handed to a lane's node (PROTOCOL.md §15).
+              {"lane_handoffs", fabric_->lane_handoffs()},
               {"open_flows", flows},
               {"route_health", routing},
               {"fabric_endpoint", advertised_endpoint()},

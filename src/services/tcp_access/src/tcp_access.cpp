@@ -9,12 +9,14 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
 #include "rap/common/priority.h"
 #include "rap/common/sock_owner.h"
+#include "rap/common/socket_move.h"
 
 namespace rap::services::tcp {
 
@@ -307,6 +309,11 @@ Result<std::unique_ptr<TcpAccessEntry>> TcpAccessEntry::start(const asio::any_io
   return e;
 }
 
+std::unique_ptr<TcpAccessEntry> TcpAccessEntry::lane(const asio::any_io_executor& ex,
+                                                     mesh::MeshNode& mesh, AccessSink sink) {
+  return std::unique_ptr<TcpAccessEntry>(new TcpAccessEntry(ex, mesh, std::move(sink)));
+}
+
 void TcpAccessEntry::stop() {
   boost::system::error_code ec;
   if (acceptor_) acceptor_->close(ec);
@@ -332,91 +339,162 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
     spdlog::warn("tcp entry: {}: {}", wrapped.error().code, wrapped.error().message);
     co_return;
   }
-  std::shared_ptr<crypto::TlsSocket> tls = std::move(*wrapped);
-  auto timer = arm(ex_, tls, kSetupTimeout);
-  AccessRecord rec;
-  rec.started_at = unix_now();
-  auto reply = [&](const Json& j) -> asio::awaitable<bool> {
-    std::string out;
-    append_frame(j.dump(), out);
-    co_return (co_await tls->write(asio::buffer(out))).has_value();
-  };
-  auto refuse = [&](const Error& e) -> asio::awaitable<void> {
-    spdlog::warn("tcp entry: refused client code={} reason=\"{}\"", e.code, e.message);
-    (void)co_await reply(error_json(e));
-    tls->close();
-    refused(e, rec);
-  };
-  if (!co_await tls->handshake()) co_return;  // not a client of ours; nothing to audit
+  Conn c;
+  c.tls = std::move(*wrapped);
+  auto timer = arm(ex_, c.tls, kSetupTimeout);
+  c.rec.started_at = unix_now();
+  if (!co_await c.tls->handshake()) co_return;  // not a client of ours; nothing to audit
   FrameReader reader(kMaxHello);
-  // Payload buffers: client reads land here and go on to the route as views (no copy); the
-  // route's bytes are read behind room for the chunk header and written in one TLS write.
   std::vector<char> buf(kPipeChunk);
   std::optional<std::string> hello_text;
   while (!hello_text) {
     auto f = reader.next();
     if (!f) {
-      co_await refuse(f.error());
+      co_await refuse_conn(c, f.error());
       co_return;
     }
     if (*f) {
       hello_text = std::string(**f);
       break;
     }
-    auto n = co_await tls->read_some(asio::buffer(buf));
+    auto n = co_await c.tls->read_some(asio::buffer(buf));
     if (!n) co_return;
     reader.feed(buf.data(), *n);
   }
   auto hello = parse_client_hello(*hello_text);
   if (!hello) {
-    co_await refuse(hello.error());
+    co_await refuse_conn(c, hello.error());
     co_return;
   }
-  auto admitted = admit(hello->ticket, rec);
+  auto admitted = admit(hello->ticket, c.rec);
   if (!admitted) {
-    co_await refuse(admitted.error());
-    co_return;
-  }
-  fabric::TrafficClass cls = fabric::TrafficClass::kInteractive;
-  (void)fabric::parse_traffic_class(hello->traffic_class, cls);
-  auto opened = co_await open_route(*admitted, cls, rec);
-  if (!opened) {
-    co_await refuse(opened.error());
-    co_return;
-  }
-  std::unique_ptr<mesh::RouteChannel> ch = std::move(*opened);
-  const Json ok_{{"ok", true}, {"route", ch->lease().id}};
-  if (!co_await reply(ok_)) {
-    ch->reset("client went away");
+    co_await refuse_conn(c, admitted.error());
     co_return;
   }
   timer->cancel();
-  const std::uint64_t open_id = open_session(*admitted, rec, ch.get());
-  const bool bulk = cls == fabric::TrafficClass::kBulk;
+  c.admitted = std::move(*admitted);
+  c.cls = fabric::TrafficClass::kInteractive;
+  (void)fabric::parse_traffic_class(hello->traffic_class, c.cls);
+  c.rest = std::string(reader.rest());  // bytes that came with the hello: the first data
+  co_await carry(std::move(c));
+}
+
+asio::awaitable<void> TcpAccessEntry::refuse_conn(Conn& c, const Error& e) {
+  if (c.listener) {
+    c.listener->refused_++;
+    spdlog::warn("tcp entry: listener {} refused a connection code={} reason=\"{}\"",
+                 c.listener->port_, e.code, e.message);
+    boost::system::error_code ig;
+    if (c.plain) c.plain->close(ig);
+  } else if (c.tls) {
+    spdlog::warn("tcp entry: refused client code={} reason=\"{}\"", e.code, e.message);
+    std::string out;
+    append_frame(error_json(e).dump(), out);
+    (void)co_await c.tls->write(asio::buffer(out));
+    c.tls->close();
+  }
+  refused(e, c.rec);
+}
+
+void TcpAccessEntry::pair_lanes(TcpAccessEntry& main, TcpAccessEntry& lane) {
+  main.lane_ = &lane;
+  lane.main_ = &main;
+}
+
+bool TcpAccessEntry::hand_over(Conn& c, TcpAccessEntry& to) {
+  // Only this thread touches the connection until the post runs on `to`'s thread.
+  if (c.tls) {
+    if (auto r = c.tls->rebind(to.ex_); !r) {
+      spdlog::warn("tcp entry: lane hand-over failed: {}", r.error().message);
+      return false;  // the connection is closed
+    }
+  } else if (c.plain) {
+    auto moved = move_socket(std::move(*c.plain), to.ex_);
+    if (!moved) {
+      spdlog::warn("tcp entry: lane hand-over failed: {}", moved.error().message);
+      c.plain.reset();
+      return false;
+    }
+    c.plain.emplace(std::move(*moved));
+  }
+  asio::post(to.ex_, [&to, c = std::move(c)]() mutable {
+    asio::co_spawn(to.ex_, to.carry(std::move(c)), asio::detached);
+  });
+  return true;
+}
+
+asio::awaitable<void> TcpAccessEntry::carry(Conn c) {
+  // Lanes (PROTOCOL.md §15): an interactive connection continues on the interactive lane's
+  // thread and sessions, away from the bulk this thread pipes.
+  if (lane_ != nullptr && c.cls == fabric::TrafficClass::kInteractive && !c.returned) {
+    lane_handoffs_++;
+    if (!hand_over(c, *lane_)) refused(Error{"lane_handover_failed", "socket move failed"}, c.rec);
+    co_return;
+  }
+  std::shared_ptr<asio::steady_timer> timer;
+  if (c.tls) timer = arm(ex_, c.tls, kSetupTimeout);
+  auto opened = co_await open_route(c.admitted, c.cls, c.rec);
+  if (!opened && main_ != nullptr && opened.error().code == "next_hop_unreachable") {
+    // This lane has no session with a hop of the route (a peer without lanes, or one still
+    // being dialed): the default lane carries it.
+    lane_returns_++;
+    if (timer) timer->cancel();
+    c.returned = true;
+    if (!hand_over(c, *main_)) refused(Error{"lane_handover_failed", "socket move failed"}, c.rec);
+    co_return;
+  }
+  if (!opened) {
+    co_await refuse_conn(c, opened.error());
+    co_return;
+  }
+  std::unique_ptr<mesh::RouteChannel> ch = std::move(*opened);
+  if (c.listener) c.listener->accepted_++;
+  if (c.tls) {
+    std::string out;
+    append_frame(Json{{"ok", true}, {"route", ch->lease().id}}.dump(), out);
+    if (!co_await c.tls->write(asio::buffer(out))) {
+      ch->reset("client went away");
+      co_return;
+    }
+    timer->cancel();
+  }
+  const std::uint64_t open_id = open_session(c.admitted, c.rec, ch.get());
+  const bool bulk = c.cls == fabric::TrafficClass::kBulk;
+  if (c.plain) {
+    co_await pipe_plain(*c.plain, *ch, bulk, "tcp entry");
+  } else {
+    co_await pipe_ingress(*c.tls, *ch, c.rest, bulk);
+  }
+  close_session(open_id, *ch);
+}
+
+asio::awaitable<void> TcpAccessEntry::pipe_ingress(crypto::TlsSocket& tls, mesh::RouteChannel& ch,
+                                                   const std::string& first, bool bulk) {
   auto up = [&]() -> asio::awaitable<void> {  // client -> route
+    // Client reads land in buf and go on to the route as views (no copy).
+    std::vector<char> buf(kPipeChunk);
     ChunkDecoder chunks(kMaxChunk);
     std::vector<std::string_view> pieces;
-    // Bytes that came with the hello are the first data (views into reader's buffer).
-    std::string_view in = reader.rest();
+    std::string_view in = first;  // bytes that came with the hello
     for (;;) {
       pieces.clear();
       if (auto d = chunks.decode(in, pieces); !d) {
-        ch->reset("client sent a bad frame");
+        ch.reset("client sent a bad frame");
         co_return;
       }
       for (const auto& p : pieces) {
-        if (!co_await ch->write(asio::buffer(p.data(), p.size()))) {
-          tls->close();
+        if (!co_await ch.write(asio::buffer(p.data(), p.size()))) {
+          tls.close();
           co_return;
         }
       }
       if (chunks.ended()) {
-        (void)co_await ch->close_write();
+        (void)co_await ch.close_write();
         co_return;
       }
-      auto n = co_await tls->read_some(asio::buffer(buf));
+      auto n = co_await tls.read_some(asio::buffer(buf));
       if (!n) {
-        ch->reset("client connection ended: " + n.error().message);
+        ch.reset("client connection ended: " + n.error().message);
         co_return;
       }
       in = std::string_view(buf.data(), *n);
@@ -428,18 +506,20 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
     }
   };
   auto down = [&]() -> asio::awaitable<void> {  // route -> client
-    std::vector<char> data(kPipeChunk);         // header + body = four whole TLS records
+    // The route's bytes are read behind room for the chunk header: header + body = four whole
+    // TLS records, one TLS write.
+    std::vector<char> data(kPipeChunk);
     for (;;) {
-      auto n = co_await ch->read_some(
+      auto n = co_await ch.read_some(
           asio::buffer(data.data() + kFrameHeader, data.size() - kFrameHeader));
       if (!n) {
-        tls->close();
+        tls.close();
         co_return;
       }
       put_frame_header(data.data(), static_cast<std::uint32_t>(*n));
-      auto w = co_await tls->write(asio::buffer(data.data(), kFrameHeader + *n));
+      auto w = co_await tls.write(asio::buffer(data.data(), kFrameHeader + *n));
       if (!w || *n == 0) {
-        if (!w) ch->reset("client write failed");
+        if (!w) ch.reset("client write failed");
         co_return;
       }
       co_await rap::yield(bulk);  // fairness, as in up()
@@ -447,7 +527,6 @@ asio::awaitable<void> TcpAccessEntry::serve(asio::ip::tcp::socket sock) {
   };
   using namespace asio::experimental::awaitable_operators;
   co_await (up() && down());
-  close_session(open_id, *ch);
 }
 
 Result<TcpAccessEntry::Admitted> TcpAccessEntry::admit(const std::string& sealed_ticket,
@@ -598,48 +677,35 @@ void EntryListener::stop() {
 
 asio::awaitable<void> TcpAccessEntry::serve_local(std::shared_ptr<EntryListener> l,
                                                   asio::ip::tcp::socket sock) {
-  AccessRecord rec;
-  rec.started_at = unix_now();
-  auto refuse = [&](const Error& e) {
-    l->refused_++;
-    spdlog::warn("tcp entry: listener {} refused a connection code={} reason=\"{}\"", l->port_,
-                 e.code, e.message);
-    refused(e, rec);
-    boost::system::error_code ig;
-    sock.close(ig);
-  };
+  Conn c;
+  c.rec.started_at = unix_now();
+  c.listener = l;
+  c.cls = l->cls_;
   // Only the uid that asked for the listener: another user on this host, or a connection
   // forwarded from elsewhere, could otherwise ride on this user's grant.
   auto owner = rap::tcp_peer_uid(sock.native_handle());
+  c.plain.emplace(std::move(sock));
   if (!owner || *owner != l->uid_) {
     // The audit names the grant (and user) whose port was tried.
-    rec.grant = l->holder_.grant;
-    rec.user = l->holder_.user;
-    rec.org = l->holder_.org;
-    rec.resource = l->holder_.resource;
+    c.rec.grant = l->holder_.grant;
+    c.rec.user = l->holder_.user;
+    c.rec.org = l->holder_.org;
+    c.rec.resource = l->holder_.resource;
     const Error e_{"not_listener_owner",
                    owner ? "uid " + std::to_string(*owner) + " does not own this listener"
                          : "the connecting socket's owner is unknown: " + owner.error().message};
-    refuse(e_);
+    co_await refuse_conn(c, e_);
     co_return;
   }
   boost::system::error_code ignored;
-  sock.set_option(asio::ip::tcp::no_delay(true), ignored);
-  auto admitted = admit(l->ticket_, rec);
+  c.plain->set_option(asio::ip::tcp::no_delay(true), ignored);
+  auto admitted = admit(l->ticket_, c.rec);
   if (!admitted) {
-    refuse(admitted.error());
+    co_await refuse_conn(c, admitted.error());
     co_return;
   }
-  auto opened = co_await open_route(*admitted, l->cls_, rec);
-  if (!opened) {
-    refuse(opened.error());
-    co_return;
-  }
-  std::unique_ptr<mesh::RouteChannel> ch = std::move(*opened);
-  l->accepted_++;
-  const std::uint64_t open_id = open_session(*admitted, rec, ch.get());
-  co_await pipe_plain(sock, *ch, l->cls_ == fabric::TrafficClass::kBulk, "tcp entry");
-  close_session(open_id, *ch);
+  c.admitted = std::move(*admitted);
+  co_await carry(std::move(c));
 }
 
 std::vector<ActiveAccess> TcpAccessEntry::active_sessions() const {
@@ -655,6 +721,17 @@ std::vector<ActiveAccess> TcpAccessEntry::active_sessions() const {
 }
 
 // ---------------- metrics ----------------
+
+TcpCounters operator+(TcpCounters a, const TcpCounters& b) {
+  a.accepted += b.accepted;
+  a.refused += b.refused;
+  a.active += b.active;
+  a.bytes_up += b.bytes_up;
+  a.bytes_down += b.bytes_down;
+  a.offline_renewals += b.offline_renewals;
+  for (const auto& [code, n] : b.refused_by_code) a.refused_by_code[code] += n;
+  return a;
+}
 
 std::string tcp_prometheus(const TcpCounters& entry, const TcpCounters& exit) {
   std::string out;

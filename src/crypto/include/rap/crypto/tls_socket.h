@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "rap/common/result.h"
 
@@ -47,6 +48,15 @@ class TlsSocket {
   // Shuts the TCP connection down both ways and closes it; pending operations fail. Idempotent.
   void close();
   bool is_open() const { return sock_.is_open(); }
+
+  // Client role, before handshake(): offers `protocol` by ALPN (RFC 7301). Errors: "tls_error".
+  Result<void> offer_alpn(std::string_view protocol);
+  // The protocol ALPN agreed on in the handshake ("" = none).
+  std::string alpn() const;
+  // Continues the connection on `ex` (another thread's io_context), TLS state included. Call it
+  // on the current executor's thread with no operation pending; the caller then only uses the
+  // socket from `ex`'s thread. Errors: "socket_error" (the connection is closed then).
+  Result<void> rebind(const asio::any_io_executor& ex);
 
   SSL* ssl() const { return ssl_; }
   asio::ip::tcp::socket& socket() { return sock_; }

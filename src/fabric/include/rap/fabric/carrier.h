@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "rap/common/clock.h"
 #include "rap/common/result.h"
@@ -38,7 +39,19 @@ class Carrier {
   virtual void close() = 0;
   // The transport's own counters, when it has any.
   virtual std::optional<TransportInfo> transport_info() const { return std::nullopt; }
+  // The lane the handshake agreed on ("" = the default lane; FabricNode::serve_lane).
+  virtual std::string lane() const { return {}; }
+  // Continues the carrier on `ex` (another thread); only TLS carriers can ("lane_unsupported").
+  // Called with no operation pending, on the thread that ran the handshake.
+  virtual Result<void> rebind(const asio::any_io_executor& /*ex*/) {
+    return fail("lane_unsupported", std::string(kind()) + " carriers stay on their thread");
+  }
 };
+
+// Lanes (docs/PROTOCOL.md §15): a node can run a second fabric core on its own thread for
+// latency-sensitive traffic classes. Its sessions are separate TLS connections to the same
+// listener, told apart by ALPN: "rap-fabric/1+<lane>"; the default lane offers no ALPN.
+inline constexpr char kAlpnPrefix[] = "rap-fabric/1+";
 
 // Mutual-TLS context shared by all carriers of a process (client and server roles).
 class TlsContext {
@@ -48,18 +61,25 @@ class TlsContext {
       std::shared_ptr<const crypto::RevocationList> revocations);
   asio::ssl::context& native() { return ctx_; }
   const crypto::NodeIdentity& local_identity() const { return local_; }
+  // Lanes this listener accepts by ALPN (set before accepting; other offers get no ALPN answer,
+  // so the dialer sees that the lane is missing).
+  void set_lanes(std::vector<std::string> lanes) { lanes_ = std::move(lanes); }
+  const std::vector<std::string>& lanes() const { return lanes_; }
 
  private:
   TlsContext() : ctx_(asio::ssl::context::tls) {}
   asio::ssl::context ctx_;
   crypto::NodeIdentity local_;
   std::shared_ptr<const crypto::RevocationList> revocations_;
+  std::vector<std::string> lanes_;
 };
 
-// TLS 1.3 over TCP.
+// TLS 1.3 over TCP. A `lane` other than "" is offered by ALPN; the carrier's lane() says whether
+// the listener agreed.
 asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_connect(std::shared_ptr<TlsContext> ctx,
                                                               std::string host, std::uint16_t port,
-                                                              Duration timeout);
+                                                              Duration timeout,
+                                                              std::string lane = {});
 asio::awaitable<Result<std::unique_ptr<Carrier>>> tls_accept(std::shared_ptr<TlsContext> ctx,
                                                              asio::ip::tcp::socket socket,
                                                              Duration timeout);

@@ -39,8 +39,22 @@ class FabricNode {
 
   // Accept loop on `ep` for `kind`; returns the bound port (ep port 0 = ephemeral).
   Result<std::uint16_t> listen(CarrierKind kind, const asio::ip::tcp::endpoint& ep);
+  // `lane` (TLS only): dial the peer's lane of that name (PROTOCOL.md §15); fails with
+  // "lane_unsupported" when the peer does not serve it.
   asio::awaitable<Result<std::shared_ptr<Session>>> connect(CarrierKind kind, std::string host,
-                                                            std::uint16_t port);
+                                                            std::uint16_t port,
+                                                            std::string lane = {});
+
+  // Lanes, acceptor side (PROTOCOL.md §15). Incoming TLS connections that ask for `lane` by ALPN
+  // are handed, right after the handshake, to `handler` (on this node's thread), which moves them
+  // to the lane's node (Carrier::rebind, then adopt() on that node's thread). Call before the
+  // node's thread runs (before or after listen()).
+  using LaneHandler = std::function<void(std::unique_ptr<Carrier>)>;
+  void serve_lane(const std::string& lane, LaneHandler handler);
+  // Runs a carrier another node accepted as an incoming session of this node (a lane's node).
+  // On this node's thread.
+  void adopt(std::unique_ptr<Carrier> carrier);
+  std::uint64_t lane_handoffs() const { return lane_handoffs_; }
   // Closes the listeners and ends every session: with `drain`, by GOAWAY (open streams finish);
   // without, at once (open streams are reset, as when the process dies).
   void stop(const std::string& reason, bool drain = true);
@@ -61,6 +75,7 @@ class FabricNode {
   asio::awaitable<void> accept_loop(std::shared_ptr<asio::ip::tcp::acceptor> acc, CarrierKind kind);
   asio::awaitable<void> run_session(std::shared_ptr<Session> s);
   asio::awaitable<void> serve_incoming(asio::ip::tcp::socket sock, CarrierKind kind);
+  asio::awaitable<void> serve_carrier(std::unique_ptr<Carrier> carrier, std::string remote);
   void track(const std::shared_ptr<Session>& s);
 
   asio::any_io_executor ex_;
@@ -70,6 +85,8 @@ class FabricNode {
   SessionConfig base_;
   const Clock& clock_;
   std::map<std::string, StreamHandler> services_;
+  std::map<std::string, LaneHandler> lanes_;
+  std::uint64_t lane_handoffs_ = 0;
   std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;
   std::vector<std::weak_ptr<Session>> sessions_;
   // Node totals that survive session ends (closed sessions fold their counters in here).

@@ -67,6 +67,10 @@ inline fabric::SessionConfig mesh_session_defaults() {
 }
 
 struct MeshOptions {
+  // A lane's MeshNode (PROTOCOL.md §15) names its lane, e.g. "interactive": it dials its peers'
+  // lane of that name and gets incoming sessions from the main node (serve_lane); it does not
+  // listen itself, and fabric_advertise must be the main node's endpoint ("" = the main node).
+  std::string lane;
   std::string fabric_listen;     // "ip:port" to accept sessions on ("" = dial out only)
   std::string fabric_advertise;  // "host:port" peers should dial ("" = the listen address)
   fabric::SessionConfig session = mesh_session_defaults();
@@ -135,6 +139,13 @@ class MeshNode {
   config::WallTime wall_now() const { return options_.wall_clock(); }
 
   void set_exit_handler(ExitHandler handler) { exit_handler_ = std::move(handler); }
+
+  // Lanes (PROTOCOL.md §15), on the main node before its thread runs: incoming sessions that ask for
+  // `lane`'s lane continue on `lane` (another MeshNode of this node, on its own thread, with the
+  // same credentials and configuration). `lane` must outlive this node's thread.
+  void serve_lane(MeshNode& lane);
+  const std::string& lane() const { return options_.lane; }
+  std::uint64_t lane_handoffs() const;  // incoming sessions handed to lanes
 
   // Entry side: opens `lease` (this node must be hops[0]) for `traffic_class`, runs the e2e
   // handshake, sends `hello` and waits for the exit's answer. Errors carry the refusing hop's

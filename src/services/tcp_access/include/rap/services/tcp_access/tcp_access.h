@@ -8,13 +8,16 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <functional>
+#include <atomic>
 #include <map>
+#include <optional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "rap/crypto/tls.h"
+#include "rap/crypto/tls_socket.h"
 #include "rap/mesh/mesh_node.h"
 #include "rap/services/tcp_access/ingress.h"
 
@@ -56,6 +59,8 @@ struct TcpCounters {
   std::uint64_t offline_renewals = 0;  // grants used past expiry under the offline horizon
   std::map<std::string, std::uint64_t> refused_by_code;
 };
+// The sum of two sets of counters (a node's lanes, PROTOCOL.md §15).
+TcpCounters operator+(TcpCounters a, const TcpCounters& b);
 
 class TcpAccessExit {
  public:
@@ -104,7 +109,8 @@ class EntryListener {
   AccessRecord holder_;  // the current ticket's grant, user, organization and resource
   std::shared_ptr<asio::ip::tcp::acceptor> acceptor_;
   std::uint16_t port_ = 0;
-  std::uint64_t accepted_ = 0, refused_ = 0;
+  // Counted on the thread that carried the connection (an interactive lane's, PROTOCOL.md §15).
+  std::atomic<std::uint64_t> accepted_ = 0, refused_ = 0;
 };
 
 class TcpAccessEntry {
@@ -114,9 +120,22 @@ class TcpAccessEntry {
                                                        mesh::MeshNode& mesh,
                                                        const crypto::NodeCredentials& creds,
                                                        const std::string& listen, AccessSink sink);
+  // The entry of an interactive lane (PROTOCOL.md §15): no listener of its own; it carries the
+  // connections its main entry hands over, on `ex` (the lane's thread) through `mesh` (the
+  // lane's MeshNode).
+  static std::unique_ptr<TcpAccessEntry> lane(const asio::any_io_executor& ex,
+                                              mesh::MeshNode& mesh, AccessSink sink);
+  // From then on `main` hands every admitted interactive connection (client ingress and
+  // entry-node listeners) to `lane`, which opens its route there; a route the lane has no
+  // session for ("next_hop_unreachable": a peer without lanes, or still being dialed) comes
+  // back to `main`. Call before traffic; both must live until both threads have stopped.
+  static void pair_lanes(TcpAccessEntry& main, TcpAccessEntry& lane);
   std::uint16_t port() const { return port_; }
   void stop();
   const TcpCounters& counters() const { return counters_; }
+  // Connections handed to the lane (main) and handed back (lane), on this entry's thread.
+  std::uint64_t lane_handoffs() const { return lane_handoffs_; }
+  std::uint64_t lane_returns() const { return lane_returns_; }
   // The open sessions (mesh thread), oldest first.
   std::vector<ActiveAccess> active_sessions() const;
   const std::string& node_id() const { return mesh_.node_id(); }
@@ -151,6 +170,24 @@ class TcpAccessEntry {
   void close_session(std::uint64_t key, const mesh::RouteChannel& ch);
   void refused(const Error& e, AccessRecord& rec);
   asio::awaitable<void> serve_local(std::shared_ptr<EntryListener> l, asio::ip::tcp::socket sock);
+  // An admitted user connection: client ingress (chunks over TLS) or entry-node listener (plain).
+  struct Conn {
+    std::shared_ptr<crypto::TlsSocket> tls;
+    std::optional<asio::ip::tcp::socket> plain;
+    std::shared_ptr<EntryListener> listener;
+    std::string rest;  // client bytes that came with the hello
+    Admitted admitted;
+    AccessRecord rec;
+    fabric::TrafficClass cls = fabric::TrafficClass::kInteractive;
+    bool returned = false;  // came back from the lane: stays here
+  };
+  // Opens the route (on the lane for interactive connections) and pipes until both ends closed.
+  asio::awaitable<void> carry(Conn c);
+  asio::awaitable<void> refuse_conn(Conn& c, const Error& e);
+  // Moves `c` to `to`'s thread and carries it there; false when the socket could not be moved.
+  bool hand_over(Conn& c, TcpAccessEntry& to);
+  asio::awaitable<void> pipe_ingress(crypto::TlsSocket& tls, mesh::RouteChannel& ch,
+                                     const std::string& first, bool bulk);
 
   asio::any_io_executor ex_;
   mesh::MeshNode& mesh_;
@@ -165,6 +202,9 @@ class TcpAccessEntry {
   };
   std::map<std::uint64_t, Open> open_;
   std::uint64_t next_open_ = 0;
+  TcpAccessEntry* lane_ = nullptr;  // the interactive lane's entry (main entry only)
+  TcpAccessEntry* main_ = nullptr;  // the main entry (lane entry only)
+  std::uint64_t lane_handoffs_ = 0, lane_returns_ = 0;
 };
 
 // Counters of both sides as Prometheus text and JSON (for status).
