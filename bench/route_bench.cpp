@@ -2,7 +2,10 @@
 // baselines measured in the same run:
 //   (a) ours, entry -> exit            app -> local listener piping into IngressClient (what
 //   (b) ours, entry -> relay -> exit     `rapctl connect` does) -> TLS 1.3 -> entry -> fabric
-//                                         session(s) -> exit -> target, e2e ChaCha20-Poly1305
+//                                         session(s) -> exit -> target, e2e ChaCha20-Poly1305.
+//                                         The bulk and the interactive connection use two
+//                                         forwarder threads, as two `rapctl connect` processes
+//                                         (one per --class) do; --one-forwarder: one for both
 //   (c) ssh -L through a private sshd on 127.0.0.1 (OpenSSH defaults, one ssh connection)
 //   (d) a stunnel client/server pair (TLS 1.3 between them)
 //   (e) raw TCP straight to the target (the ceiling)
@@ -27,7 +30,7 @@
 // Nothing fails when a target is missed: each figure ends with a RESULT line. Running as root,
 // it creates /run/sshd (sshd's privilege separation directory) when it is missing.
 // Usage: bench_route [--bytes N] [--rounds N] [--paced-mbps N] [--no-ssh] [--no-stunnel]
-//                    [--ssh-cipher NAME]
+//                    [--ssh-cipher NAME] [--no-lanes] [--one-forwarder]
 //                    [--initial-window BYTES] [--latency-target-us N]   (fabric session knobs)
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -753,8 +756,7 @@ class Mesh {
     Host& h = *hosts_.at(a);
     for (int i = 0; i < 200; ++i) {
       if (on(h.io, [&] { return h.node->session_peers().contains(b); }) &&
-          (!h.lane_node ||
-           on(h.lane_io, [&] { return h.lane_node->session_peers().contains(b); })))
+          (!h.lane_node || on(h.lane_io, [&] { return h.lane_node->session_peers().contains(b); })))
         return true;
       std::this_thread::sleep_for(50ms);
     }
@@ -1164,6 +1166,7 @@ int main(int argc, char** argv) {
   bool with_ssh = true;
   bool with_stunnel = true;
   bool lanes = true;
+  bool one_forwarder = false;
   int kills = 20;
   double paced_mbps = 100;
   std::string ssh_cipher;
@@ -1191,11 +1194,13 @@ int main(int argc, char** argv) {
       with_stunnel = false;
     else if (a == "--no-lanes")
       lanes = false;
+    else if (a == "--one-forwarder")
+      one_forwarder = true;
     else {
       std::fprintf(stderr,
                    "usage: bench_route [--bytes N] [--rounds N] [--failover-kills N] "
                    "[--paced-mbps N (0: off)] [--no-ssh] "
-                   "[--no-stunnel] [--no-lanes] "
+                   "[--no-stunnel] [--no-lanes] [--one-forwarder] "
                    "[--ssh-cipher NAME] [--initial-window BYTES] [--latency-target-us N]\n");
       return 2;
     }
@@ -1236,12 +1241,16 @@ int main(int argc, char** argv) {
   const std::string relayed =
       mesh.ticket("entry", grant, {mesh.lease("relayed", {"entry", "relay", "exit"})});
   Forwarder fwd;
+  std::optional<Forwarder> fwd_inter_own;  // the interactive `rapctl connect` (own process)
+  if (!one_forwarder) fwd_inter_own.emplace();
+  Forwarder& fwd_inter = one_forwarder ? fwd : *fwd_inter_own;
+  auto fwd_cpu = [&] { return fwd.cpu() + (fwd_inter_own ? fwd_inter_own->cpu() : 0.0); };
   const auto ep = mesh.entry_endpoint("entry");
   const auto key = mesh.entry_key("entry");
   const std::uint16_t direct_bulk = fwd.listen(ep, key, direct, "bulk");
-  const std::uint16_t direct_inter = fwd.listen(ep, key, direct, "interactive");
+  const std::uint16_t direct_inter = fwd_inter.listen(ep, key, direct, "interactive");
   const std::uint16_t relayed_bulk = fwd.listen(ep, key, relayed, "bulk");
-  const std::uint16_t relayed_inter = fwd.listen(ep, key, relayed, "interactive");
+  const std::uint16_t relayed_inter = fwd_inter.listen(ep, key, relayed, "interactive");
   const std::string local_path = dir + "/local.sock";
   Workload workload;
   std::uint16_t local_bulk = 0;
@@ -1314,12 +1323,12 @@ int main(int argc, char** argv) {
       [&] { return ssh ? ssh->cpu() : CpuSnapshot{}; },
       [&] { return stunnel ? stunnel->cpu() : CpuSnapshot{}; },
       [&] {
-        return CpuSnapshot{{"client forwarder", fwd.cpu()},
+        return CpuSnapshot{{"client forwarder", fwd_cpu()},
                            {"entry", mesh.cpu("entry")},
                            {"exit", mesh.cpu("exit")}};
       },
       [&] {
-        return CpuSnapshot{{"client forwarder", fwd.cpu()},
+        return CpuSnapshot{{"client forwarder", fwd_cpu()},
                            {"entry", mesh.cpu("entry")},
                            {"relay", mesh.cpu("relay")},
                            {"exit", mesh.cpu("exit")}};

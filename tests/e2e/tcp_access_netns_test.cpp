@@ -9,6 +9,9 @@
 // "entry" (and the control plane).
 //
 // Needs root and `ip netns`; skips otherwise.
+#include <set>
+#include <sstream>
+
 #include "access_netns.h"
 
 using namespace access_netns;
@@ -241,4 +244,21 @@ TEST_F(TcpAccessNetns, SshScpPsqlCurlThroughEntryRelayExit) {
                      .value("routes_relayed", std::uint64_t{0});
   }
   EXPECT_GE(relayed, 4u);
+  // The interactive lane (PROTOCOL.md §15) is on by default: the entry moved interactive user
+  // connections to it, and the entry's and the NAT'ed exit's lanes hold their own sessions.
+  const auto entry_st = status("entry");
+  EXPECT_GE(entry_st["tcp_access"].value("lane_handoffs", 0), 1) << entry_st;
+  EXPECT_GE(entry_st["lanes"]["interactive"].value("lane_sessions", 0), 1) << entry_st;
+  EXPECT_GE(status("exit")["lanes"]["interactive"].value("lane_sessions", 0), 1);
+  // Both lanes in one well-formed exposition: one TYPE line per family, lane series labelled.
+  const auto metrics = in("entry", {"curl", "-s", "http://127.0.0.1:9109/metrics"}, 10s).output;
+  EXPECT_NE(metrics.find("lane=\"interactive\""), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("rap_tcp_access_lane_handoffs_total "), std::string::npos);
+  std::set<std::string> types;
+  std::istringstream lines(metrics);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("# TYPE ", 0) == 0) {
+      EXPECT_TRUE(types.insert(line).second) << line;
+    }
+  }
 }

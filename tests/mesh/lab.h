@@ -107,7 +107,6 @@ class Lab {
     }
   }
 
-
   template <class F>
   auto sync(F f) {
     return asio::co_spawn(
@@ -250,7 +249,8 @@ class Lab {
                   {"status", m.status()}};
     };
     auto& n = nodes_[id];
-    if (lane) return lane_sync([&] { return collect(n.lane_entry.get(), *n.lane_exit, *n.lane_mesh); });
+    if (lane)
+      return lane_sync([&] { return collect(n.lane_entry.get(), *n.lane_exit, *n.lane_mesh); });
     return sync([&] { return collect(n.entry.get(), *n.exit, *n.mesh); });
   }
 

@@ -11,6 +11,7 @@
 #include <boost/asio/use_future.hpp>
 
 #include "rap/common/priority.h"
+#include "rap/common/prometheus.h"
 #include "rap/config/canonical.h"
 
 namespace rap::agent {
@@ -34,54 +35,6 @@ std::string advertise(const std::string& explicit_ep, const std::string& listen,
   return host + ":" + std::to_string(port);
 }
 
-// Prometheus text of the main lane plus a lane's, the lane's series labelled lane="<name>": one
-// group (one TYPE line) per metric family, as the exposition format requires.
-std::string merge_prometheus(const std::string& main_text, const std::string& lane_text,
-                             const std::string& lane) {
-  std::vector<std::string> order;
-  std::map<std::string, std::pair<std::string, std::string>> families;  // name -> (TYPE, lines)
-  // Our metrics are counters and gauges (no histograms): a sample's name is its family's.
-  auto family_of = [](const std::string& metric) { return metric; };
-  auto add = [&](const std::string& text, const std::string* label) {
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-      auto eol = text.find('\n', pos);
-      if (eol == std::string::npos) eol = text.size();
-      std::string line = text.substr(pos, eol - pos);
-      pos = eol + 1;
-      if (line.empty()) continue;
-      if (line.rfind("# TYPE ", 0) == 0) {
-        const auto rest = line.substr(7);
-        const auto name = rest.substr(0, rest.find(' '));
-        if (!families.contains(name)) order.push_back(name);
-        auto& f = families[name];
-        if (f.first.empty()) f.first = line;
-        continue;
-      }
-      if (line[0] == '#') continue;
-      const auto cut = line.find_first_of("{ ");
-      if (cut == std::string::npos) continue;
-      const auto name = family_of(line.substr(0, cut));
-      if (!families.contains(name)) order.push_back(name);
-      if (label != nullptr) {
-        const std::string l = "lane=\"" + *label + "\"";
-        line = line[cut] == '{' ? line.substr(0, cut + 1) + l + "," + line.substr(cut + 1)
-                                : line.substr(0, cut) + "{" + l + "}" + line.substr(cut);
-      }
-      families[name].second += line + "\n";
-    }
-  };
-  add(main_text, nullptr);
-  add(lane_text, &lane);
-  std::string out;
-  for (const auto& name : order) {
-    const auto& [type, lines] = families[name];
-    if (!type.empty()) out += type + "\n";
-    out += lines;
-  }
-  return out;
-}
-
 // Adds the lane's numbers to the main lane's status, so the node's status shows the node: open
 // flows (marked with their lane), counters, relayed bytes, route switches.
 void merge_lane_status(json& st, const json& lane) {
@@ -93,7 +46,8 @@ void merge_lane_status(json& st, const json& lane) {
   auto& counters = st["counters"];
   const auto lane_counters = lane.value("counters", json::object());
   for (const auto& [k, v] : lane_counters.items()) {
-    if (v.is_number_unsigned()) counters[k] = counters.value(k, std::uint64_t{0}) + v.get<std::uint64_t>();
+    if (v.is_number_unsigned())
+      counters[k] = counters.value(k, std::uint64_t{0}) + v.get<std::uint64_t>();
   }
   for (const char* k : {"active_routes", "active_relays", "relay_bytes"}) {
     st[k] = st.value(k, std::uint64_t{0}) + lane.value(k, std::uint64_t{0});
@@ -225,15 +179,17 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
             }
           }
           // Hand-overs are counted on the main thread (the prometheus callback's).
-          lanes += "# TYPE rap_fabric_lane_handoffs_total counter\nrap_fabric_lane_handoffs_total " +
-                   std::to_string(raw->mesh_->lane_handoffs()) + "\n";
+          lanes +=
+              "# TYPE rap_fabric_lane_handoffs_total counter\nrap_fabric_lane_handoffs_total " +
+              std::to_string(raw->mesh_->lane_handoffs()) + "\n";
           if (raw->entry_) {
-            lanes += "# TYPE rap_tcp_access_lane_handoffs_total counter\n"
-                     "rap_tcp_access_lane_handoffs_total " +
-                     std::to_string(raw->entry_->lane_handoffs()) + "\n";
+            lanes +=
+                "# TYPE rap_tcp_access_lane_handoffs_total counter\n"
+                "rap_tcp_access_lane_handoffs_total " +
+                std::to_string(raw->entry_->lane_handoffs()) + "\n";
           }
           // The TCP access counters are the node's: both lanes summed.
-          return merge_prometheus(raw->mesh_->prometheus(), lane_prom, lane_name) +
+          return merge_prometheus(raw->mesh_->prometheus(), lane_prom, "lane", lane_name) +
                  services::tcp::tcp_prometheus(
                      (raw->entry_ ? raw->entry_->counters() : services::tcp::TcpCounters{}) +
                          lane_entry,

@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cmath>
 #include <cstring>
@@ -400,7 +400,9 @@ void MeshNode::serve_lane(MeshNode& lane) {
   });
 }
 
-std::uint64_t MeshNode::lane_handoffs() const { return fabric_->lane_handoffs(); }
+std::uint64_t MeshNode::lane_handoffs() const {
+  return fabric_->lane_handoffs();
+}
 
 std::string MeshNode::advertised_endpoint() const {
   if (!options_.fabric_advertise.empty()) return options_.fabric_advertise;

@@ -140,9 +140,9 @@ class MeshNode {
 
   void set_exit_handler(ExitHandler handler) { exit_handler_ = std::move(handler); }
 
-  // Lanes (PROTOCOL.md §15), on the main node before its thread runs: incoming sessions that ask for
-  // `lane`'s lane continue on `lane` (another MeshNode of this node, on its own thread, with the
-  // same credentials and configuration). `lane` must outlive this node's thread.
+  // Lanes (PROTOCOL.md §15), on the main node before its thread runs: incoming sessions that ask
+  // for `lane`'s lane continue on `lane` (another MeshNode of this node, on its own thread, with
+  // the same credentials and configuration). `lane` must outlive this node's thread.
   void serve_lane(MeshNode& lane);
   const std::string& lane() const { return options_.lane; }
   std::uint64_t lane_handoffs() const;  // incoming sessions handed to lanes

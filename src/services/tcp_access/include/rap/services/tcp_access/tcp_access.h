@@ -4,15 +4,15 @@
 // Both run on the MeshNode's executor and depend on rap_mesh's public API only.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <functional>
-#include <atomic>
 #include <map>
-#include <optional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -123,8 +123,8 @@ class TcpAccessEntry {
   // The entry of an interactive lane (PROTOCOL.md §15): no listener of its own; it carries the
   // connections its main entry hands over, on `ex` (the lane's thread) through `mesh` (the
   // lane's MeshNode).
-  static std::unique_ptr<TcpAccessEntry> lane(const asio::any_io_executor& ex,
-                                              mesh::MeshNode& mesh, AccessSink sink);
+  static std::unique_ptr<TcpAccessEntry> lane(const asio::any_io_executor& ex, mesh::MeshNode& mesh,
+                                              AccessSink sink);
   // From then on `main` hands every admitted interactive connection (client ingress and
   // entry-node listeners) to `lane`, which opens its route there; a route the lane has no
   // session for ("next_hop_unreachable": a peer without lanes, or still being dialed) comes
