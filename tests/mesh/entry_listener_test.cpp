@@ -197,6 +197,56 @@ TEST(EntryListener, CarriesTheOwnersConnectionsThroughTheRelayAndRefusesOtherUid
   std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 
+// With the interactive lane (PROTOCOL.md §15), a listener's interactive connections are accepted
+// and checked on the main thread, then piped on the lane's (the plain socket moves threads).
+TEST(EntryListener, InteractiveConnectionsContinueOnTheLane) {
+  Lab lab;
+  lab.add("entry", {"entry-node"}, true);
+  lab.add("relay", {"relay-node"}, true);
+  lab.add("exit", {"exit-node"}, true);
+  lab.configure();
+  const auto target = lab.start_echo();
+  lab.set_egress("exit", target);
+  lab.wait_lane_connected("entry", "relay");
+  lab.wait_lane_connected("relay", "exit");
+  const std::string path = temp_socket();
+  lab.start_users("entry", path);
+  const auto t = lab.ticket("entry", lab.grant("entry", {"exit"}, target),
+                            {lab.lease("route-1", {"entry", "relay", "exit"})});
+  UserClient uc(path);
+  ASSERT_TRUE(uc.ok());
+  Json r = uc.call({{"v", 1},
+                    {"op", "listen"},
+                    {"ticket", t},
+                    {"listen", "127.0.0.1:0"},
+                    {"class", "interactive"}});
+  ASSERT_TRUE(r.value("ok", false)) << r.dump();
+  const std::string at = r.value("listen", "");
+  const auto port = static_cast<std::uint16_t>(std::stoul(at.substr(at.rfind(':') + 1)));
+  const std::string data = payload(1024 * 1024);
+  for (int i = 0; i < 2; ++i) {
+    const int c = connect_port(port);
+    ASSERT_GE(c, 0);
+    EXPECT_TRUE(echo_over(c, data) == data);
+    ::close(c);
+  }
+  EXPECT_EQ(lab.lane_view("entry", false)["entry_handoffs"], 2);
+  EXPECT_EQ(lab.lane_view("entry", true)["entry_accepted"], 2);
+  EXPECT_EQ(lab.lane_view("exit", true)["exit_accepted"], 2);
+  std::vector<AccessRecord> recs;
+  for (int i = 0; i < 100 && recs.size() < 2; ++i) {
+    std::this_thread::sleep_for(20ms);
+    recs = lab.records();
+  }
+  ASSERT_EQ(recs.size(), 2u);
+  for (const auto& rec : recs) {
+    EXPECT_EQ(rec.outcome, "ok");
+    EXPECT_EQ(rec.bytes_up, data.size());
+  }
+  uc.close();
+  std::filesystem::remove_all(std::filesystem::path(path).parent_path());
+}
+
 TEST(EntryListener, ATicketOfAnotherEntryIsRefused) {
   Lab lab;
   const auto target = lab.three_hops();

@@ -115,7 +115,8 @@ Result<AgentConfig> AgentConfig::from_json(const json& j) {
     c.crash_loop_threshold = static_cast<std::uint32_t>(cl);
     if (j.contains("interactive_lane") && !j["interactive_lane"].is_boolean())
       return fail("bad_config", "interactive_lane must be true or false");
-    c.interactive_lane = j.value("interactive_lane", c.interactive_lane);
+    // Thin nodes (few resources) run one fabric thread unless told otherwise.
+    c.interactive_lane = j.value("interactive_lane", c.profile != "thin");
     c.user_socket_dir = j.value("user_socket_dir", c.user_socket_dir);
     if (!c.user_socket_dir.empty() && c.user_socket_dir.front() != '/')
       return fail("bad_config", "user_socket_dir must be an absolute path (or \"\" for none)");

@@ -24,9 +24,9 @@
 //                              (sessions to its signed peer directory, relaying, TCP access entry
 //                              and exit); "ip:port" each, all optional (no fabric_listen = dial
 //                              out only, as behind NAT)
-//   interactive_lane           true (default) or false: run the mesh's interactive lane, a
-//                              second fabric core on its own thread for interactive routes
-//                              (docs/PROTOCOL.md §15)
+//   interactive_lane           true or false (default: true, false on thin nodes): run the
+//                              mesh's interactive lane, a second fabric core on its own thread
+//                              for interactive routes (docs/PROTOCOL.md §15)
 //   user_socket_dir            entry nodes (default /run/rap-node-agent; "" = none): the
 //                              directory of <cluster>.sock, where users on this host ask for
 //                              entry-node listeners (`rapctl connect --local-entry`)
@@ -84,7 +84,7 @@ struct AgentConfig {
   // "" = none). The systemd unit's RuntimeDirectory.
   std::string user_socket_dir = "/run/rap-node-agent";
   std::string metrics_listen;
-  bool interactive_lane = true;  // docs/PROTOCOL.md §15
+  bool interactive_lane = true;  // docs/PROTOCOL.md §15 (default false on thin nodes)
   std::vector<MembershipConfig> memberships;
 
   // Validates every key; unknown keys and bad values are errors naming the key.
