@@ -1,8 +1,10 @@
 // MeshRuntime: the agent's one fabric core for one cluster membership (docs/PROTOCOL.md §14). It
 // runs MeshNode, the TCP access entry (when the node holds entry-node and client ingress is
-// configured) and exit on its own I/O thread, feeds them the applied signed configuration, and
-// hands the heartbeat what it must advertise (endpoints, live sessions, RTTs) and the access
-// records to report. Started and stopped by the membership's heartbeat thread with the roles.
+// configured) and exit on its own I/O thread, plus the interactive lane (a second MeshNode, entry
+// and exit on a second thread, docs/PROTOCOL.md §15) unless turned off; feeds them the applied
+// signed configuration, and hands the heartbeat what it must advertise (endpoints, live sessions,
+// RTTs) and the access records to report. Started and stopped by the membership's heartbeat
+// thread with the roles.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
