@@ -201,14 +201,7 @@ TEST(EntryListener, CarriesTheOwnersConnectionsThroughTheRelayAndRefusesOtherUid
 // and checked on the main thread, then piped on the lane's (the plain socket moves threads).
 TEST(EntryListener, InteractiveConnectionsContinueOnTheLane) {
   Lab lab;
-  lab.add("entry", {"entry-node"}, true);
-  lab.add("relay", {"relay-node"}, true);
-  lab.add("exit", {"exit-node"}, true);
-  lab.configure();
-  const auto target = lab.start_echo();
-  lab.set_egress("exit", target);
-  lab.wait_lane_connected("entry", "relay");
-  lab.wait_lane_connected("relay", "exit");
+  const auto target = lab.three_hops(true);
   const std::string path = temp_socket();
   lab.start_users("entry", path);
   const auto t = lab.ticket("entry", lab.grant("entry", {"exit"}, target),

@@ -172,15 +172,20 @@ class Lab {
   }
 
   // entry -> relay -> exit with an echo target the exit may reach; returns the target address.
-  std::string three_hops() {
-    add("entry", {"entry-node"});
-    add("relay", {"relay-node"});
-    add("exit", {"exit-node"});
+  // `lanes`: every node runs the interactive lane too, and its lane sessions are up.
+  std::string three_hops(bool lanes = false) {
+    add("entry", {"entry-node"}, lanes);
+    add("relay", {"relay-node"}, lanes);
+    add("exit", {"exit-node"}, lanes);
     configure();
     const auto target = start_echo();
     set_egress("exit", target);
     wait_connected("entry", "relay");
     wait_connected("relay", "exit");
+    if (lanes) {
+      wait_lane_connected("entry", "relay");
+      wait_lane_connected("relay", "exit");
+    }
     return target;
   }
 

@@ -16,14 +16,7 @@ std::uint64_t relayed(const Json& view) {
 
 TEST(MeshLane, InteractiveRoutesRunOnTheLaneAndBulkStaysOnTheMainLane) {
   Lab lab;
-  lab.add("entry", {"entry-node"}, true);
-  lab.add("relay", {"relay-node"}, true);
-  lab.add("exit", {"exit-node"}, true);
-  lab.configure();
-  const auto target = lab.start_echo();
-  lab.set_egress("exit", target);
-  lab.wait_lane_connected("entry", "relay");
-  lab.wait_lane_connected("relay", "exit");
+  const auto target = lab.three_hops(true);
   const auto t = lab.ticket("entry", lab.grant("entry", {"exit"}, target),
                             {lab.lease("route-1", {"entry", "relay", "exit"})});
   const std::string data = payload(256 * 1024);

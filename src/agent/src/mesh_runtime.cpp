@@ -67,6 +67,23 @@ auto on_io(asio::io_context& io, F f) {
       .get();
 }
 
+// Runs `f` on `io` now and every 500 ms until the loop stops (the snapshot refreshers).
+template <class F>
+void every_half_second(asio::io_context& io, F f) {
+  asio::co_spawn(
+      io,
+      [f]() -> asio::awaitable<void> {
+        asio::steady_timer t(co_await asio::this_coro::executor);
+        for (;;) {
+          f();
+          t.expires_after(std::chrono::milliseconds(500));
+          auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+          if (ec) co_return;
+        }
+      },
+      asio::detached);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCredentials& creds,
@@ -201,31 +218,9 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
   }
   // Snapshot refresher: other threads read status and sessions from a copy.
   auto* raw = r.get();
-  asio::co_spawn(
-      *r->io_,
-      [raw]() -> asio::awaitable<void> {
-        asio::steady_timer t(co_await asio::this_coro::executor);
-        for (;;) {
-          raw->refresh_snapshot();
-          t.expires_after(std::chrono::milliseconds(500));
-          auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
-          if (ec) co_return;
-        }
-      },
-      asio::detached);
+  every_half_second(*r->io_, [raw] { raw->refresh_snapshot(); });
   if (r->lane_io_) {
-    asio::co_spawn(
-        *r->lane_io_,
-        [raw]() -> asio::awaitable<void> {
-          asio::steady_timer t(co_await asio::this_coro::executor);
-          for (;;) {
-            raw->refresh_lane_snapshot();
-            t.expires_after(std::chrono::milliseconds(500));
-            auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
-            if (ec) co_return;
-          }
-        },
-        asio::detached);
+    every_half_second(*r->lane_io_, [raw] { raw->refresh_lane_snapshot(); });
     r->lane_thread_ = std::thread([raw] { run_prioritised(*raw->lane_io_); });
   }
   // The node's main fabric thread: bulk routes run at low priority (rap/common/priority.h).
@@ -324,13 +319,7 @@ void MeshRuntime::refresh_lane_snapshot() {
   json ls{{"lane", st.value("lane", std::string())},
           {"open_flows", st.value("open_flows", json::array()).size()},
           {"peers", st.value("peers", json::array())}};
-  std::size_t sessions = 0;
-  for (const auto& [peer, h] : lane_mesh_->session_health()) {
-    (void)peer;
-    (void)h;
-    sessions++;
-  }
-  ls["lane_sessions"] = sessions;
+  ls["lane_sessions"] = lane_mesh_->session_peers().size();
   if (lane_entry_) ls["tcp_returns_to_main"] = lane_entry_->lane_returns();
   auto active =
       lane_entry_ ? lane_entry_->active_sessions() : std::vector<services::tcp::ActiveAccess>{};
