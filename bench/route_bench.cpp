@@ -27,11 +27,19 @@
 // Also: CPU seconds per GB of every thread / process of each path during its bulk transfer, and
 // two controls for the loaded latency (our interactive round trips while an unrelated stunnel
 // bulk runs; and while our bulk takes the relayed route, i.e. other fabric sessions).
+// Under each loaded round trip: the share of CPU time the hypervisor stole meanwhile
+// (/proc/stat), and the mean runqueue wait per wake-up of each of our threads (their names:
+// "entry", "entry-il" for its interactive lane, "fwd", "fwd-inter", ...; /proc/self/task/*/
+// schedstat). As the agent does, every lane thread and the interactive forwarder ask for a short
+// time slice (rap/common/thread_slice.h); --no-short-slice leaves them the kernel's.
 // Nothing fails when a target is missed: each figure ends with a RESULT line. Running as root,
 // it creates /run/sshd (sshd's privilege separation directory) when it is missing.
 // Usage: bench_route [--bytes N] [--rounds N] [--paced-mbps N] [--no-ssh] [--no-stunnel]
-//                    [--ssh-cipher NAME] [--no-lanes] [--one-forwarder]
+//                    [--ssh-cipher NAME] [--no-lanes] [--one-forwarder] [--no-short-slice]
 //                    [--initial-window BYTES] [--latency-target-us N]   (fabric session knobs)
+// Diagnostics: BENCH_SLOW_US=N prints each round trip slower than N us with its steady-clock
+// time (to line up with `perf sched record -k CLOCK_MONOTONIC`); BENCH_ALL_WAITS=1 adds the
+// driver's and the target's threads to the runqueue-wait lines.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -73,6 +81,7 @@
 #include <vector>
 
 #include "rap/common/priority.h"
+#include "rap/common/thread_slice.h"
 #include "rap/config/canonical.h"
 #include "rap/config/signer.h"
 #include "rap/crypto/certs.h"
@@ -270,6 +279,7 @@ class Sink {
     }
   }
   void serve(int fd) {
+    ::pthread_setname_np(::pthread_self(), "target");
     std::vector<char> buf(kChunk);
     std::uint64_t hdr[2] = {};
     if (read_full(fd, hdr, sizeof hdr)) {
@@ -283,6 +293,7 @@ class Sink {
         last_cpu_ = this_thread_cpu();
         if (left == 0) (void)write_full(fd, buf.data(), 1);
       } else if (hdr[0] == kEcho) {
+        ::pthread_setname_np(::pthread_self(), "target-echo");
         while (read_full(fd, buf.data(), 64) && write_full(fd, buf.data(), 64)) {
         }
       } else {
@@ -343,10 +354,80 @@ std::vector<double> rtt(std::uint16_t port, int rounds) {
     ok = write_full(fd, m.data(), m.size()) && read_full(fd, m.data(), m.size());
     if (ok && i >= kWarmup)
       out.push_back(std::chrono::duration<double, std::micro>(Clk::now() - t0).count());
+    if (static const char* slow = std::getenv("BENCH_SLOW_US");
+        slow && ok && i >= kWarmup && out.back() > std::atof(slow))
+      std::fprintf(stderr, "slow rtt at %.6f: %.0f us\n",
+                   std::chrono::duration<double>(t0.time_since_epoch()).count(), out.back());
   }
   ::close(fd);
   if (!ok) out.clear();
   return out;
+}
+
+// The machine's CPU time so far, and the part of it the hypervisor stole (/proc/stat "cpu" line:
+// time a virtual CPU wanted to run but its host ran something else). Steal stalls every thread
+// on that CPU, whatever its priority: a round trip that meets it waits for the host.
+struct CpuTimes {
+  std::uint64_t total = 0;
+  std::uint64_t steal = 0;
+};
+CpuTimes cpu_times() {
+  std::ifstream f("/proc/stat");
+  std::string cpu;
+  CpuTimes t;
+  std::uint64_t v = 0;
+  f >> cpu;
+  for (int i = 0; i < 8 && f >> v; ++i) {
+    t.total += v;
+    if (i == 7) t.steal = v;
+  }
+  return t;
+}
+double steal_share(const CpuTimes& a, const CpuTimes& b) {
+  return b.total > a.total
+             ? static_cast<double>(b.steal - a.steal) / static_cast<double>(b.total - a.total)
+             : 0.0;
+}
+
+// Runqueue waits of this process's threads by name (/proc/self/task/*/schedstat: time spent
+// runnable but not running, and the number of times the thread got a CPU): how long a woken
+// thread waited for a core. Threads of one name are summed.
+struct SchedWait {
+  std::uint64_t wait_ns = 0;
+  std::uint64_t runs = 0;
+};
+std::map<std::string, SchedWait> sched_waits() {
+  std::map<std::string, SchedWait> out;
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream comm(t.path() / "comm");
+    std::ifstream stat(t.path() / "schedstat");
+    std::string name;
+    std::uint64_t run_ns = 0, wait_ns = 0, runs = 0;
+    if (!std::getline(comm, name) || !(stat >> run_ns >> wait_ns >> runs)) continue;
+    out[name].wait_ns += wait_ns;
+    out[name].runs += runs;
+  }
+  return out;
+}
+// "name mean-wait" for every fabric thread that ran between `a` and `b`.
+std::string sched_wait_line(const std::map<std::string, SchedWait>& a,
+                            const std::map<std::string, SchedWait>& b) {
+  std::string line;
+  for (const auto& [name, w] : b) {
+    if (std::getenv("BENCH_ALL_WAITS") == nullptr &&
+        (name.rfind("bench", 0) == 0 || name.rfind("target", 0) == 0 || name == "bulk-driver"))
+      continue;
+    const auto it = a.find(name);
+    const SchedWait w0 = it == a.end() ? SchedWait{} : it->second;
+    if (w.runs <= w0.runs + 100) continue;  // idle during the phase
+    char buf[96];
+    std::snprintf(
+        buf, sizeof buf, "%s%s %.0f us", line.empty() ? "" : ", ", name.c_str(),
+        static_cast<double>(w.wait_ns - w0.wait_ns) / 1e3 / static_cast<double>(w.runs - w0.runs));
+    line += buf;
+  }
+  return line;
 }
 
 struct Loaded {
@@ -361,6 +442,7 @@ Loaded rtt_under_bulk(std::uint16_t bulk_port, std::uint16_t inter_port, int rou
                       const Sink& sink, double pace_mbps = 0) {
   std::atomic<bool> stop{false};
   std::thread bulk([&] {
+    ::pthread_setname_np(::pthread_self(), "bulk-driver");
     const int fd = connect_tcp(bulk_port);
     if (fd < 0) return;
     const std::size_t piece = pace_mbps > 0 ? 16 * 1024 : kChunk;
@@ -664,6 +746,7 @@ class Mesh {
 
   fabric::SessionConfig session;  // fabric session settings of every node (defaults)
   bool lanes = true;              // every node runs an interactive lane (the agent's default)
+  bool short_slice = true;        // lane threads ask for a short slice (the agent's default)
 
   Result<void> add(const std::string& id, std::vector<std::string> roles) {
     auto h = std::make_unique<Host>(id);
@@ -671,7 +754,10 @@ class Mesh {
     h->key = *crypto::Ed25519Key::generate();
     h->creds = issue(id, *h->key);
     h->guard.emplace(asio::make_work_guard(h->io));
-    h->thread = std::thread([io = &h->io] { run_prioritised(*io); });
+    h->thread = std::thread([io = &h->io, name = id.substr(0, 10)] {
+      ::pthread_setname_np(::pthread_self(), name.c_str());
+      run_prioritised(*io);
+    });
     mesh::MeshOptions o;
     o.fabric_listen = "127.0.0.1:0";
     o.dial_interval = 100ms;
@@ -692,7 +778,11 @@ class Mesh {
     h->entry = std::move(*e);
     if (lanes) {
       h->lane_guard.emplace(asio::make_work_guard(h->lane_io));
-      h->lane_thread = std::thread([io = &h->lane_io] { run_prioritised(*io); });
+      h->lane_thread = std::thread([io = &h->lane_io, ss = short_slice, name = id.substr(0, 10)] {
+        ::pthread_setname_np(::pthread_self(), (name + "-il").c_str());
+        if (ss) (void)request_thread_slice(kInteractiveThreadSlice);
+        run_prioritised(*io);
+      });
       mesh::MeshOptions lo = o;
       lo.lane = "interactive";
       lo.fabric_listen.clear();
@@ -887,6 +977,13 @@ class ListenerThread {
   ListenerThread& operator=(const ListenerThread&) = delete;
 
   double cpu() { return thread_cpu(thread_); }
+  // The listener thread asks for a short time slice (rap/common/thread_slice.h).
+  void short_slice() {
+    on(io_, [] { return request_thread_slice(kInteractiveThreadSlice).has_value(); });
+  }
+  void name(const std::string& n) {
+    on(io_, [&] { return ::pthread_setname_np(::pthread_self(), n.substr(0, 15).c_str()); });
+  }
   // A listener on 127.0.0.1 whose every connection goes to `serve`; returns its port.
   std::uint16_t listen(Serve serve) {
     return on(io_, [&] {
@@ -918,6 +1015,8 @@ class ListenerThread {
 class Forwarder {
  public:
   double cpu() { return t_.cpu(); }
+  void short_slice() { t_.short_slice(); }
+  void name(const std::string& n) { t_.name(n); }
   // A local listener for `ticket` with traffic class `cls`; returns its port.
   std::uint16_t listen(std::string endpoint, std::string key, std::string ticket, std::string cls) {
     services::tcp::ClientHello hello{std::move(ticket), std::move(cls)};
@@ -1145,7 +1244,9 @@ struct Row {
   bool has_loaded = false;
   std::vector<double> paced;  // under a paced bulk transfer (--paced-mbps)
   double paced_bulk_mbps = 0;
-  CpuSnapshot cpu;  // CPU seconds per GB moved, by component, during the bulk transfer
+  CpuSnapshot cpu;         // CPU seconds per GB moved, by component, during the bulk transfer
+  std::string sched_wait;  // our threads' mean runqueue wait under the bulk transfer
+  double idle_steal = 0, loaded_steal = 0;  // share of CPU time the hypervisor took meanwhile
 };
 
 std::string us(double v) {
@@ -1167,6 +1268,7 @@ int main(int argc, char** argv) {
   bool with_stunnel = true;
   bool lanes = true;
   bool one_forwarder = false;
+  bool short_slice = true;
   int kills = 20;
   double paced_mbps = 100;
   std::string ssh_cipher;
@@ -1196,11 +1298,13 @@ int main(int argc, char** argv) {
       lanes = false;
     else if (a == "--one-forwarder")
       one_forwarder = true;
+    else if (a == "--no-short-slice")
+      short_slice = false;
     else {
       std::fprintf(stderr,
                    "usage: bench_route [--bytes N] [--rounds N] [--failover-kills N] "
                    "[--paced-mbps N (0: off)] [--no-ssh] "
-                   "[--no-stunnel] [--no-lanes] [--one-forwarder] "
+                   "[--no-stunnel] [--no-lanes] [--one-forwarder] [--no-short-slice] "
                    "[--ssh-cipher NAME] [--initial-window BYTES] [--latency-target-us N]\n");
       return 2;
     }
@@ -1219,6 +1323,7 @@ int main(int argc, char** argv) {
   Mesh mesh;
   mesh.session = session_cfg;
   mesh.lanes = lanes;
+  mesh.short_slice = short_slice;
   for (const auto& [id, roles] :
        std::vector<std::pair<std::string, std::vector<std::string>>>{{"entry", {"entry-node"}},
                                                                      {"relay", {"relay-node"}},
@@ -1243,6 +1348,9 @@ int main(int argc, char** argv) {
   Forwarder fwd;
   std::optional<Forwarder> fwd_inter_own;  // the interactive `rapctl connect` (own process)
   if (!one_forwarder) fwd_inter_own.emplace();
+  if (fwd_inter_own && short_slice) fwd_inter_own->short_slice();
+  fwd.name("fwd");
+  if (fwd_inter_own) fwd_inter_own->name("fwd-inter");
   Forwarder& fwd_inter = one_forwarder ? fwd : *fwd_inter_own;
   auto fwd_cpu = [&] { return fwd.cpu() + (fwd_inter_own ? fwd_inter_own->cpu() : 0.0); };
   const auto ep = mesh.entry_endpoint("entry");
@@ -1357,9 +1465,15 @@ int main(int argc, char** argv) {
     for (std::size_t k = 0; k < after.size(); ++k)
       r.cpu.emplace_back(after[k].first, (after[k].second - before[k].second) * per_gb);
     r.bulk_mbps = secs > 0 ? static_cast<double>(bytes) / secs / 1e6 : -1;
+    const auto idle0 = cpu_times();
     r.idle = rtt(ports[i][1], rounds);
+    r.idle_steal = steal_share(idle0, cpu_times());
     if (i > 0) {
+      const auto w0 = sched_waits();
+      const auto c0 = cpu_times();
       const auto l = rtt_under_bulk(ports[i][0], ports[i][1], rounds, sink);
+      r.loaded_steal = steal_share(c0, cpu_times());
+      if (i >= 3) r.sched_wait = sched_wait_line(w0, sched_waits());
       r.loaded = l.rtt;
       r.loaded_bulk_mbps = l.bulk_mbps;
       r.has_loaded = true;
@@ -1375,11 +1489,16 @@ int main(int argc, char** argv) {
       std::printf(" | under bulk p50 %s p99 %s (bulk meanwhile %.1f MB/s)",
                   us(pct(r.loaded, .5)).c_str(), us(pct(r.loaded, .99)).c_str(),
                   r.loaded_bulk_mbps);
+      std::printf(" | CPU stolen by the host: idle %.1f%%, under bulk %.1f%%", r.idle_steal * 100,
+                  r.loaded_steal * 100);
     }
     if (!r.paced.empty())
       std::printf(" | under paced bulk p50 %s p99 %s (%.1f MB/s)", us(pct(r.paced, .5)).c_str(),
                   us(pct(r.paced, .99)).c_str(), r.paced_bulk_mbps);
     std::printf("\n");
+    if (!r.sched_wait.empty())
+      std::printf("  mean runqueue wait per wake-up of our threads under that bulk: %s\n",
+                  r.sched_wait.c_str());
     if (r.bulk_mbps < 0 || r.idle.empty() || (r.has_loaded && r.loaded.empty()))
       std::printf("  (a transfer through this path failed; see above)\n");
   }

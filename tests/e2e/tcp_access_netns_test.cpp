@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "access_netns.h"
+#include "rap/common/thread_slice.h"
 
 using namespace access_netns;
 
@@ -254,6 +255,18 @@ TEST_F(TcpAccessNetns, SshScpPsqlCurlThroughEntryRelayExit) {
   const auto metrics = in("entry", {"curl", "-s", "http://127.0.0.1:9109/metrics"}, 10s).output;
   EXPECT_NE(metrics.find("lane=\"interactive\""), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("rap_tcp_access_lane_handoffs_total "), std::string::npos);
+  // The lane's thread asked for a short time slice (rap/common/thread_slice.h); a kernel before
+  // 6.12 keeps its own, and the status says why.
+  const auto slice = entry_st["lanes"]["interactive"].value("thread_slice", json::object());
+  EXPECT_EQ(slice.value("requested_us", 0), 100) << entry_st;
+  if (const auto here = rap::thread_slice(); here && here->count() > 0) {
+    EXPECT_EQ(slice.value("granted_us", 0), 100) << slice;
+    EXPECT_NE(metrics.find("rap_mesh_lane_thread_slice_seconds{lane=\"interactive\"} 0.0001\n"),
+              std::string::npos)
+        << metrics;
+  } else {
+    EXPECT_EQ(slice.value("reason", std::string()), "slice_unsupported") << slice;
+  }
   std::set<std::string> types;
   std::istringstream lines(metrics);
   for (std::string line; std::getline(lines, line);) {

@@ -1,5 +1,7 @@
 #include "mesh_runtime.h"
 
+#include <fmt/format.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -12,6 +14,7 @@
 
 #include "rap/common/priority.h"
 #include "rap/common/prometheus.h"
+#include "rap/common/thread_slice.h"
 #include "rap/config/canonical.h"
 
 namespace rap::agent {
@@ -193,6 +196,12 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
                       ls.value("lane", std::string()) + "\"} " +
                       std::to_string(ls.value("open_flows", 0)) + "\n";
               lane_name = ls.value("lane", std::string());
+              // 0: the kernel keeps its own slice for the lane's thread.
+              lanes +=
+                  "# TYPE rap_mesh_lane_thread_slice_seconds gauge\n"
+                  "rap_mesh_lane_thread_slice_seconds{lane=\"" +
+                  lane_name + "\"} " +
+                  fmt::format("{:g}", static_cast<double>(raw->lane_slice_us_.load()) / 1e6) + "\n";
             }
           }
           // Hand-overs are counted on the main thread (the prometheus callback's).
@@ -221,10 +230,27 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
   every_half_second(*r->io_, [raw] { raw->refresh_snapshot(); });
   if (r->lane_io_) {
     every_half_second(*r->lane_io_, [raw] { raw->refresh_lane_snapshot(); });
-    r->lane_thread_ = std::thread([raw] { run_prioritised(*raw->lane_io_); });
+    r->lane_thread_ = std::thread([raw] {
+      ::pthread_setname_np(::pthread_self(), "rap-fabric-il");
+      // The lane's thread asks for a short time slice, so that it preempts a busy bulk thread
+      // when a packet wakes it (rap/common/thread_slice.h).
+      if (auto s = request_thread_slice(kInteractiveThreadSlice); s) {
+        raw->lane_slice_us_ = s->count();
+        spdlog::info("interactive lane thread: time slice {} us", s->count());
+      } else {
+        std::lock_guard g(raw->mu_);
+        raw->lane_slice_error_ = s.error().code;
+        spdlog::info("interactive lane thread keeps the kernel's time slice ({}: {})",
+                     s.error().code, s.error().message);
+      }
+      run_prioritised(*raw->lane_io_);
+    });
   }
   // The node's main fabric thread: bulk routes run at low priority (rap/common/priority.h).
-  r->thread_ = std::thread([raw] { run_prioritised(*raw->io_); });
+  r->thread_ = std::thread([raw] {
+    ::pthread_setname_np(::pthread_self(), "rap-fabric");
+    run_prioritised(*raw->io_);
+  });
   spdlog::info("cluster {}: mesh node {} started (fabric {}, client ingress {}, lanes {})",
                cluster_label, r->mesh_->node_id(),
                r->fabric_endpoint_.empty() ? "dial-out only" : r->fabric_endpoint_,
@@ -327,6 +353,10 @@ void MeshRuntime::refresh_lane_snapshot() {
   auto exit_counters = lane_exit_->counters();
   auto prom = lane_mesh_->prometheus();
   std::lock_guard g(mu_);
+  json slice{{"requested_us", kInteractiveThreadSlice.count()},
+             {"granted_us", lane_slice_us_.load()}};
+  if (!lane_slice_error_.empty()) slice["reason"] = lane_slice_error_;
+  ls["thread_slice"] = std::move(slice);
   lane_full_status_ = std::move(st);
   lane_prometheus_ = std::move(prom);
   lane_status_ = std::move(ls);

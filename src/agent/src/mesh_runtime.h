@@ -7,7 +7,9 @@
 // thread with the roles.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -106,6 +108,8 @@ class MeshRuntime {
   std::unique_ptr<services::tcp::TcpAccessExit> lane_exit_;
   std::unique_ptr<services::tcp::TcpAccessEntry> lane_entry_;
   std::thread lane_thread_;
+  std::atomic<std::int64_t> lane_slice_us_{0};  // the lane thread's granted slice (0: none)
+  std::string lane_slice_error_;                // why not (guarded by mu_)
   std::string fabric_endpoint_;
   std::string ingress_endpoint_;
   PeerTransition transition_;                          // I/O thread

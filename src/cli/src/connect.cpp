@@ -23,6 +23,7 @@
 #include "rap/cli/http_client.h"
 #include "rap/common/framing.h"
 #include "rap/common/priority.h"
+#include "rap/common/thread_slice.h"
 #include "rap/services/tcp_access/ingress.h"
 
 namespace rap::cli {
@@ -382,6 +383,9 @@ int cmd_connect(const Globals& g, const ConnectArgs& a, Io& io, const Config& cf
         }
       },
       asio::detached);
+  // An interactive forwarder asks for a short time slice: it wakes for every keystroke and should
+  // not wait for a busy process's slice to end (rap/common/thread_slice.h). Best effort.
+  if (a.traffic_class == "interactive") (void)request_thread_slice(kInteractiveThreadSlice);
   run_prioritised(ioc);  // bulk connections yield to interactive ones (rap/common/priority.h)
   if (a.once && conn.connections() == 0 && conn.last_error()) return report(io, *conn.last_error());
   return kExitOk;
