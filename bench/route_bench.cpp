@@ -31,11 +31,13 @@
 // (/proc/stat), and the mean runqueue wait per wake-up of each of our threads (their names:
 // "entry", "entry-il" for its interactive lane, "fwd", "fwd-inter", ...; /proc/self/task/*/
 // schedstat). As the agent does, every lane thread and the interactive forwarder ask for a short
-// time slice (rap/common/thread_slice.h); --no-short-slice leaves them the kernel's.
+// time slice (rap/common/thread_slice.h); --no-short-slice leaves them the kernel's. Every loop
+// gives up the CPU after 500 us of busy bulk work (rap/common/priority.h); --no-cpu-yield: never.
 // Nothing fails when a target is missed: each figure ends with a RESULT line. Running as root,
 // it creates /run/sshd (sshd's privilege separation directory) when it is missing.
 // Usage: bench_route [--bytes N] [--rounds N] [--paced-mbps N] [--no-ssh] [--no-stunnel]
 //                    [--ssh-cipher NAME] [--no-lanes] [--one-forwarder] [--no-short-slice]
+//                    [--no-cpu-yield]
 //                    [--initial-window BYTES] [--latency-target-us N]   (fabric session knobs)
 // Diagnostics: BENCH_SLOW_US=N prints each round trip slower than N us with its steady-clock
 // time (to line up with `perf sched record -k CLOCK_MONOTONIC`); BENCH_ALL_WAITS=1 adds the
@@ -362,6 +364,15 @@ std::vector<double> rtt(std::uint16_t port, int rounds) {
   ::close(fd);
   if (!ok) out.clear();
   return out;
+}
+
+// Every thread's event loop: the two-level loop (rap/common/priority.h), which gives up the CPU
+// after 500 us of busy bulk work as the agent's does; --no-cpu-yield turns that off.
+std::atomic<bool> g_cpu_yield{true};
+void run_loop(asio::io_context& io) {
+  PrioritisedLoopOptions o;
+  if (!g_cpu_yield.load()) o.cpu_yield_after = std::chrono::microseconds(0);
+  run_prioritised(io, o);
 }
 
 // The machine's CPU time so far, and the part of it the hypervisor stole (/proc/stat "cpu" line:
@@ -756,7 +767,7 @@ class Mesh {
     h->guard.emplace(asio::make_work_guard(h->io));
     h->thread = std::thread([io = &h->io, name = id.substr(0, 10)] {
       ::pthread_setname_np(::pthread_self(), name.c_str());
-      run_prioritised(*io);
+      run_loop(*io);
     });
     mesh::MeshOptions o;
     o.fabric_listen = "127.0.0.1:0";
@@ -781,7 +792,7 @@ class Mesh {
       h->lane_thread = std::thread([io = &h->lane_io, ss = short_slice, name = id.substr(0, 10)] {
         ::pthread_setname_np(::pthread_self(), (name + "-il").c_str());
         if (ss) (void)request_thread_slice(kInteractiveThreadSlice);
-        run_prioritised(*io);
+        run_loop(*io);
       });
       mesh::MeshOptions lo = o;
       lo.lane = "interactive";
@@ -960,8 +971,7 @@ class Mesh {
 class ListenerThread {
  public:
   using Serve = std::function<asio::awaitable<void>(asio::ip::tcp::socket)>;
-  ListenerThread()
-      : guard_(asio::make_work_guard(io_)), thread_([this] { run_prioritised(io_); }) {}
+  ListenerThread() : guard_(asio::make_work_guard(io_)), thread_([this] { run_loop(io_); }) {}
   ~ListenerThread() {
     on(io_, [&] {
       boost::system::error_code ec;
@@ -1300,12 +1310,15 @@ int main(int argc, char** argv) {
       one_forwarder = true;
     else if (a == "--no-short-slice")
       short_slice = false;
+    else if (a == "--no-cpu-yield")
+      g_cpu_yield = false;
     else {
-      std::fprintf(stderr,
-                   "usage: bench_route [--bytes N] [--rounds N] [--failover-kills N] "
-                   "[--paced-mbps N (0: off)] [--no-ssh] "
-                   "[--no-stunnel] [--no-lanes] [--one-forwarder] [--no-short-slice] "
-                   "[--ssh-cipher NAME] [--initial-window BYTES] [--latency-target-us N]\n");
+      std::fprintf(
+          stderr,
+          "usage: bench_route [--bytes N] [--rounds N] [--failover-kills N] "
+          "[--paced-mbps N (0: off)] [--no-ssh] "
+          "[--no-stunnel] [--no-lanes] [--one-forwarder] [--no-short-slice] [--no-cpu-yield] "
+          "[--ssh-cipher NAME] [--initial-window BYTES] [--latency-target-us N]\n");
       return 2;
     }
   }

@@ -1,5 +1,7 @@
 #include "rap/common/priority.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
@@ -29,7 +31,12 @@ void LowPriorityQueue::push(Item item) {
 
 LowPriorityQueue::Stats LowPriorityQueue::stats() const {
   std::lock_guard g(mu_);
-  return Stats{driven_, deferred_, max_depth_};
+  return Stats{driven_, deferred_, max_depth_, cpu_yields_};
+}
+
+void LowPriorityQueue::count_cpu_yield() {
+  std::lock_guard g(mu_);
+  cpu_yields_++;
 }
 
 LowPriorityQueue::Stats low_priority_stats(const asio::any_io_executor& ex) {
@@ -75,23 +82,46 @@ asio::awaitable<void> yield(bool low) {
 }
 
 std::size_t run_prioritised(asio::io_context& io) {
+  return run_prioritised(io, PrioritisedLoopOptions{}).handlers;
+}
+
+PrioritisedLoopStats run_prioritised(asio::io_context& io, const PrioritisedLoopOptions& options) {
   auto& q = asio::use_service<LowPriorityQueue>(io);
   q.set_driven(true);
-  std::size_t n = 0;
+  const SystemClock system_clock;
+  const Clock& clock = options.clock != nullptr ? *options.clock : system_clock;
+  const bool yields = options.cpu_yield_after.count() > 0;
+  PrioritisedLoopStats stats;
+  TimePoint busy_since = clock.now();  // since the thread last waited for an event (or yielded)
   for (;;) {
-    n += io.poll();  // every handler ready now, and those they make ready
+    stats.handlers += io.poll();  // every handler ready now, and those they make ready
     if (auto item = q.pop()) {
-      // Nothing else is ready: one low-priority continuation, run as a handler of `io`.
+      // Nothing else is ready: one low-priority continuation, run as a handler of `io`. After a
+      // long busy stretch, first let any runnable thread on this CPU have it.
+      if (yields) {
+        const TimePoint now = clock.now();
+        if (now - busy_since >= options.cpu_yield_after) {
+          if (options.cpu_yield) {
+            options.cpu_yield();
+          } else {
+            ::sched_yield();
+          }
+          stats.cpu_yields++;
+          q.count_cpu_yield();
+          busy_since = clock.now();
+        }
+      }
       asio::post(io, [h = std::move(*item)]() mutable { std::move(h)(); });
       continue;
     }
     if (io.stopped()) break;
     const std::size_t k = io.run_one();  // wait for the next event
-    n += k;
+    stats.handlers += k;
+    if (yields) busy_since = clock.now();
     if (k == 0 && q.size() == 0) break;  // stopped, or out of work
   }
   q.set_driven(false);
-  return n;
+  return stats;
 }
 
 }  // namespace rap

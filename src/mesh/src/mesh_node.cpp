@@ -276,7 +276,10 @@ class DirectChannel final : public StreamChannel {
 // how many bulk batches waited for interactive work, and the deepest that queue has been.
 Json scheduler_status(const asio::any_io_executor& ex) {
   const auto s = low_priority_stats(ex);
-  return Json{{"prioritised", s.driven}, {"deferred", s.deferred}, {"max_queue", s.max_depth}};
+  return Json{{"prioritised", s.driven},
+              {"deferred", s.deferred},
+              {"max_queue", s.max_depth},
+              {"cpu_yields", s.cpu_yields}};
 }
 
 // Copies `from` to `to` until EOF (then half-closes `to`) or an error (then resets both).
@@ -1119,6 +1122,8 @@ std::string MeshNode::prometheus() const {
   out += fmt::format("rap_mesh_low_priority_deferred_total {}\n", sched.deferred);
   out += "# TYPE rap_mesh_low_priority_queue_max gauge\n";
   out += fmt::format("rap_mesh_low_priority_queue_max {}\n", sched.max_depth);
+  out += "# TYPE rap_mesh_cpu_yields_total counter\n";
+  out += fmt::format("rap_mesh_cpu_yields_total {}\n", sched.cpu_yields);
   out += "# TYPE rap_mesh_active_relays gauge\n";
   out += fmt::format("rap_mesh_active_relays {}\n", active_relays_);
   out += "# TYPE rap_mesh_relay_bytes_total counter\n";

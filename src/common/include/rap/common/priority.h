@@ -18,10 +18,14 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
+
+#include "rap/common/clock.h"
 
 namespace rap {
 
@@ -45,8 +49,10 @@ class LowPriorityQueue final : public asio::execution_context::service {
     bool driven = false;
     std::uint64_t deferred = 0;
     std::size_t max_depth = 0;
+    std::uint64_t cpu_yields = 0;  // times run_prioritised() gave up the CPU for other threads
   };
   Stats stats() const;
+  void count_cpu_yield();
 
  private:
   void shutdown() override;
@@ -55,6 +61,7 @@ class LowPriorityQueue final : public asio::execution_context::service {
   bool driven_ = false;
   std::uint64_t deferred_ = 0;
   std::size_t max_depth_ = 0;
+  std::uint64_t cpu_yields_ = 0;
 };
 
 // The stats of the queue of `ex`'s execution context (zeros when nothing was ever deferred).
@@ -64,9 +71,29 @@ LowPriorityQueue::Stats low_priority_stats(const asio::any_io_executor& ex);
 // thread has no other ready handler (see above); otherwise at the back of the ready queue.
 asio::awaitable<void> yield(bool low);
 
+// Bulk work also gives way to other threads. The kernel ends a busy thread's time slice only at a
+// scheduler tick (4 ms at HZ=250): an interactive thread that is runnable but not running (one
+// that woke a peer and was preempted by it) waits for that tick, and a request sent to it meanwhile
+// cannot wake it again. So when low-priority continuations have kept the thread busy for
+// `cpu_yield_after` without it once waiting for an event, the loop yields the CPU (sched_yield)
+// before running the next one: a runnable thread on this CPU runs now, and when there is none the
+// call returns at once. Interactive-only threads never defer work, so they never yield.
+struct PrioritisedLoopOptions {
+  std::chrono::microseconds cpu_yield_after{500};  // 0: never yield the CPU
+  const Clock* clock = nullptr;                    // nullptr: the steady clock
+  std::function<void()> cpu_yield;                 // empty: ::sched_yield()
+};
+
+// What a loop did (for tests and status).
+struct PrioritisedLoopStats {
+  std::size_t handlers = 0;      // handlers run
+  std::uint64_t cpu_yields = 0;  // times it gave up the CPU
+};
+
 // Runs `io` like io_context::run(), but every ready handler runs before the next low-priority
 // continuation, one at a time. Returns the number of handlers run. Must be the only thread
 // running `io`.
 std::size_t run_prioritised(asio::io_context& io);
+PrioritisedLoopStats run_prioritised(asio::io_context& io, const PrioritisedLoopOptions& options);
 
 }  // namespace rap
