@@ -37,7 +37,7 @@
 // it creates /run/sshd (sshd's privilege separation directory) when it is missing.
 // Usage: bench_route [--bytes N] [--rounds N] [--paced-mbps N] [--no-ssh] [--no-stunnel]
 //                    [--ssh-cipher NAME] [--no-lanes] [--one-forwarder] [--no-short-slice]
-//                    [--no-cpu-yield]
+//                    [--no-cpu-yield] [--cpu-yield-us N (default 500)]
 //                    [--initial-window BYTES] [--latency-target-us N]   (fabric session knobs)
 // Diagnostics: BENCH_SLOW_US=N prints each round trip slower than N us with its steady-clock
 // time (to line up with `perf sched record -k CLOCK_MONOTONIC`); BENCH_ALL_WAITS=1 adds the
@@ -367,11 +367,12 @@ std::vector<double> rtt(std::uint16_t port, int rounds) {
 }
 
 // Every thread's event loop: the two-level loop (rap/common/priority.h), which gives up the CPU
-// after 500 us of busy bulk work as the agent's does; --no-cpu-yield turns that off.
-std::atomic<bool> g_cpu_yield{true};
+// after 500 us of busy bulk work as the agent's does; --no-cpu-yield turns that off,
+// --cpu-yield-us sets another interval.
+std::atomic<long> g_cpu_yield_us{PrioritisedLoopOptions{}.cpu_yield_after.count()};
 void run_loop(asio::io_context& io) {
   PrioritisedLoopOptions o;
-  if (!g_cpu_yield.load()) o.cpu_yield_after = std::chrono::microseconds(0);
+  o.cpu_yield_after = std::chrono::microseconds(g_cpu_yield_us.load());
   run_prioritised(io, o);
 }
 
@@ -1311,14 +1312,16 @@ int main(int argc, char** argv) {
     else if (a == "--no-short-slice")
       short_slice = false;
     else if (a == "--no-cpu-yield")
-      g_cpu_yield = false;
+      g_cpu_yield_us = 0;
+    else if (a == "--cpu-yield-us" && has_value)
+      g_cpu_yield_us = std::stol(argv[++i]);
     else {
-      std::fprintf(
-          stderr,
-          "usage: bench_route [--bytes N] [--rounds N] [--failover-kills N] "
-          "[--paced-mbps N (0: off)] [--no-ssh] "
-          "[--no-stunnel] [--no-lanes] [--one-forwarder] [--no-short-slice] [--no-cpu-yield] "
-          "[--ssh-cipher NAME] [--initial-window BYTES] [--latency-target-us N]\n");
+      std::fprintf(stderr,
+                   "usage: bench_route [--bytes N] [--rounds N] [--failover-kills N] "
+                   "[--paced-mbps N (0: off)] [--no-ssh] "
+                   "[--no-stunnel] [--no-lanes] [--one-forwarder] [--no-short-slice] "
+                   "[--no-cpu-yield] [--cpu-yield-us N] "
+                   "[--ssh-cipher NAME] [--initial-window BYTES] [--latency-target-us N]\n");
       return 2;
     }
   }
