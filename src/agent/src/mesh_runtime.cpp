@@ -201,7 +201,11 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
                   "# TYPE rap_mesh_lane_thread_slice_seconds gauge\n"
                   "rap_mesh_lane_thread_slice_seconds{lane=\"" +
                   lane_name + "\"} " +
-                  fmt::format("{:g}", static_cast<double>(raw->lane_slice_us_.load()) / 1e6) + "\n";
+                  fmt::format("{:g}",
+                              static_cast<double>(
+                                  ls.value("thread_slice", json::object()).value("granted_us", 0)) /
+                                  1e6) +
+                  "\n";
             }
           }
           // Hand-overs are counted on the main thread (the prometheus callback's).
@@ -234,14 +238,19 @@ Result<std::unique_ptr<MeshRuntime>> MeshRuntime::start(const crypto::NodeCreden
       ::pthread_setname_np(::pthread_self(), "rap-fabric-il");
       // The lane's thread asks for a short time slice, so that it preempts a busy bulk thread
       // when a packet wakes it (rap/common/thread_slice.h).
-      if (auto s = request_thread_slice(kInteractiveThreadSlice); s) {
-        raw->lane_slice_us_ = s->count();
+      const auto s = request_thread_slice(kInteractiveThreadSlice);
+      json slice{{"requested_us", kInteractiveThreadSlice.count()},
+                 {"granted_us", s ? s->count() : 0}};
+      if (s) {
         spdlog::info("interactive lane thread: time slice {} us", s->count());
       } else {
-        std::lock_guard g(raw->mu_);
-        raw->lane_slice_error_ = s.error().code;
+        slice["reason"] = s.error().code;
         spdlog::info("interactive lane thread keeps the kernel's time slice ({}: {})",
                      s.error().code, s.error().message);
+      }
+      {
+        std::lock_guard g(raw->mu_);
+        raw->lane_slice_ = std::move(slice);
       }
       run_prioritised(*raw->lane_io_);
     });
@@ -353,10 +362,7 @@ void MeshRuntime::refresh_lane_snapshot() {
   auto exit_counters = lane_exit_->counters();
   auto prom = lane_mesh_->prometheus();
   std::lock_guard g(mu_);
-  json slice{{"requested_us", kInteractiveThreadSlice.count()},
-             {"granted_us", lane_slice_us_.load()}};
-  if (!lane_slice_error_.empty()) slice["reason"] = lane_slice_error_;
-  ls["thread_slice"] = std::move(slice);
+  ls["thread_slice"] = lane_slice_;
   lane_full_status_ = std::move(st);
   lane_prometheus_ = std::move(prom);
   lane_status_ = std::move(ls);

@@ -7,9 +7,7 @@
 // thread with the roles.
 #pragma once
 
-#include <atomic>
 #include <boost/asio/io_context.hpp>
-#include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -108,8 +106,6 @@ class MeshRuntime {
   std::unique_ptr<services::tcp::TcpAccessExit> lane_exit_;
   std::unique_ptr<services::tcp::TcpAccessEntry> lane_entry_;
   std::thread lane_thread_;
-  std::atomic<std::int64_t> lane_slice_us_{0};  // the lane thread's granted slice (0: none)
-  std::string lane_slice_error_;                // why not (guarded by mu_)
   std::string fabric_endpoint_;
   std::string ingress_endpoint_;
   PeerTransition transition_;                          // I/O thread
@@ -124,6 +120,7 @@ class MeshRuntime {
   // The lane thread's copy: its status, open sessions and TCP counters (entry, exit).
   nlohmann::json lane_status_ = nullptr;       // what status() shows under lanes
   nlohmann::json lane_full_status_ = nullptr;  // merged into the node's numbers
+  nlohmann::json lane_slice_ = nullptr;        // the lane thread's scheduler slice (its thread)
   std::string lane_prometheus_;
   std::vector<services::tcp::ActiveAccess> lane_active_;
   services::tcp::TcpCounters lane_entry_counters_, lane_exit_counters_;

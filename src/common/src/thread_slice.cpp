@@ -1,7 +1,6 @@
 #include "rap/common/thread_slice.h"
 
 #include <sched.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
