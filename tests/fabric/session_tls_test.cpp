@@ -223,6 +223,30 @@ TEST_F(FabricTls, EchoOverMutualTlsAndMetrics) {
   }(*s));
 }
 
+// The write loop keeps its batch buffer across the pauses of a busy session (it used to free it
+// and zero-fill a new one at every pause) and gives it back once the session has been idle.
+TEST_F(FabricTls, WriteBufferIsKeptWhileBusyAndFreedWhenIdle) {
+  Endpoint se = make_endpoint(ca.node("node-b"), "node-b", "cluster-1");
+  Endpoint ce = make_endpoint(ca.node("node-a"), "node-a", "cluster-1");
+  Server server{io, se};
+  server.start();
+  auto s = run_until_done(io, connect(io, ce, server.port(), false, clock));
+  ASSERT_TRUE(s.has_value()) << s.error().message;
+  const std::string msg(256 * 1024, 'b');
+  for (int round = 0; round < 2; ++round) {
+    auto got = run_until_done(io, echo_once(*s, msg));
+    ASSERT_TRUE(got.has_value()) << got.error().message;
+    EXPECT_EQ(*got, msg);
+    // The write loop is waiting for output now; the buffer stays for the next burst.
+    EXPECT_TRUE((*s)->holds_write_buffer()) << "round " << round;
+    const auto until = std::chrono::steady_clock::now() + 2500ms;
+    while (std::chrono::steady_clock::now() < until && (*s)->holds_write_buffer())
+      io.run_one_for(100ms);
+    EXPECT_FALSE((*s)->holds_write_buffer()) << "round " << round;
+  }
+  (*s)->close("test done");
+}
+
 TEST_F(FabricTls, WebSocketCarrierEcho) {
   Endpoint se = make_endpoint(ca.node("node-b"), "node-b", "cluster-1");
   Endpoint ce = make_endpoint(ca.node("node-a"), "node-a", "cluster-1");

@@ -19,6 +19,7 @@ constexpr std::size_t kBusyReadBuffer = 64 * 1024;
 constexpr std::size_t kWriteBuffer = 64 * 1024;
 constexpr std::size_t kGuardedWriteBuffer = 16 * 1024;
 constexpr auto kMaxTick = std::chrono::seconds(1);
+constexpr auto kWriteBufferLinger = std::chrono::seconds(1);
 
 // Waits until the timer is cancelled (the wake-up signal) or expires.
 asio::awaitable<void> wait_signal(asio::steady_timer& t) {
@@ -163,27 +164,32 @@ asio::awaitable<void> Session::read_loop() {
 }
 
 asio::awaitable<void> Session::write_loop() {
-  std::vector<std::uint8_t> buf;
+  // Waits for output; meanwhile (only then) the tick loop may free wbuf_.
+  auto idle_wait = [this]() -> asio::awaitable<void> {
+    write_idle_ = true;
+    write_idle_since_ = clock_.now();
+    co_await wait_signal(write_signal_);
+    write_idle_ = false;
+  };
   for (;;) {
     if (!core_.wants_write()) {
       if (core_.is_closed()) break;
-      std::vector<std::uint8_t>().swap(buf);  // idle sessions hold no write buffer
-      co_await wait_signal(write_signal_);
+      co_await idle_wait();
       continue;
     }
-    if (buf.empty()) buf.resize(kWriteBuffer);
+    if (!wbuf_) wbuf_ = std::make_unique_for_overwrite<std::uint8_t[]>(kWriteBuffer);
     // With a latency-sensitive stream open, write in TLS-record-sized batches so a message for
     // it waits behind at most one small batch.
-    const std::size_t n =
-        core_.produce(std::span<std::uint8_t>(buf).first(
-                          core_.latency_sensitive() ? kGuardedWriteBuffer : buf.size()),
-                      clock_.now());
+    const std::size_t n = core_.produce(
+        std::span<std::uint8_t>(wbuf_.get(),
+                                core_.latency_sensitive() ? kGuardedWriteBuffer : kWriteBuffer),
+        clock_.now());
     if (n == 0) {
       if (core_.is_closed()) break;
-      co_await wait_signal(write_signal_);
+      co_await idle_wait();
       continue;
     }
-    auto r = co_await carrier_->write(asio::buffer(buf.data(), n));
+    auto r = co_await carrier_->write(asio::buffer(wbuf_.get(), n));
     if (!r) {
       core_.on_transport_error(r.error().message);
       break;
@@ -203,7 +209,9 @@ asio::awaitable<void> Session::tick_loop() {
     tick_timer_.expires_at(std::min(deadline, cap));
     co_await tick_timer_.async_wait(kTuple);
     if (core_.is_closed()) break;
-    core_.on_tick(clock_.now());
+    const auto now = clock_.now();
+    core_.on_tick(now);
+    if (write_idle_ && wbuf_ && now - write_idle_since_ >= kWriteBufferLinger) wbuf_.reset();
   }
   loop_done();
 }
