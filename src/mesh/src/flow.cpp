@@ -350,8 +350,6 @@ asio::awaitable<Result<void>> Flow::install(std::shared_ptr<RouteChannel> ch, st
   rpos_ = rend_ = 0;
   data_left_ = 0;
   rxq_.clear();
-  rxq_pos_ = 0;
-  rxq_bytes_ = 0;
   rx_recv_ = rx_.next;
   if (end_at_ && *end_at_ >= rx_.next) end_at_.reset();
   ack_sent_ = rx_.next;
@@ -469,11 +467,9 @@ Result<void> Flow::consume() {
         continue;
       }
       if (end_at_) return rap::fail("flow_bad_frame", "flow DATA after END");
-      if (rxq_bytes_ + avail > rx_limit_)
+      if (rxq_.size() + avail > rx_limit_)
         return rap::fail("flow_overrun", "the peer sent more than its announced window");
-      rxq_.emplace_back(rbuf_.begin() + static_cast<std::ptrdiff_t>(rpos_),
-                        rbuf_.begin() + static_cast<std::ptrdiff_t>(rpos_ + avail));
-      rxq_bytes_ += avail;
+      rxq_.append({rbuf_.data() + rpos_, avail});
       rpos_ += avail;
       data_seq_ += avail;
       data_left_ -= avail;
@@ -558,20 +554,7 @@ asio::awaitable<Result<std::size_t>> Flow::read_some(asio::mutable_buffer buf) {
     if (state_ == State::kFailed) co_return tl::unexpected(error_);
     if (eof_) co_return std::size_t{0};
     if (!rxq_.empty()) {
-      auto* out = static_cast<std::uint8_t*>(buf.data());
-      std::size_t n = 0;
-      while (n < buf.size() && !rxq_.empty()) {
-        auto& front = rxq_.front();
-        const std::size_t k = std::min(buf.size() - n, front.size() - rxq_pos_);
-        std::memcpy(out + n, front.data() + rxq_pos_, k);
-        n += k;
-        rxq_pos_ += k;
-        if (rxq_pos_ == front.size()) {
-          rxq_.pop_front();
-          rxq_pos_ = 0;
-        }
-      }
-      rxq_bytes_ -= n;
+      const std::size_t n = rxq_.read({static_cast<std::uint8_t*>(buf.data()), buf.size()});
       rx_.next += n;
       bytes_in_ += n;
       maybe_ack(false);

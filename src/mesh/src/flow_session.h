@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "rap/fabric/byte_queue.h"
 #include "rap/mesh/flow.h"
 #include "rap/mesh/mesh_node.h"
 
@@ -115,8 +116,9 @@ class Flow : public std::enable_shared_from_this<Flow> {
   std::uint64_t data_left_ = 0, data_seq_ = 0;  // the DATA frame being read
   std::uint64_t rx_recv_ = 0;                   // next position expected from the route
   std::optional<std::uint64_t> end_at_;         // the peer's END position, once received
-  std::deque<std::vector<std::uint8_t>> rxq_;   // received, not yet delivered (in order)
-  std::size_t rxq_pos_ = 0, rxq_bytes_ = 0;
+  // Received, not yet delivered (in order). ByteQueue packs the pieces of many reads into
+  // 64 KiB chunks instead of one allocation per piece.
+  fabric::ByteQueue rxq_;
   std::uint64_t rx_limit_ = 4u << 20;  // the peer's window
   std::uint64_t bytes_in_ = 0, bytes_out_ = 0;
   std::uint32_t switches_ = 0;
